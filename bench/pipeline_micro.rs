@@ -1,0 +1,90 @@
+//! Criterion micro-benchmarks of the per-message hot path: decode (simd-json, in place) + normalize +
+//! encode into a recycled ring slot, per message type, and the SPSC ring itself.
+//!
+//! Run: `cargo bench --bench pipeline_micro` (results and machine in `perf/`).
+//! Inputs: real recorded Binance messages (`tests/fixtures/binance_spot/`) and a 20-level depth diff.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mdc::encode::Formats;
+use mdc::exchange::Decoder;
+use mdc::exchange::binance::decode::BinanceDecoder;
+use mdc::pipeline::frame::Frame;
+use mdc::pipeline::parser::fill;
+use mdc::pipeline::record::Record;
+use mdc::pipeline::ring;
+use std::hint::black_box;
+
+const TRADE: &str = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}"#;
+const BOOK_TICKER: &str = r#"{"stream":"btcusdt@bookTicker","data":{"u":50093239212,"s":"BTCUSDT","b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.54698000"}}"#;
+
+fn depth20() -> String {
+    let mut bids = Vec::new();
+    let mut asks = Vec::new();
+    for i in 0..10 {
+        bids.push(format!(
+            "[\"{}.{:02}000000\",\"{}.{:08}\"]",
+            61837 - i,
+            63 - i,
+            i,
+            2_000_000 + i * 7
+        ));
+        asks.push(format!(
+            "[\"{}.{:02}000000\",\"{}.{:08}\"]",
+            61838 + i,
+            11 + i,
+            i,
+            1_500_000 + i * 3
+        ));
+    }
+    format!(
+        r#"{{"stream":"btcusdt@depth@100ms","data":{{"e":"depthUpdate","E":1723161255343,"s":"BTCUSDT","U":50093239212,"u":50093239231,"b":[{}],"a":[{}]}}}}"#,
+        bids.join(","),
+        asks.join(",")
+    )
+}
+
+fn bench_decode_encode(c: &mut Criterion) {
+    let depth = depth20();
+    let cases: [(&str, &str); 3] = [
+        ("trade", TRADE),
+        ("book_ticker", BOOK_TICKER),
+        ("depth20", &depth),
+    ];
+    let mut g = c.benchmark_group("parse_normalize_encode");
+    for (name, msg) in cases {
+        g.throughput(Throughput::Bytes(msg.len() as u64));
+        for (fname, formats) in [("protobuf", Formats::PROTOBUF), ("jsonl", Formats::JSON)] {
+            let mut dec = BinanceDecoder::new("spot");
+            let mut frame = Frame::with_capacity(4096);
+            let mut rec = Record::with_capacity(4096);
+            g.bench_function(format!("{name}/{fname}"), |b| {
+                b.iter(|| {
+                    frame.fill(msg.as_bytes());
+                    let len = frame.len;
+                    let r = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
+                        fill(&mut rec, ev, formats)
+                    });
+                    black_box(&rec);
+                    black_box(r)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn bench_ring(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ring");
+    g.throughput(Throughput::Elements(1));
+    let (mut p, mut cons) = ring::ring(1024, || Frame::with_capacity(512));
+    g.bench_function("push_pop_trade_frame", |b| {
+        b.iter(|| {
+            p.write_with(|f| f.fill(TRADE.as_bytes()));
+            black_box(cons.read_with(|f| f.len))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_decode_encode, bench_ring);
+criterion_main!(benches);

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need, checks formatting and
+# lints, builds once, runs unit, integration and end-to-end tests. No benchmarks (see perf/).
+# Every server a test needs is started by the test itself on 127.0.0.1 and stopped by it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# Debian packages: a C toolchain for crates with C parts (ring).
+need=()
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v make >/dev/null 2>&1 || need+=(make)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy || true
+
+log "format"
+cargo fmt --all -- --check
+
+log "lint"
+cargo clippy --locked --all-targets -- -D warnings
+
+log "test"
+cargo test --locked --no-fail-fast -- --test-threads 2
+
+log "all tests passed"

@@ -1,0 +1,76 @@
+//! Environment overrides: `MDC_` + the key path upper-cased, `__` between levels, e.g.
+//! `MDC_SINKS__FILE__PATH=./out` or `MDC_EXCHANGES__BINANCE_SPOT__SYMBOLS='[BTCUSDT, ETHUSDT]'`.
+//! Values are read as YAML scalars or flow collections, so numbers, booleans and lists work.
+
+use super::ConfigError;
+use serde_yaml::{Mapping, Value};
+
+/// Prefix of every override variable.
+pub const PREFIX: &str = "MDC_";
+
+/// Applies every `MDC_*` variable of `vars` to `root` (creating sections as needed).
+pub fn apply(
+    root: &mut Value,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let mut vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(PREFIX))
+        .collect();
+    vars.sort();
+    for (name, raw) in vars {
+        let path: Vec<String> = name[PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if path.iter().any(|p| p.is_empty()) {
+            return Err(ConfigError::new(
+                name,
+                "empty key segment (use `__` only between levels)",
+            ));
+        }
+        let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+        set(root, &path, value).map_err(|reason| ConfigError::new(name.clone(), reason))?;
+    }
+    Ok(())
+}
+
+fn set(root: &mut Value, path: &[String], value: Value) -> Result<(), String> {
+    let mut node = root;
+    for (i, seg) in path.iter().enumerate() {
+        if node.is_null() {
+            *node = Value::Mapping(Mapping::new());
+        }
+        let Value::Mapping(map) = node else {
+            return Err(format!("`{}` is not a section", path[..i].join(".")));
+        };
+        let key = Value::String(seg.clone());
+        if i == path.len() - 1 {
+            map.insert(key, value);
+            return Ok(());
+        }
+        node = map.entry(key).or_insert(Value::Null);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_override() {
+        let mut v: Value = serde_yaml::from_str("sinks: {file: {path: a}}").unwrap();
+        apply(
+            &mut v,
+            [
+                ("MDC_SINKS__FILE__PATH".to_string(), "./out".to_string()),
+                ("MDC_RUNTIME__READERS".to_string(), "2".to_string()),
+                ("OTHER".to_string(), "x".to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(v["sinks"]["file"]["path"], Value::String("./out".into()));
+        assert_eq!(v["runtime"]["readers"], Value::Number(2.into()));
+    }
+}

@@ -1,0 +1,418 @@
+//! Configuration: YAML file -> environment overrides -> typed, validated [`Config`].
+//!
+//! Everything is checked before any thread starts. Unknown keys and bad values become a
+//! [`ConfigError`] naming the key path (e.g. `exchanges.binance_spot.channels[2]`); `mdc` prints it on
+//! one line and exits with status 2. Adapter and sink sections are validated by their own factories
+//! (see `exchange::REGISTRY`, `sink::REGISTRY`), so adding one never touches this module.
+
+pub mod duration;
+pub mod env;
+
+use crate::exchange::{self, ExchangePlan};
+use crate::sink::{self, SinkPlan};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+/// A configuration problem: which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path (or the environment variable / file it came from).
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config error: {}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Deserializes one section with unknown keys rejected, reporting errors at `prefix.<path>`.
+pub fn section<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T, ConfigError> {
+    let value = if value.is_null() {
+        Value::Mapping(Mapping::new())
+    } else {
+        value
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let mut key = join(prefix, if path == "." { "" } else { &path });
+        let msg = e.into_inner().to_string();
+        // serde says "unknown field `x`, expected one of ..."; name the full key instead.
+        let reason = if let Some(rest) = msg.strip_prefix("unknown field `") {
+            let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+            if !key.ends_with(field) {
+                key = join(&key, field);
+            }
+            let expected = expected.trim_start_matches(',').trim();
+            if expected.is_empty() {
+                "unknown key".to_string()
+            } else {
+                format!("unknown key ({expected})")
+            }
+        } else {
+            msg
+        };
+        ConfigError::new(key, reason)
+    })
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}.{b}"),
+    }
+}
+
+/// Top level of `config.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    exchanges: Mapping,
+    #[serde(default)]
+    sinks: Mapping,
+    #[serde(default)]
+    http: HttpConfig,
+    #[serde(default)]
+    runtime: RuntimeConfig,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+/// `http:`: the operations endpoint (`/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address; an empty string disables the endpoint.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8086".into(),
+        }
+    }
+}
+
+/// `runtime.cpus`: optional pinning of threads to CPU ids.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpuConfig {
+    /// CPU per reader thread (index i pins reader i).
+    pub readers: Vec<usize>,
+    /// CPU per parser thread.
+    pub parsers: Vec<usize>,
+    /// CPU of the publisher thread.
+    pub publisher: Option<usize>,
+}
+
+/// How hot-path threads wait when they have nothing to do.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IdlePolicy {
+    /// Busy-poll: lowest latency, burns the core (dedicated, isolated CPUs).
+    Spin,
+    /// Spin briefly, then yield to the scheduler.
+    Yield,
+    /// Spin, yield, then sleep `idle_sleep_us` (shared machines).
+    Sleep,
+}
+
+/// `runtime:`: threads, rings and pinning.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Reader threads; connections are spread over them.
+    pub readers: usize,
+    /// Parser threads; each connection is decoded by one parser, so per-symbol order holds.
+    pub parsers: usize,
+    /// Optional pinning.
+    pub cpus: CpuConfig,
+    /// Slots per reader->parser and parser->publisher ring (rounded up to a power of two).
+    pub ring_capacity: usize,
+    /// Initial buffer size of a ring slot; slots grow once to the largest message seen.
+    pub frame_bytes: usize,
+    /// Text messages larger than this are counted and skipped, never buffered.
+    pub max_message_bytes: usize,
+    /// Idle strategy of reader, parser and publisher threads.
+    pub idle: IdlePolicy,
+    /// Sleep of the `sleep` idle policy, microseconds.
+    pub idle_sleep_us: u64,
+    /// Deadline for draining and flushing after SIGINT/SIGTERM.
+    pub shutdown_timeout: String,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            readers: 1,
+            parsers: 1,
+            cpus: CpuConfig::default(),
+            ring_capacity: 4096,
+            frame_bytes: 4096,
+            max_message_bytes: 8 << 20,
+            idle: IdlePolicy::Sleep,
+            idle_sleep_us: 50,
+            shutdown_timeout: "5s".into(),
+        }
+    }
+}
+
+/// `log:`: level and format (`RUST_LOG` wins over `level`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// error | warn | info | debug | trace (or any env_logger filter).
+    pub level: String,
+    /// `text` or `json` (one JSON object per line).
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// The validated configuration the runtime is built from.
+#[derive(Debug)]
+pub struct Config {
+    pub exchanges: Vec<Box<dyn ExchangePlan>>,
+    /// Enabled sinks only.
+    pub sinks: Vec<Box<dyn SinkPlan>>,
+    pub http: HttpConfig,
+    pub runtime: RuntimeConfig,
+    pub log: LogConfig,
+    /// Parsed `runtime.shutdown_timeout`.
+    pub shutdown_timeout: Duration,
+    /// The merged tree (file + environment), for `mdc check-config`.
+    pub merged: Value,
+}
+
+impl Config {
+    /// Loads `path`, applies the process environment, validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                path.display().to_string(),
+                format!("cannot read the config file: {e}"),
+            )
+        })?;
+        Self::from_yaml(&text, std::env::vars())
+    }
+
+    /// Parses YAML text with the given environment (tests pass their own).
+    pub fn from_yaml(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut root: Value = serde_yaml::from_str(text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!("line {} column {}", l.line(), l.column()))
+                .unwrap_or_else(|| "config".into());
+            ConfigError::new(at, format!("invalid YAML: {e}"))
+        })?;
+        if root.is_null() {
+            root = Value::Mapping(Mapping::new());
+        }
+        env::apply(&mut root, vars)?;
+        let raw: Raw = section("", root.clone())?;
+
+        let mut exchanges = Vec::new();
+        for (name, value) in raw.exchanges {
+            let name = key_name(&name, "exchanges")?;
+            let factory = exchange::factory(&name).ok_or_else(|| {
+                let known: Vec<&str> = exchange::REGISTRY.iter().map(|f| f.name()).collect();
+                ConfigError::new(
+                    format!("exchanges.{name}"),
+                    format!("unknown exchange (known: {})", known.join(", ")),
+                )
+            })?;
+            if let Some(plan) = factory.plan(value)? {
+                exchanges.push(plan);
+            }
+        }
+
+        let mut sinks = Vec::new();
+        for (name, value) in raw.sinks {
+            let name = key_name(&name, "sinks")?;
+            let factory = sink::factory(&name).ok_or_else(|| {
+                let known: Vec<&str> = sink::REGISTRY.iter().map(|f| f.name()).collect();
+                ConfigError::new(
+                    format!("sinks.{name}"),
+                    format!("unknown sink (known: {})", known.join(", ")),
+                )
+            })?;
+            if let Some(plan) = factory.plan(value)? {
+                sinks.push(plan);
+            }
+        }
+        if sinks.is_empty() {
+            return Err(ConfigError::new(
+                "sinks",
+                "no sink is enabled (enable at least `sinks.file`)",
+            ));
+        }
+
+        let rt = &raw.runtime;
+        let range = |key: &str, v: usize, lo: usize, hi: usize| {
+            if v < lo || v > hi {
+                Err(ConfigError::new(
+                    format!("runtime.{key}"),
+                    format!("{v} is out of range {lo}..={hi}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        range("readers", rt.readers, 1, 64)?;
+        range("parsers", rt.parsers, 1, 64)?;
+        range("ring_capacity", rt.ring_capacity, 16, 1 << 20)?;
+        range("frame_bytes", rt.frame_bytes, 256, 16 << 20)?;
+        range("max_message_bytes", rt.max_message_bytes, 1024, 256 << 20)?;
+        if rt.idle_sleep_us > 100_000 {
+            return Err(ConfigError::new("runtime.idle_sleep_us", "at most 100000"));
+        }
+        if rt.cpus.readers.len() > rt.readers {
+            return Err(ConfigError::new(
+                format!("runtime.cpus.readers[{}]", rt.readers),
+                format!("more CPUs than readers ({})", rt.readers),
+            ));
+        }
+        if rt.cpus.parsers.len() > rt.parsers {
+            return Err(ConfigError::new(
+                format!("runtime.cpus.parsers[{}]", rt.parsers),
+                format!("more CPUs than parsers ({})", rt.parsers),
+            ));
+        }
+        let shutdown_timeout = duration::parse(&rt.shutdown_timeout)
+            .map_err(|r| ConfigError::new("runtime.shutdown_timeout", r))?;
+        if !raw.http.listen.is_empty() && raw.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::new(
+                "http.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8086",
+                    raw.http.listen
+                ),
+            ));
+        }
+        Ok(Config {
+            exchanges,
+            sinks,
+            http: raw.http,
+            runtime: raw.runtime,
+            log: raw.log,
+            shutdown_timeout,
+            merged: root,
+        })
+    }
+
+    /// The effective configuration as YAML with secrets redacted: the merged tree with every
+    /// defaulted top-level section filled in.
+    pub fn effective_yaml(&self) -> String {
+        let mut v = self.merged.clone();
+        if let Value::Mapping(m) = &mut v {
+            let put = |m: &mut Mapping, k: &str, val: Value| {
+                m.insert(Value::String(k.into()), val);
+            };
+            put(
+                m,
+                "http",
+                serde_yaml::to_value(&self.http).unwrap_or(Value::Null),
+            );
+            put(
+                m,
+                "runtime",
+                serde_yaml::to_value(&self.runtime).unwrap_or(Value::Null),
+            );
+            put(
+                m,
+                "log",
+                serde_yaml::to_value(&self.log).unwrap_or(Value::Null),
+            );
+            let mut ex = Mapping::new();
+            for p in &self.exchanges {
+                ex.insert(Value::String(p.name().into()), p.effective());
+            }
+            put(m, "exchanges", Value::Mapping(ex));
+            let mut sk = Mapping::new();
+            for p in &self.sinks {
+                sk.insert(Value::String(p.name().into()), p.effective());
+            }
+            put(m, "sinks", Value::Mapping(sk));
+        }
+        redact(&mut v);
+        serde_yaml::to_string(&v).unwrap_or_default()
+    }
+}
+
+fn key_name(k: &Value, parent: &str) -> Result<String, ConfigError> {
+    // YAML reads a bare `null:` key as the null value; it names the null sink.
+    if k.is_null() {
+        return Ok("null".into());
+    }
+    k.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| ConfigError::new(parent, "section names must be strings"))
+}
+
+/// Replaces the value of every key that looks like a secret with `"***"`.
+pub fn redact(v: &mut Value) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, val) in m.iter_mut() {
+                let secret = k.as_str().is_some_and(|k| {
+                    let k = k.to_ascii_lowercase();
+                    [
+                        "password",
+                        "secret",
+                        "token",
+                        "api_key",
+                        "private_key",
+                        "credentials",
+                    ]
+                    .iter()
+                    .any(|s| k.contains(s))
+                });
+                if secret && !val.is_null() {
+                    *val = Value::String("***".into());
+                } else {
+                    redact(val);
+                }
+            }
+        }
+        Value::Sequence(s) => s.iter_mut().for_each(redact),
+        _ => {}
+    }
+}

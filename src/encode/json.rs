@@ -1,0 +1,150 @@
+//! The JSON Lines form of an event: one object per line, decimals as strings with the exchange's digits,
+//! ids and timestamps as integers. Written by hand (no serde) so it allocates nothing.
+
+use crate::event::{Event, EventKind};
+use crate::wire::{self, Side};
+
+/// Appends `ev` as one JSON object followed by `\n`.
+pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
+    let Some(kind) = ev.kind else { return };
+    let h = &ev.header;
+    out.extend_from_slice(b"{\"exchange\":");
+    string(out, h.exchange);
+    out.extend_from_slice(b",\"market\":");
+    string(out, h.market);
+    out.extend_from_slice(b",\"symbol\":");
+    string(out, &h.symbol);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"exchange_ts_ns\":");
+    int(out, h.exchange_ts_ns);
+    out.extend_from_slice(b",\"receive_ts_ns\":");
+    int(out, h.receive_ts_ns);
+    match kind {
+        EventKind::Trade => {
+            let t = &ev.trade;
+            field_u64(out, "trade_id", t.trade_id);
+            field_str(out, "price", &t.price);
+            field_str(out, "qty", &t.qty);
+            field_side(out, t.side());
+        }
+        EventKind::AggTrade => {
+            let t = &ev.agg_trade;
+            field_u64(out, "agg_id", t.agg_id);
+            field_u64(out, "first_trade_id", t.first_trade_id);
+            field_u64(out, "last_trade_id", t.last_trade_id);
+            field_str(out, "price", &t.price);
+            field_str(out, "qty", &t.qty);
+            field_side(out, t.side());
+        }
+        EventKind::DepthDiff => {
+            let d = &ev.depth;
+            field_u64(out, "first_update_id", d.first_update_id);
+            field_u64(out, "last_update_id", d.last_update_id);
+            if let Some(pu) = d.prev_last_update_id {
+                field_u64(out, "prev_last_update_id", pu);
+            }
+            out.extend_from_slice(b",\"bids\":");
+            levels(out, &d.bids);
+            out.extend_from_slice(b",\"asks\":");
+            levels(out, &d.asks);
+        }
+        EventKind::BookTicker => {
+            let b = &ev.book_ticker;
+            field_u64(out, "update_id", b.update_id);
+            field_str(out, "bid_price", &b.bid_price);
+            field_str(out, "bid_qty", &b.bid_qty);
+            field_str(out, "ask_price", &b.ask_price);
+            field_str(out, "ask_qty", &b.ask_qty);
+        }
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+fn levels(out: &mut Vec<u8>, levels: &[wire::Level]) {
+    out.push(b'[');
+    for (i, l) in levels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        string(out, &l.price);
+        out.push(b',');
+        string(out, &l.qty);
+        out.push(b']');
+    }
+    out.push(b']');
+}
+
+fn field_side(out: &mut Vec<u8>, side: Side) {
+    out.extend_from_slice(match side {
+        Side::Buy => b",\"side\":\"buy\"".as_slice(),
+        Side::Sell => b",\"side\":\"sell\"".as_slice(),
+        Side::Unspecified => b",\"side\":null".as_slice(),
+    });
+}
+
+fn field_u64(out: &mut Vec<u8>, name: &str, v: u64) {
+    key(out, name);
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(v).as_bytes());
+}
+
+fn field_str(out: &mut Vec<u8>, name: &str, v: &str) {
+    key(out, name);
+    string(out, v);
+}
+
+fn key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn int(out: &mut Vec<u8>, v: i64) {
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(v).as_bytes());
+}
+
+/// Writes `s` as a JSON string, escaping what JSON requires (exchange text is not trusted).
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 0xf) as usize]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_control_and_quotes() {
+        let mut out = Vec::new();
+        string(&mut out, "a\"b\\c\nd\u{1}e");
+        assert_eq!(std::str::from_utf8(&out).unwrap(), r#""a\"b\\c\nd\u0001e""#);
+    }
+}

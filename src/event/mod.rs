@@ -1,0 +1,122 @@
+//! The normalized event model every exchange decodes into and every encoder reads from.
+//!
+//! One [`Event`] is owned per parser thread and reused for every message: its strings and level vectors
+//! keep their capacity, so decoding a message allocates nothing once the buffers have grown to the
+//! largest message seen (see `tests/alloc.rs`).
+
+use crate::wire;
+
+/// The data type of a normalized event; its name is the JSON `type` field and the file name stem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum EventKind {
+    Trade = 0,
+    AggTrade = 1,
+    DepthDiff = 2,
+    BookTicker = 3,
+}
+
+impl EventKind {
+    /// Every kind, in declaration order (index = `kind as usize`).
+    pub const ALL: [EventKind; 4] = [
+        EventKind::Trade,
+        EventKind::AggTrade,
+        EventKind::DepthDiff,
+        EventKind::BookTicker,
+    ];
+    /// Number of kinds; sinks size per-kind tables with it.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The public name (JSON `type`, Protobuf `Envelope.type`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Trade => "trade",
+            EventKind::AggTrade => "agg_trade",
+            EventKind::DepthDiff => "depth_diff",
+            EventKind::BookTicker => "book_ticker",
+        }
+    }
+
+    /// Field number of this kind's payload in the `Envelope.payload` oneof.
+    pub const fn proto_field(self) -> u32 {
+        match self {
+            EventKind::Trade => 10,
+            EventKind::AggTrade => 11,
+            EventKind::DepthDiff => 12,
+            EventKind::BookTicker => 13,
+        }
+    }
+}
+
+/// Fields every event carries.
+#[derive(Debug, Default, Clone)]
+pub struct Header {
+    /// Exchange name, e.g. "binance".
+    pub exchange: &'static str,
+    /// Market, e.g. "spot" or "usdm".
+    pub market: &'static str,
+    /// The exchange's symbol, upper case as sent.
+    pub symbol: String,
+    /// Exchange event time in ns (trade time for trades); 0 when the exchange sends none.
+    pub exchange_ts_ns: i64,
+    /// Our receive time in ns, taken right after the socket read.
+    pub receive_ts_ns: i64,
+}
+
+/// A reusable normalized event: a header plus one payload slot per kind; `kind` says which is valid.
+#[derive(Debug, Default)]
+pub struct Event {
+    pub kind: Option<EventKind>,
+    pub header: Header,
+    pub trade: wire::Trade,
+    pub agg_trade: wire::AggTrade,
+    pub depth: wire::DepthDiff,
+    pub book_ticker: wire::BookTicker,
+    /// Levels parked between messages so their strings keep their capacity.
+    level_pool: Vec<wire::Level>,
+}
+
+impl Event {
+    /// A new event for one exchange/market; its buffers grow on first use and are then reused.
+    pub fn new(exchange: &'static str, market: &'static str) -> Self {
+        let mut e = Event::default();
+        e.header.exchange = exchange;
+        e.header.market = market;
+        e.header.symbol.reserve(32);
+        e.level_pool.reserve(64);
+        e
+    }
+
+    /// Empties the depth payload, parking its levels for reuse.
+    pub fn clear_depth(&mut self) {
+        self.level_pool.append(&mut self.depth.bids);
+        self.level_pool.append(&mut self.depth.asks);
+        self.depth.prev_last_update_id = None;
+    }
+
+    /// Appends a bid level, reusing a parked level's strings.
+    pub fn push_bid(&mut self, price: &str, qty: &str) {
+        let l = level(&mut self.level_pool, price, qty);
+        self.depth.bids.push(l);
+    }
+
+    /// Appends an ask level, reusing a parked level's strings.
+    pub fn push_ask(&mut self, price: &str, qty: &str) {
+        let l = level(&mut self.level_pool, price, qty);
+        self.depth.asks.push(l);
+    }
+}
+
+fn level(pool: &mut Vec<wire::Level>, price: &str, qty: &str) -> wire::Level {
+    let mut l = pool.pop().unwrap_or_default();
+    set(&mut l.price, price);
+    set(&mut l.qty, qty);
+    l
+}
+
+/// Overwrites `dst` with `src`, keeping `dst`'s allocation.
+#[inline]
+pub fn set(dst: &mut String, src: &str) {
+    dst.clear();
+    dst.push_str(src);
+}

@@ -1,0 +1,275 @@
+//! Binance JSON stream payloads -> normalized events, parsed in place with simd-json's tape.
+//!
+//! Each payload object is scanned once; its (mostly one-letter) keys are collected into [`Fields`] and
+//! then interpreted by event type. Works for raw `/ws` payloads and combined-stream wrappers
+//! `{"stream":..,"data":..}`, and for array payloads (`!markPrice@arr` style) element by element.
+
+use crate::event::{Event, EventKind, set};
+use crate::exchange::{DecodeError, Decoded, Decoder, is_decimal};
+use crate::wire::Side;
+use simd_json::prelude::*;
+use simd_json::tape::{Tape, Value};
+use simd_json::{Buffers, fill_tape_padded};
+
+/// One parser thread's Binance decoder (spot or USD-M: same payload shapes).
+pub struct BinanceDecoder {
+    event: Event,
+    buffers: Buffers,
+    /// Reused tape; its lifetime is reset between frames (`Tape::reset`).
+    tape: Tape<'static>,
+}
+
+impl BinanceDecoder {
+    /// A decoder whose events say `exchange: "binance"` and `market`.
+    pub fn new(market: &'static str) -> Self {
+        BinanceDecoder {
+            event: Event::new("binance", market),
+            buffers: Buffers::new(64 * 1024),
+            tape: Tape(Vec::with_capacity(1024)),
+        }
+    }
+}
+
+impl Decoder for BinanceDecoder {
+    fn decode(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        recv_ts_ns: i64,
+        emit: &mut dyn FnMut(&Event),
+    ) -> Result<Decoded, DecodeError> {
+        let mut tape: Tape<'_> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
+        let res = match fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
+            Ok(()) => decode_root(tape.as_value(), &mut self.event, recv_ts_ns, emit),
+            Err(_) => Err(DecodeError::Json),
+        };
+        self.tape = tape.reset();
+        res
+    }
+}
+
+fn decode_root(
+    root: Value<'_, '_>,
+    ev: &mut Event,
+    recv_ts_ns: i64,
+    emit: &mut dyn FnMut(&Event),
+) -> Result<Decoded, DecodeError> {
+    let obj = root.as_object().ok_or(DecodeError::Shape("<root>"))?;
+    let mut data = None;
+    let mut is_reply = false;
+    let mut is_error = false;
+    for (k, v) in obj.iter() {
+        match k {
+            "data" => data = Some(v),
+            "result" | "id" => is_reply = true,
+            "error" => is_error = true,
+            _ => {}
+        }
+    }
+    if is_error {
+        return Err(DecodeError::ExchangeError);
+    }
+    let payload = match data {
+        Some(d) => d,
+        None if is_reply => return Ok(Decoded::Control),
+        None => root,
+    };
+    ev.header.receive_ts_ns = recv_ts_ns;
+    if let Some(items) = payload.as_array() {
+        let mut n = 0;
+        for item in items.iter() {
+            match decode_payload(item, ev)? {
+                Decoded::Events(_) => {
+                    emit(ev);
+                    n += 1;
+                }
+                other => return Ok(other),
+            }
+        }
+        return Ok(Decoded::Events(n));
+    }
+    let d = decode_payload(payload, ev)?;
+    if let Decoded::Events(_) = d {
+        emit(ev);
+    }
+    Ok(d)
+}
+
+/// The keys Binance market-data payloads use. Unknown keys are ignored (forward compatible).
+#[derive(Default)]
+#[allow(non_snake_case)]
+struct Fields<'t, 'i> {
+    e: Option<&'i str>,
+    E: Option<Value<'t, 'i>>,
+    s: Option<Value<'t, 'i>>,
+    t: Option<Value<'t, 'i>>,
+    p: Option<Value<'t, 'i>>,
+    q: Option<Value<'t, 'i>>,
+    T: Option<Value<'t, 'i>>,
+    m: Option<Value<'t, 'i>>,
+    a: Option<Value<'t, 'i>>,
+    f: Option<Value<'t, 'i>>,
+    l: Option<Value<'t, 'i>>,
+    U: Option<Value<'t, 'i>>,
+    u: Option<Value<'t, 'i>>,
+    pu: Option<Value<'t, 'i>>,
+    b: Option<Value<'t, 'i>>,
+    B: Option<Value<'t, 'i>>,
+    A: Option<Value<'t, 'i>>,
+}
+
+fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, DecodeError> {
+    let obj = payload.as_object().ok_or(DecodeError::Shape("data"))?;
+    let mut f = Fields::default();
+    for (k, v) in obj.iter() {
+        match k {
+            "e" => f.e = Some(v.into_string().ok_or(DecodeError::Shape("e"))?),
+            "E" => f.E = Some(v),
+            "s" => f.s = Some(v),
+            "t" => f.t = Some(v),
+            "p" => f.p = Some(v),
+            "q" => f.q = Some(v),
+            "T" => f.T = Some(v),
+            "m" => f.m = Some(v),
+            "a" => f.a = Some(v),
+            "f" => f.f = Some(v),
+            "l" => f.l = Some(v),
+            "U" => f.U = Some(v),
+            "u" => f.u = Some(v),
+            "pu" => f.pu = Some(v),
+            "b" => f.b = Some(v),
+            "B" => f.B = Some(v),
+            "A" => f.A = Some(v),
+            _ => {}
+        }
+    }
+    match f.e {
+        Some("trade") => {
+            symbol(ev, f.s)?;
+            ev.header.exchange_ts_ns = millis(f.T, "T")?;
+            let t = &mut ev.trade;
+            t.trade_id = uint(f.t, "t")?;
+            set(&mut t.price, decimal(f.p, "p")?);
+            set(&mut t.qty, decimal(f.q, "q")?);
+            t.set_side(side(f.m)?);
+            ev.kind = Some(EventKind::Trade);
+        }
+        Some("aggTrade") => {
+            symbol(ev, f.s)?;
+            ev.header.exchange_ts_ns = millis(f.T, "T")?;
+            let t = &mut ev.agg_trade;
+            t.agg_id = uint(f.a, "a")?;
+            t.first_trade_id = uint(f.f, "f")?;
+            t.last_trade_id = uint(f.l, "l")?;
+            set(&mut t.price, decimal(f.p, "p")?);
+            set(&mut t.qty, decimal(f.q, "q")?);
+            t.set_side(side(f.m)?);
+            ev.kind = Some(EventKind::AggTrade);
+        }
+        Some("depthUpdate") => {
+            symbol(ev, f.s)?;
+            ev.header.exchange_ts_ns = millis(f.E, "E")?;
+            ev.clear_depth();
+            ev.depth.first_update_id = uint(f.U, "U")?;
+            ev.depth.last_update_id = uint(f.u, "u")?;
+            if f.pu.is_some() {
+                ev.depth.prev_last_update_id = Some(uint(f.pu, "pu")?);
+            }
+            levels(ev, f.b, "b", true)?;
+            levels(ev, f.a, "a", false)?;
+            ev.kind = Some(EventKind::DepthDiff);
+        }
+        Some("serverShutdown") => return Ok(Decoded::ServerShutdown),
+        Some(_) => return Err(DecodeError::UnknownEvent),
+        // bookTicker has no `e` (spot has no `E` either; USD-M adds `e`,`E`,`T` in newer payloads).
+        None if f.u.is_some() && f.b.is_some() && f.a.is_some() => book_ticker(ev, &f)?,
+        None => return Err(DecodeError::UnknownEvent),
+    }
+    Ok(Decoded::Events(1))
+}
+
+fn book_ticker(ev: &mut Event, f: &Fields<'_, '_>) -> Result<(), DecodeError> {
+    symbol(ev, f.s)?;
+    ev.header.exchange_ts_ns = match f.E {
+        Some(_) => millis(f.E, "E")?,
+        None => 0,
+    };
+    let b = &mut ev.book_ticker;
+    b.update_id = uint(f.u, "u")?;
+    set(&mut b.bid_price, decimal(f.b, "b")?);
+    set(&mut b.bid_qty, decimal(f.B, "B")?);
+    set(&mut b.ask_price, decimal(f.a, "a")?);
+    set(&mut b.ask_qty, decimal(f.A, "A")?);
+    ev.kind = Some(EventKind::BookTicker);
+    Ok(())
+}
+
+#[inline]
+fn symbol(ev: &mut Event, v: Option<Value<'_, '_>>) -> Result<(), DecodeError> {
+    let s = v
+        .and_then(|v| v.into_string())
+        .ok_or(DecodeError::Shape("s"))?;
+    if s.is_empty() || s.len() > 64 {
+        return Err(DecodeError::Shape("s"));
+    }
+    set(&mut ev.header.symbol, s);
+    Ok(())
+}
+
+#[inline]
+fn uint(v: Option<Value<'_, '_>>, name: &'static str) -> Result<u64, DecodeError> {
+    v.and_then(|v| v.as_u64()).ok_or(DecodeError::Shape(name))
+}
+
+#[inline]
+fn millis(v: Option<Value<'_, '_>>, name: &'static str) -> Result<i64, DecodeError> {
+    let ms = uint(v, name)?;
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| ms.checked_mul(1_000_000))
+        .ok_or(DecodeError::Shape(name))
+}
+
+#[inline]
+fn decimal<'i>(v: Option<Value<'_, 'i>>, name: &'static str) -> Result<&'i str, DecodeError> {
+    let s = v
+        .and_then(|v| v.into_string())
+        .ok_or(DecodeError::Shape(name))?;
+    if is_decimal(s) {
+        Ok(s)
+    } else {
+        Err(DecodeError::BadDecimal(name))
+    }
+}
+
+#[inline]
+fn side(v: Option<Value<'_, '_>>) -> Result<Side, DecodeError> {
+    // `m`: is the buyer the maker? Then the taker sold.
+    match v.and_then(|v| v.as_bool()) {
+        Some(true) => Ok(Side::Sell),
+        Some(false) => Ok(Side::Buy),
+        None => Err(DecodeError::Shape("m")),
+    }
+}
+
+fn levels(
+    ev: &mut Event,
+    v: Option<Value<'_, '_>>,
+    name: &'static str,
+    bids: bool,
+) -> Result<(), DecodeError> {
+    let arr = v
+        .and_then(|v| v.as_array())
+        .ok_or(DecodeError::Shape(name))?;
+    for lvl in arr.iter() {
+        let pair = lvl.as_array().ok_or(DecodeError::Shape(name))?;
+        let price = decimal(pair.get(0), name)?;
+        let qty = decimal(pair.get(1), name)?;
+        if bids {
+            ev.push_bid(price, qty);
+        } else {
+            ev.push_ask(price, qty);
+        }
+    }
+    Ok(())
+}

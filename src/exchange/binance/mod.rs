@@ -1,0 +1,252 @@
+//! Binance adapters. Spot and USD-M futures share payload shapes and the combined-stream protocol;
+//! each market is a [`Profile`] (URLs, channels, limits) registered as its own config section.
+//!
+//! Protocol (see `../shared/EXCHANGES.md` 4.1): one connection to `<ws_url>/stream` per at most
+//! `max_streams_per_connection` streams (Binance allows 1024); streams are added with `SUBSCRIBE`
+//! messages of at most [`STREAMS_PER_SUBSCRIBE`] names, sent no faster than `max_messages_per_sec`
+//! (Binance spot: 5 per second, pings and pongs included). Server pings are answered with their payload
+//! by the reader.
+
+pub mod decode;
+pub mod spot;
+
+use crate::config::{ConfigError, section};
+use crate::exchange::{ConnectionSpec, Decoder, ExchangePlan};
+use serde::Deserialize;
+
+/// Stream names per `SUBSCRIBE` message; keeps each control message small.
+pub const STREAMS_PER_SUBSCRIBE: usize = 100;
+
+/// What differs between Binance markets.
+#[derive(Debug)]
+pub struct Profile {
+    /// Config section name.
+    pub name: &'static str,
+    /// `market` field of the events.
+    pub market: &'static str,
+    pub default_ws_url: &'static str,
+    pub default_rest_url: &'static str,
+    /// Channels this market serves (the part after `<symbol>@`).
+    pub channels: &'static [&'static str],
+    pub default_channels: &'static [&'static str],
+    /// Upper bound (and default) of streams per connection.
+    pub max_streams: usize,
+    /// Exchange limit of messages we may send per second per connection.
+    pub max_messages_per_sec: u32,
+}
+
+/// The config section `exchanges.<binance market>`, as written by the user.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Section {
+    /// WebSocket base URL (ws:// or wss://), e.g. a testnet or the simulator.
+    ws_url: Option<String>,
+    /// REST base URL (http:// or https://), used for book snapshots.
+    rest_url: Option<String>,
+    /// Symbols in the exchange's spelling; lower case is accepted and upper-cased.
+    #[serde(default)]
+    symbols: Vec<String>,
+    /// Channels per symbol, e.g. `trade`, `depth@100ms`.
+    channels: Option<Vec<String>>,
+    /// Streams per connection (Binance's limit is 1024).
+    max_streams_per_connection: Option<usize>,
+    /// Messages we send per second per connection, pongs included (Binance spot: 5).
+    max_messages_per_sec: Option<u32>,
+}
+
+/// A validated Binance market configuration.
+#[derive(Debug)]
+pub struct BinancePlan {
+    profile: &'static Profile,
+    ws_url: String,
+    #[allow(dead_code)] // used by the order-book snapshot fetcher
+    rest_url: String,
+    symbols: Vec<String>,
+    channels: Vec<String>,
+    max_streams: usize,
+    max_messages_per_sec: u32,
+}
+
+impl BinancePlan {
+    /// Validates a section against `profile`. `Ok(None)`: no symbols, nothing to start.
+    pub fn from_section(
+        profile: &'static Profile,
+        value: serde_yaml::Value,
+    ) -> Result<Option<BinancePlan>, ConfigError> {
+        let prefix = format!("exchanges.{}", profile.name);
+        let s: Section = section(&prefix, value)?;
+        let key = |k: &str| format!("{prefix}.{k}");
+        let ws_url = s.ws_url.unwrap_or_else(|| profile.default_ws_url.into());
+        check_url(&key("ws_url"), &ws_url, &["ws://", "wss://"])?;
+        let rest_url = s
+            .rest_url
+            .unwrap_or_else(|| profile.default_rest_url.into());
+        check_url(&key("rest_url"), &rest_url, &["http://", "https://"])?;
+        let mut symbols = Vec::with_capacity(s.symbols.len());
+        for (i, sym) in s.symbols.iter().enumerate() {
+            let k = format!("{prefix}.symbols[{i}]");
+            if sym.is_empty() || sym.len() > 32 || !sym.bytes().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(ConfigError::new(
+                    k,
+                    format!("`{sym}` is not a Binance symbol (letters and digits, e.g. BTCUSDT)"),
+                ));
+            }
+            let up = sym.to_ascii_uppercase();
+            if symbols.contains(&up) {
+                return Err(ConfigError::new(k, format!("`{sym}` is listed twice")));
+            }
+            symbols.push(up);
+        }
+        let channels: Vec<String> = match s.channels {
+            Some(c) => c,
+            None => profile
+                .default_channels
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+        };
+        if channels.is_empty() {
+            return Err(ConfigError::new(
+                key("channels"),
+                "must name at least one channel",
+            ));
+        }
+        for (i, ch) in channels.iter().enumerate() {
+            let k = format!("{prefix}.channels[{i}]");
+            if !profile.channels.contains(&ch.as_str()) {
+                return Err(ConfigError::new(
+                    k,
+                    format!(
+                        "unknown channel `{ch}` (known: {})",
+                        profile.channels.join(", ")
+                    ),
+                ));
+            }
+            if channels[..i].contains(ch) {
+                return Err(ConfigError::new(k, format!("`{ch}` is listed twice")));
+            }
+        }
+        let max_streams = s.max_streams_per_connection.unwrap_or(profile.max_streams);
+        if max_streams == 0 || max_streams > profile.max_streams {
+            return Err(ConfigError::new(
+                key("max_streams_per_connection"),
+                format!(
+                    "must be between 1 and {} (the exchange's limit)",
+                    profile.max_streams
+                ),
+            ));
+        }
+        let max_messages_per_sec = s
+            .max_messages_per_sec
+            .unwrap_or(profile.max_messages_per_sec);
+        if max_messages_per_sec == 0 || max_messages_per_sec > 100 {
+            return Err(ConfigError::new(
+                key("max_messages_per_sec"),
+                "must be between 1 and 100",
+            ));
+        }
+        if symbols.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(BinancePlan {
+            profile,
+            ws_url,
+            rest_url,
+            symbols,
+            channels,
+            max_streams,
+            max_messages_per_sec,
+        }))
+    }
+
+    /// Every stream name, `<symbol lower>@<channel>`, symbol-major.
+    pub fn streams(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.symbols.len() * self.channels.len());
+        for sym in &self.symbols {
+            let lower = sym.to_ascii_lowercase();
+            for ch in &self.channels {
+                out.push(format!("{lower}@{ch}"));
+            }
+        }
+        out
+    }
+}
+
+impl ExchangePlan for BinancePlan {
+    fn name(&self) -> &'static str {
+        self.profile.name
+    }
+
+    fn symbols(&self) -> &[String] {
+        &self.symbols
+    }
+
+    fn connections(&self) -> Vec<ConnectionSpec> {
+        let url = format!("{}/stream", self.ws_url.trim_end_matches('/'));
+        let mut id = 0u64;
+        self.streams()
+            .chunks(self.max_streams)
+            .map(|streams| ConnectionSpec {
+                url: url.clone(),
+                streams: streams.to_vec(),
+                subscribe: streams
+                    .chunks(STREAMS_PER_SUBSCRIBE)
+                    .map(|chunk| {
+                        id += 1;
+                        subscribe_message(chunk, id)
+                    })
+                    .collect(),
+                max_messages_per_sec: self.max_messages_per_sec,
+            })
+            .collect()
+    }
+
+    fn decoder(&self) -> Box<dyn Decoder> {
+        Box::new(decode::BinanceDecoder::new(self.profile.market))
+    }
+
+    fn effective(&self) -> serde_yaml::Value {
+        #[derive(serde::Serialize)]
+        struct Effective<'a> {
+            ws_url: &'a str,
+            rest_url: &'a str,
+            symbols: &'a [String],
+            channels: &'a [String],
+            max_streams_per_connection: usize,
+            max_messages_per_sec: u32,
+        }
+        serde_yaml::to_value(Effective {
+            ws_url: &self.ws_url,
+            rest_url: &self.rest_url,
+            symbols: &self.symbols,
+            channels: &self.channels,
+            max_streams_per_connection: self.max_streams,
+            max_messages_per_sec: self.max_messages_per_sec,
+        })
+        .unwrap_or(serde_yaml::Value::Null)
+    }
+}
+
+/// `{"method":"SUBSCRIBE","params":[...],"id":N}`.
+pub fn subscribe_message(streams: &[String], id: u64) -> String {
+    let params: Vec<String> = streams.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "{{\"method\":\"SUBSCRIBE\",\"params\":[{}],\"id\":{id}}}",
+        params.join(",")
+    )
+}
+
+fn check_url(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let Some(scheme) = schemes.iter().find(|s| url.starts_with(**s)) else {
+        return Err(ConfigError::new(
+            key,
+            format!("`{url}` must start with {}", schemes.join(" or ")),
+        ));
+    };
+    let rest = &url[scheme.len()..];
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    if host.is_empty() || tungstenite::http::Uri::try_from(url).is_err() {
+        return Err(ConfigError::new(key, format!("`{url}` is not a valid URL")));
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Exchange adapters: what to connect to, and how to decode what arrives.
+//!
+//! An adapter is one folder plus one line in [`REGISTRY`]. Its factory turns the adapter's config
+//! section (`exchanges.<name>`) into an [`ExchangePlan`]: the connections to open (URL, subscribe
+//! messages, outgoing rate limit) and a [`Decoder`] per parser thread. Nothing else in the crate names a
+//! concrete exchange.
+
+pub mod binance;
+
+use crate::config::ConfigError;
+use crate::event::Event;
+use std::fmt;
+
+/// Every known adapter; the config section name is the factory's `name()`.
+pub static REGISTRY: &[&dyn ExchangeFactory] = &[&binance::spot::FACTORY];
+
+/// Builds a plan from an adapter's config section.
+pub trait ExchangeFactory: Sync {
+    /// The config section name, e.g. `binance_spot`.
+    fn name(&self) -> &'static str;
+    /// Validates the section (already merged with environment overrides). `Ok(None)` means the
+    /// section is present but has nothing to do (no symbols), so it is not started.
+    fn plan(
+        &self,
+        section: serde_yaml::Value,
+    ) -> Result<Option<Box<dyn ExchangePlan>>, ConfigError>;
+}
+
+/// A validated, ready-to-run adapter configuration.
+pub trait ExchangePlan: Send + Sync + fmt::Debug {
+    /// The config section name it came from.
+    fn name(&self) -> &'static str;
+    /// The symbols it collects (exchange spelling, upper case).
+    fn symbols(&self) -> &[String];
+    /// Connections to open, with their streams split under the per-connection limit.
+    fn connections(&self) -> Vec<ConnectionSpec>;
+    /// A fresh decoder for one parser thread.
+    fn decoder(&self) -> Box<dyn Decoder>;
+    /// The section with defaults filled in, for `mdc check-config`.
+    fn effective(&self) -> serde_yaml::Value;
+}
+
+/// One WebSocket connection an adapter wants.
+#[derive(Debug, Clone)]
+pub struct ConnectionSpec {
+    /// Full ws:// or wss:// URL.
+    pub url: String,
+    /// Stream names carried, for logs and status.
+    pub streams: Vec<String>,
+    /// Text messages to send after the handshake (subscriptions), paced by `max_messages_per_sec`.
+    pub subscribe: Vec<String>,
+    /// The exchange's limit on messages we send per second on one connection (pongs included).
+    pub max_messages_per_sec: u32,
+}
+
+/// Decodes one exchange's frames into normalized events. One instance per parser thread; it owns
+/// its reusable parse buffers and [`Event`], so decoding allocates nothing in steady state.
+pub trait Decoder: Send {
+    /// Parses `buf[..len]` in place (`buf` carries simd-json padding after `len`) and calls `emit`
+    /// once per normalized event. Returns what the frame was.
+    fn decode(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        recv_ts_ns: i64,
+        emit: &mut dyn FnMut(&Event),
+    ) -> Result<Decoded, DecodeError>;
+}
+
+/// What a successfully decoded frame was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoded {
+    /// `n` market-data events were emitted.
+    Events(usize),
+    /// A control reply (subscription acknowledgement and the like); nothing emitted.
+    Control,
+    /// The exchange announced it will close this connection soon (Binance `serverShutdown`).
+    ServerShutdown,
+}
+
+/// Why a frame was skipped. Each variant is counted separately (`reason` label in metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecodeError {
+    /// Not valid JSON (or not UTF-8).
+    Json,
+    /// Valid JSON of an unexpected shape (not an object, wrong field type, missing field).
+    Shape(&'static str),
+    /// A price or quantity that is not a plain decimal string.
+    BadDecimal(&'static str),
+    /// An event type this adapter does not know.
+    UnknownEvent,
+    /// The exchange replied with an error (e.g. a rejected subscription).
+    ExchangeError,
+}
+
+impl DecodeError {
+    /// Stable label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Json => "invalid_json",
+            DecodeError::Shape(_) => "unexpected_shape",
+            DecodeError::BadDecimal(_) => "bad_decimal",
+            DecodeError::UnknownEvent => "unknown_event",
+            DecodeError::ExchangeError => "exchange_error",
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Shape(field) => write!(f, "unexpected shape at field `{field}`"),
+            DecodeError::BadDecimal(field) => write!(f, "field `{field}` is not a decimal string"),
+            other => f.write_str(other.reason()),
+        }
+    }
+}
+
+/// True when `s` is a plain decimal as exchanges send them: optional `-`, digits, optional `.digits`.
+#[inline]
+pub fn is_decimal(s: &str) -> bool {
+    let b = s.as_bytes();
+    let b = b.strip_prefix(b"-").unwrap_or(b);
+    if b.is_empty() || b.len() > 64 {
+        return false;
+    }
+    let mut dot = false;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'.' {
+            if dot || i == 0 || i == b.len() - 1 {
+                return false;
+            }
+            dot = true;
+        } else if !c.is_ascii_digit() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Looks up an adapter by its config section name.
+pub fn factory(name: &str) -> Option<&'static dyn ExchangeFactory> {
+    REGISTRY.iter().copied().find(|f| f.name() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_decimal;
+
+    #[test]
+    fn decimals() {
+        for ok in ["0", "1.5", "61837.63000000", "-0.1", "0.00000000"] {
+            assert!(is_decimal(ok), "{ok}");
+        }
+        for bad in [
+            "", ".", "1.", ".5", "1e5", "1.2.3", "NaN", "--1", " 1", "1,5",
+        ] {
+            assert!(!is_decimal(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! # mdc: a low-latency, thread-per-core crypto market-data collector
+//!
+//! ## Layout (in data-flow order)
+//! - [`config`]: YAML + `MDC_*` environment -> validated [`config::Config`].
+//! - [`exchange`]: adapters (one folder each, one `REGISTRY` line): connections to open, decoders.
+//! - [`pipeline`]: the hot path: reader -> ring -> parser -> ring -> publisher.
+//! - [`event`]: the normalized, reusable event every decoder fills.
+//! - [`encode`]: event -> JSON Lines / Protobuf bytes.
+//! - [`sink`]: where records go (file, null; one folder each, one `REGISTRY` line).
+//! - [`metrics`]: per-thread counters handed over off the hot path; `/metrics`, `/healthz`, `/readyz`.
+//! - [`runtime`]: topology wiring, CPU pinning, idle strategy, shutdown.
+//! - [`simulator`]: a Binance-format exchange simulator for tests and benchmarks.
+//! - [`wire`]: Protobuf types generated from `proto/marketdata.proto`.
+
+pub mod clock;
+pub mod config;
+pub mod encode;
+pub mod event;
+pub mod exchange;
+pub mod metrics;
+pub mod pipeline;
+pub mod runtime;
+pub mod simulator;
+pub mod sink;
+pub mod wire;

@@ -1,0 +1,187 @@
+//! `mdc`: config -> topology -> pinned threads -> wait for shutdown.
+
+use clap::{Parser, Subcommand};
+use mdc::config::{Config, LogFormat};
+use mdc::runtime::{shutdown, topology};
+use mdc::simulator::{SimConfig, Simulator};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Low-latency crypto market-data collector.
+#[derive(Parser)]
+#[command(name = "mdc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (for the default `run` command).
+    #[arg(long, global = true, default_value = "config.yaml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Collect market data (the default command).
+    Run,
+    /// Validate the config and print the effective configuration (secrets redacted).
+    CheckConfig,
+    /// Serve Binance-format streams on 127.0.0.1 (exchange simulator for tests and benchmarks).
+    Simulate {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        listen: String,
+        /// Seed of the deterministic generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Data messages per second per connection (0 = as fast as possible).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Stop generating after this many messages in total.
+        #[arg(long)]
+        total: Option<u64>,
+        /// Send a ping every this many milliseconds.
+        #[arg(long)]
+        ping_ms: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(&cli.config),
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Simulate {
+            listen,
+            seed,
+            rate,
+            total,
+            ping_ms,
+        } => simulate(SimConfig {
+            listen,
+            seed,
+            rate,
+            total,
+            ping_interval: ping_ms.map(Duration::from_millis),
+            ..SimConfig::default()
+        }),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let mut b = env_logger::Builder::new();
+    b.parse_filters(level);
+    if let Ok(f) = std::env::var("RUST_LOG") {
+        b.parse_filters(&f);
+    }
+    if format == LogFormat::Json {
+        b.format(|buf, rec| {
+            let mut msg = Vec::new();
+            mdc::encode::json::string(&mut msg, &rec.args().to_string());
+            writeln!(
+                buf,
+                "{{\"ts_ns\":{},\"level\":\"{}\",\"target\":\"{}\",\"thread\":\"{}\",\"msg\":{}}}",
+                mdc::clock::realtime_ns(),
+                rec.level(),
+                rec.target(),
+                std::thread::current().name().unwrap_or("?"),
+                String::from_utf8_lossy(&msg)
+            )
+        });
+    } else {
+        b.format(|buf, rec| {
+            let ts = buf.timestamp_micros();
+            writeln!(
+                buf,
+                "{ts} {:<5} [{}] {}",
+                rec.level(),
+                std::thread::current().name().unwrap_or("?"),
+                rec.args()
+            )
+        });
+    }
+    let _ = b.try_init();
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(&config.log.level, config.log.format);
+    log::info!(
+        "event=config_loaded path={} version={}",
+        path.display(),
+        env!("CARGO_PKG_VERSION")
+    );
+    let flag = match shutdown::install() {
+        Ok(f) => f,
+        Err(e) => {
+            log::error!("event=signal_setup_failed error=\"{e}\"");
+            return ExitCode::from(1);
+        }
+    };
+    match topology::run(config, flag) {
+        Ok(topology::Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(topology::Outcome::Incomplete(why)) => {
+            log::error!("event=shutdown_incomplete reason=\"{why}\"");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            log::error!("event=start_failed error=\"{e}\"");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    println!(
+        "# effective configuration of {} (secrets redacted)",
+        path.display()
+    );
+    print!("{}", config.effective_yaml());
+    for plan in &config.exchanges {
+        let conns = plan.connections();
+        let streams: usize = conns.iter().map(|c| c.streams.len()).sum();
+        println!(
+            "# {}: {} symbols, {} streams over {} connection(s)",
+            plan.name(),
+            plan.symbols().len(),
+            streams,
+            conns.len()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn simulate(cfg: SimConfig) -> ExitCode {
+    init_logging("info", LogFormat::Text);
+    let flag = match shutdown::install() {
+        Ok(f) => f,
+        Err(_) => return ExitCode::from(1),
+    };
+    let sim = match Simulator::start(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("simulate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("simulator listening on {}", sim.ws_url());
+    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("sent {} messages", sim.sent());
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,269 @@
+//! Counters that hot-path threads update without sharing a cache line per message.
+//!
+//! Each thread owns a [`Counters`] handle: plain `u64`s it increments locally, copied to its own
+//! single-writer atomics by [`Counters::publish`] every few milliseconds (off the per-message path).
+//! The exporter sums the atomics of every thread at scrape time (see [`server`]).
+
+pub mod server;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A family of counters with one label, e.g. `processor_events_total{type=...}`.
+pub struct CounterFamily {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub label: &'static str,
+    pub values: Vec<&'static str>,
+    threads: Mutex<Vec<Arc<[AtomicU64]>>>,
+}
+
+impl CounterFamily {
+    fn new(
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+        values: &[&'static str],
+    ) -> Arc<Self> {
+        Arc::new(CounterFamily {
+            name,
+            help,
+            label,
+            values: values.to_vec(),
+            threads: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A new per-thread handle (called once per thread at startup).
+    pub fn handle(&self) -> Counters {
+        let shared: Arc<[AtomicU64]> = self.values.iter().map(|_| AtomicU64::new(0)).collect();
+        if let Ok(mut t) = self.threads.lock() {
+            t.push(shared.clone());
+        }
+        Counters {
+            local: vec![0; self.values.len()],
+            shared,
+        }
+    }
+
+    /// Sum over threads, per label value.
+    pub fn totals(&self) -> Vec<u64> {
+        let mut out = vec![0u64; self.values.len()];
+        if let Ok(t) = self.threads.lock() {
+            for shared in t.iter() {
+                for (o, a) in out.iter_mut().zip(shared.iter()) {
+                    *o += a.load(Ordering::Relaxed);
+                }
+            }
+        }
+        out
+    }
+
+    /// Sum over threads for one label value.
+    pub fn total(&self, value: &str) -> u64 {
+        let i = self.values.iter().position(|v| *v == value);
+        i.map(|i| self.totals()[i]).unwrap_or(0)
+    }
+}
+
+/// One thread's view of a [`CounterFamily`].
+pub struct Counters {
+    local: Vec<u64>,
+    shared: Arc<[AtomicU64]>,
+}
+
+impl Counters {
+    /// Adds `n` to the counter with label index `i` (thread-local; no atomics).
+    #[inline]
+    pub fn add(&mut self, i: usize, n: u64) {
+        if let Some(c) = self.local.get_mut(i) {
+            *c += n;
+        }
+    }
+
+    /// Makes local counts visible to the exporter.
+    pub fn publish(&self) {
+        for (l, s) in self.local.iter().zip(self.shared.iter()) {
+            s.store(*l, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Counters {
+    fn drop(&mut self) {
+        self.publish();
+    }
+}
+
+/// Every metric the collector exports. Built once; handles are taken by threads at startup.
+pub struct Metrics {
+    /// `processor_events_total{type}`: normalized events produced by parsers.
+    pub events: Arc<CounterFamily>,
+    /// `processor_parse_errors_total{reason}`: frames skipped by decoders.
+    pub parse_errors: Arc<CounterFamily>,
+    /// `processor_publish_errors_total{sink}`: records a sink failed to take.
+    pub publish_errors: Arc<CounterFamily>,
+    /// `sink_records_total{sink}`: records handed to each sink.
+    pub sink_records: Arc<CounterFamily>,
+    /// `frames_received_total{kind}`: WebSocket messages read (text, binary, ping, ...).
+    pub frames: Arc<CounterFamily>,
+    /// `frames_skipped_total{reason}`: messages the reader did not pass on.
+    pub frames_skipped: Arc<CounterFamily>,
+    /// `bytes_received_total{kind}`: payload bytes of text messages.
+    pub bytes: Arc<CounterFamily>,
+    /// `websocket_disconnects_total{reason}`.
+    pub disconnects: Arc<CounterFamily>,
+    /// `websocket_connections`: currently open exchange connections.
+    pub connections: AtomicI64,
+    /// Connections the configuration asks for (readiness compares against it).
+    pub connections_expected: AtomicI64,
+    /// Connections whose subscriptions have all been sent.
+    pub connections_subscribed: AtomicI64,
+}
+
+/// Labels of `frames_skipped_total`.
+pub mod skip {
+    pub const OVERSIZE: usize = 0;
+    pub const BINARY: usize = 1;
+    pub const VALUES: &[&str] = &["oversize", "binary"];
+}
+
+/// Labels of `frames_received_total`.
+pub mod frame {
+    pub const TEXT: usize = 0;
+    pub const BINARY: usize = 1;
+    pub const PING: usize = 2;
+    pub const PONG: usize = 3;
+    pub const CLOSE: usize = 4;
+    pub const VALUES: &[&str] = &["text", "binary", "ping", "pong", "close"];
+}
+
+/// Labels of `websocket_disconnects_total`.
+pub mod disconnect {
+    pub const SERVER_CLOSE: usize = 0;
+    pub const EOF: usize = 1;
+    pub const ERROR: usize = 2;
+    pub const PROTOCOL: usize = 3;
+    pub const VALUES: &[&str] = &["server_close", "eof", "io_error", "protocol_error"];
+}
+
+/// Labels of `processor_parse_errors_total` (see `DecodeError::reason`).
+pub const PARSE_ERROR_REASONS: &[&str] = &[
+    "invalid_json",
+    "unexpected_shape",
+    "bad_decimal",
+    "unknown_event",
+    "exchange_error",
+];
+
+impl Metrics {
+    /// Builds the families; `sinks` names the enabled sinks.
+    pub fn new(sinks: &[&'static str]) -> Arc<Metrics> {
+        let kinds: Vec<&'static str> = crate::event::EventKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        Arc::new(Metrics {
+            events: CounterFamily::new(
+                "processor_events_total",
+                "Normalized events produced, by type.",
+                "type",
+                &kinds,
+            ),
+            parse_errors: CounterFamily::new(
+                "processor_parse_errors_total",
+                "Frames skipped because they could not be decoded, by reason.",
+                "reason",
+                PARSE_ERROR_REASONS,
+            ),
+            publish_errors: CounterFamily::new(
+                "processor_publish_errors_total",
+                "Records a sink failed to take, by sink.",
+                "sink",
+                sinks,
+            ),
+            sink_records: CounterFamily::new(
+                "sink_records_total",
+                "Records handed to a sink, by sink.",
+                "sink",
+                sinks,
+            ),
+            frames: CounterFamily::new(
+                "frames_received_total",
+                "WebSocket messages read from exchanges, by kind.",
+                "kind",
+                frame::VALUES,
+            ),
+            frames_skipped: CounterFamily::new(
+                "frames_skipped_total",
+                "WebSocket messages not passed to parsers, by reason.",
+                "reason",
+                skip::VALUES,
+            ),
+            bytes: CounterFamily::new(
+                "bytes_received_total",
+                "Payload bytes of WebSocket messages read, by kind.",
+                "kind",
+                frame::VALUES,
+            ),
+            disconnects: CounterFamily::new(
+                "websocket_disconnects_total",
+                "Exchange connections that ended, by reason.",
+                "reason",
+                disconnect::VALUES,
+            ),
+            connections: AtomicI64::new(0),
+            connections_expected: AtomicI64::new(0),
+            connections_subscribed: AtomicI64::new(0),
+        })
+    }
+
+    /// Index of a parse error reason in `parse_errors`.
+    pub fn parse_error_index(reason: &str) -> usize {
+        PARSE_ERROR_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0)
+    }
+
+    /// True when every configured connection is open and subscribed.
+    pub fn ready(&self) -> bool {
+        let expected = self.connections_expected.load(Ordering::Relaxed);
+        self.connections.load(Ordering::Relaxed) >= expected
+            && self.connections_subscribed.load(Ordering::Relaxed) >= expected
+    }
+
+    /// All counter families, for export.
+    pub fn families(&self) -> [&Arc<CounterFamily>; 8] {
+        [
+            &self.events,
+            &self.parse_errors,
+            &self.publish_errors,
+            &self.sink_records,
+            &self.frames,
+            &self.frames_skipped,
+            &self.bytes,
+            &self.disconnects,
+        ]
+    }
+}
+
+/// Logs a repeated condition at most at a bounded rate: the first `burst` times, then every
+/// `every`-th time (with the running count), so bad input cannot flood the log.
+#[derive(Debug, Default)]
+pub struct LogThrottle {
+    count: u64,
+}
+
+impl LogThrottle {
+    /// Counts one occurrence; true when this one should be logged.
+    pub fn hit(&mut self) -> bool {
+        self.count += 1;
+        self.count <= 5 || self.count.is_multiple_of(10_000)
+    }
+
+    /// Occurrences so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}

@@ -1,0 +1,140 @@
+//! The operations endpoint on `http.listen` (tiny_http, its own thread, off the hot path):
+//! `/metrics` (Prometheus text), `/healthz` (200 while the process lives), `/readyz` (200 when every
+//! configured connection is open and subscribed, else 503).
+
+use super::Metrics;
+use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Prometheus mirrors of our counters, brought up to date at every scrape.
+struct Exporter {
+    registry: Registry,
+    families: Vec<IntCounterVec>,
+    connections: IntGauge,
+    rss: IntGauge,
+}
+
+impl Exporter {
+    fn new(m: &Metrics) -> Result<Exporter, prometheus::Error> {
+        let registry = Registry::new();
+        let mut families = Vec::new();
+        for f in m.families() {
+            let v = IntCounterVec::new(Opts::new(f.name, f.help), &[f.label])?;
+            registry.register(Box::new(v.clone()))?;
+            families.push(v);
+        }
+        // Seed E's name for events by stream type.
+        let processed = IntCounterVec::new(
+            Opts::new(
+                "messages_processed_total",
+                "Normalized events produced, by stream type.",
+            ),
+            &["stream_type"],
+        )?;
+        registry.register(Box::new(processed.clone()))?;
+        families.push(processed);
+        let connections = IntGauge::new(
+            "websocket_connections",
+            "Open exchange WebSocket connections.",
+        )?;
+        registry.register(Box::new(connections.clone()))?;
+        let rss = IntGauge::new(
+            "process_resident_memory_bytes",
+            "Resident set size of the process.",
+        )?;
+        registry.register(Box::new(rss.clone()))?;
+        Ok(Exporter {
+            registry,
+            families,
+            connections,
+            rss,
+        })
+    }
+
+    fn render(&self, m: &Metrics) -> Vec<u8> {
+        let fams = m.families();
+        let mut sources: Vec<&super::CounterFamily> = fams.iter().map(|a| a.as_ref()).collect();
+        sources.push(&m.events);
+        for (vec, fam) in self.families.iter().zip(sources) {
+            for (value, total) in fam.values.iter().zip(fam.totals()) {
+                let c = vec.with_label_values(&[*value]);
+                c.inc_by(total.saturating_sub(c.get()));
+            }
+        }
+        self.connections.set(m.connections.load(Ordering::Relaxed));
+        self.rss.set(rss_bytes());
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (0 where unavailable).
+pub fn rss_bytes() -> i64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: i64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * page.max(1)
+}
+
+/// Starts the endpoint; returns `None` when `listen` is empty.
+pub fn start(
+    listen: &str,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> Result<Option<JoinHandle<()>>, String> {
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let server =
+        tiny_http::Server::http(listen).map_err(|e| format!("http.listen {listen}: {e}"))?;
+    let exporter = Exporter::new(&metrics).map_err(|e| format!("metrics: {e}"))?;
+    log::info!("event=http_listening addr={listen}");
+    let handle = std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let req = match server.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        log::warn!("event=http_error error={e}");
+                        continue;
+                    }
+                };
+                let path = req.url().split('?').next().unwrap_or("").to_string();
+                let (code, body, ctype) = match path.as_str() {
+                    "/metrics" => (200, exporter.render(&metrics), "text/plain; version=0.0.4"),
+                    "/healthz" => (200, b"ok\n".to_vec(), "text/plain"),
+                    "/readyz" => {
+                        if metrics.ready() {
+                            (200, b"ready\n".to_vec(), "text/plain")
+                        } else {
+                            (
+                                503,
+                                b"not ready: connections not all open and subscribed\n".to_vec(),
+                                "text/plain",
+                            )
+                        }
+                    }
+                    _ => (404, b"not found\n".to_vec(), "text/plain"),
+                };
+                let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes());
+                let mut resp = tiny_http::Response::from_data(body).with_status_code(code);
+                if let Ok(h) = header {
+                    resp = resp.with_header(h);
+                }
+                let _ = req.respond(resp);
+            }
+        })
+        .map_err(|e| format!("spawn http thread: {e}"))?;
+    Ok(Some(handle))
+}

@@ -1,0 +1,170 @@
+//! Stage 3: a pinned parser thread decodes frames in place and encodes each event into the next
+//! recycled [`Record`] of its ring to the publisher.
+//!
+//! A parser owns one decoder per exchange plan and reads the rings of every reader; a connection is
+//! always decoded by the same parser, so events of a symbol keep their order. Undecodable frames are
+//! counted by reason and logged with a throttle; they never stop the thread.
+
+use super::frame::{Frame, FrameKind};
+use super::record::Record;
+use super::ring::{Consumer, Producer};
+use crate::clock::realtime_ns;
+use crate::encode::{Formats, json, protobuf};
+use crate::event::{Event, set};
+use crate::exchange::{DecodeError, Decoded, Decoder};
+use crate::metrics::{Counters, LogThrottle, Metrics};
+use crate::runtime::idle::Idle;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Frames taken from one ring before looking at the next (fairness between readers).
+const BATCH: usize = 256;
+
+/// Decode + encode, independent of threads and rings (also used by tests and benchmarks).
+pub struct Stage {
+    /// One decoder per exchange plan, indexed by `Frame::source`.
+    pub decoders: Vec<Box<dyn Decoder>>,
+    pub formats: Formats,
+    events: Counters,
+    errors: Counters,
+    error_logs: HashMap<&'static str, LogThrottle>,
+}
+
+impl Stage {
+    pub fn new(decoders: Vec<Box<dyn Decoder>>, formats: Formats, metrics: &Metrics) -> Self {
+        let mut error_logs = HashMap::new();
+        for r in crate::metrics::PARSE_ERROR_REASONS {
+            error_logs.insert(*r, LogThrottle::default());
+        }
+        Stage {
+            decoders,
+            formats,
+            events: metrics.events.handle(),
+            errors: metrics.parse_errors.handle(),
+            error_logs,
+        }
+    }
+
+    /// Decodes one frame and hands every event to `out` (which blocks while its ring is full).
+    #[inline]
+    pub fn process(&mut self, frame: &mut Frame, out: &mut Producer<Record>, idle: &mut Idle) {
+        if frame.kind != FrameKind::Data {
+            log::debug!(
+                "event=connection_marker conn={} kind={:?}",
+                frame.conn,
+                frame.kind
+            );
+            return;
+        }
+        let Some(decoder) = self.decoders.get_mut(frame.source as usize) else {
+            return;
+        };
+        let formats = self.formats;
+        let events = &mut self.events;
+        let len = frame.len;
+        let res = decoder.decode(&mut frame.buf, len, frame.recv_ts_ns, &mut |ev: &Event| {
+            if let Some(kind) = ev.kind {
+                events.add(kind as usize, 1);
+            }
+            while out.write_with(|r| fill(r, ev, formats)).is_none() {
+                idle.wait();
+            }
+            idle.reset();
+        });
+        match res {
+            Ok(Decoded::Events(_) | Decoded::Control) => {}
+            Ok(Decoded::ServerShutdown) => {
+                log::warn!("event=server_shutdown conn={}", frame.conn);
+            }
+            Err(e) => self.skip(frame, e),
+        }
+    }
+
+    fn skip(&mut self, frame: &Frame, e: DecodeError) {
+        let reason = e.reason();
+        self.errors.add(Metrics::parse_error_index(reason), 1);
+        if let Some(t) = self.error_logs.get_mut(reason)
+            && t.hit()
+        {
+            let n = frame.len.min(160);
+            log::warn!(
+                "event=frame_skipped reason={reason} conn={} detail=\"{e}\" count={} bytes={} head={:?}",
+                frame.conn,
+                t.count(),
+                frame.len,
+                String::from_utf8_lossy(&frame.buf[..n])
+            );
+        }
+    }
+
+    /// Makes counters visible to the exporter.
+    pub fn publish(&self) {
+        self.events.publish();
+        self.errors.publish();
+    }
+}
+
+/// Encodes one event into a record slot, in the formats the sinks need.
+#[inline]
+pub fn fill(r: &mut Record, ev: &Event, formats: Formats) {
+    let Some(kind) = ev.kind else { return };
+    r.kind = kind;
+    r.exchange = ev.header.exchange;
+    r.market = ev.header.market;
+    set(&mut r.symbol, &ev.header.symbol);
+    r.recv_ts_ns = ev.header.receive_ts_ns;
+    r.json.clear();
+    if formats.json {
+        json::write_event(ev, &mut r.json);
+    }
+    r.proto.clear();
+    if formats.protobuf {
+        protobuf::write_event(ev, &mut r.proto);
+    }
+    r.parsed_ts_ns = realtime_ns();
+}
+
+/// A parser thread: its input rings (one per reader), its output ring, its stage.
+pub struct Parser {
+    pub name: String,
+    pub inputs: Vec<Consumer<Frame>>,
+    pub output: Producer<Record>,
+    pub stage: Stage,
+    pub idle: Idle,
+}
+
+impl Parser {
+    /// Runs until every reader has gone and its rings are drained.
+    pub fn run(mut self) {
+        let mut last_publish = Instant::now();
+        let mut spare_idle = Idle::new(crate::config::IdlePolicy::Yield, 0);
+        loop {
+            let mut did = 0usize;
+            for input in &mut self.inputs {
+                for _ in 0..BATCH {
+                    let stage = &mut self.stage;
+                    let out = &mut self.output;
+                    let idle = &mut spare_idle;
+                    if input.read_with(|f| stage.process(f, out, idle)).is_none() {
+                        break;
+                    }
+                    did += 1;
+                }
+            }
+            if did == 0 {
+                if self.inputs.iter_mut().all(|i| i.is_finished()) {
+                    break;
+                }
+                self.idle.wait();
+            } else {
+                self.idle.reset();
+            }
+            if last_publish.elapsed() >= Duration::from_millis(10) {
+                last_publish = Instant::now();
+                self.stage.publish();
+            }
+        }
+        self.stage.publish();
+        log::info!("event=thread_stopped thread={}", self.name);
+    }
+}

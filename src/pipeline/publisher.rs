@@ -1,0 +1,99 @@
+//! Stage 4: the publisher thread drains every parser's ring into the enabled sinks, in ring order,
+//! and gives sinks a periodic `tick` for time-based flushing. It stops once every parser has gone and
+//! its ring is empty, then closes (flushes) the sinks.
+
+use super::record::Record;
+use super::ring::Consumer;
+use crate::clock::realtime_ns;
+use crate::metrics::{Counters, LogThrottle, Metrics};
+use crate::runtime::idle::Idle;
+use crate::sink::Sink;
+use std::sync::Arc;
+
+const BATCH: usize = 1024;
+const TICK_NS: i64 = 1_000_000;
+
+/// The publisher thread's state.
+pub struct Publisher {
+    pub inputs: Vec<Consumer<Record>>,
+    pub sinks: Vec<Box<dyn Sink>>,
+    pub metrics: Arc<Metrics>,
+    pub idle: Idle,
+}
+
+impl Publisher {
+    /// Runs until the parsers are done; returns the number of sink errors at close.
+    pub fn run(mut self) -> usize {
+        let mut records: Counters = self.metrics.sink_records.handle();
+        let mut errors: Counters = self.metrics.publish_errors.handle();
+        let mut err_log = LogThrottle::default();
+        let mut last_tick = 0i64;
+        loop {
+            let mut did = 0usize;
+            for input in &mut self.inputs {
+                for _ in 0..BATCH {
+                    let sinks = &mut self.sinks;
+                    let r = input.read_with(|rec: &mut Record| {
+                        for (i, sink) in sinks.iter_mut().enumerate() {
+                            match sink.write(rec) {
+                                Ok(()) => records.add(i, 1),
+                                Err(e) => {
+                                    errors.add(i, 1);
+                                    if err_log.hit() {
+                                        log::error!(
+                                            "event=publish_failed sink={} error=\"{e}\" count={}",
+                                            sink.name(),
+                                            err_log.count()
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    });
+                    if r.is_none() {
+                        break;
+                    }
+                    did += 1;
+                }
+            }
+            let now = realtime_ns();
+            if now - last_tick >= TICK_NS {
+                last_tick = now;
+                for (i, sink) in self.sinks.iter_mut().enumerate() {
+                    if let Err(e) = sink.tick(now) {
+                        errors.add(i, 1);
+                        if err_log.hit() {
+                            log::error!(
+                                "event=sink_tick_failed sink={} error=\"{e}\"",
+                                sink.name()
+                            );
+                        }
+                    }
+                }
+                records.publish();
+                errors.publish();
+            }
+            if did == 0 {
+                if self.inputs.iter_mut().all(|i| i.is_finished()) {
+                    break;
+                }
+                self.idle.wait();
+            } else {
+                self.idle.reset();
+            }
+        }
+        let mut failed = 0;
+        for sink in &mut self.sinks {
+            match sink.close() {
+                Ok(()) => log::info!("event=sink_closed sink={}", sink.name()),
+                Err(e) => {
+                    failed += 1;
+                    log::error!("event=sink_close_failed sink={} error=\"{e}\"", sink.name());
+                }
+            }
+        }
+        records.publish();
+        errors.publish();
+        failed
+    }
+}

@@ -1,0 +1,341 @@
+//! Stage 1: a pinned reader thread drives its non-blocking WebSockets with one `mio::Poll`.
+//!
+//! For every text message it takes the receive timestamp right after the read returns it, copies
+//! the bytes into the next recycled [`Frame`] of the ring to the connection's parser, and moves on.
+//! Control frames stay here: server pings are answered with the same payload (tungstenite queues the
+//! pong; we flush it and count it against the outgoing message budget), binary and oversize messages
+//! are counted and skipped. When a ring is full the reader waits for the parser instead of dropping
+//! (the socket then stops being read and TCP pushes back on the exchange).
+
+use super::connector::{Ended, Established, WsStream, tcp_of};
+use super::frame::{Frame, FrameKind};
+use super::ring::Producer;
+use crate::clock::realtime_ns;
+use crate::metrics::{Counters, LogThrottle, Metrics, disconnect, frame, skip};
+use crate::runtime::idle::Idle;
+use crossbeam_channel::{Receiver, Sender};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tungstenite::{Error as WsError, Message};
+
+/// One open connection owned by this reader.
+struct Conn {
+    source: u16,
+    parser: usize,
+    ws: WsStream,
+    pending: VecDeque<String>,
+    next_send: Instant,
+    interval: Duration,
+    subscribed: bool,
+    opened: Instant,
+}
+
+/// A reader thread's state.
+pub struct Reader {
+    pub name: String,
+    /// One ring per parser thread.
+    pub outputs: Vec<Producer<Frame>>,
+    pub incoming: Receiver<Established>,
+    pub ended: Sender<Ended>,
+    pub metrics: Arc<Metrics>,
+    pub max_message_bytes: usize,
+    pub spin: bool,
+    pub idle: Idle,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+struct Stats {
+    frames: Counters,
+    bytes: Counters,
+    skipped: Counters,
+    disconnects: Counters,
+    oversize_log: LogThrottle,
+    binary_log: LogThrottle,
+}
+
+impl Reader {
+    /// Runs until shutdown; returns after closing its connections and dropping its rings.
+    pub fn run(mut self) {
+        let mut poll = match Poll::new() {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("event=reader_failed thread={} error=\"{e}\"", self.name);
+                return;
+            }
+        };
+        let mut events = Events::with_capacity(256);
+        let mut conns: Vec<Option<Conn>> = Vec::new();
+        let mut stats = Stats {
+            frames: self.metrics.frames.handle(),
+            bytes: self.metrics.bytes.handle(),
+            skipped: self.metrics.frames_skipped.handle(),
+            disconnects: self.metrics.disconnects.handle(),
+            oversize_log: LogThrottle::default(),
+            binary_log: LogThrottle::default(),
+        };
+        let mut last_publish = Instant::now();
+        let mut ready: Vec<usize> = Vec::new();
+
+        while !self.shutdown.load(Ordering::Relaxed) {
+            while let Ok(est) = self.incoming.try_recv() {
+                let id = est.conn as usize;
+                let fd = tcp_of(&est.ws).as_raw_fd();
+                if let Err(e) = poll.registry().register(
+                    &mut SourceFd(&fd),
+                    Token(id),
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    log::error!("event=register_failed conn={id} error=\"{e}\"");
+                    let _ = self.ended.send(Ended {
+                        conn: est.conn,
+                        reason: format!("poll register: {e}"),
+                        lived: Duration::ZERO,
+                    });
+                    continue;
+                }
+                if conns.len() <= id {
+                    conns.resize_with(id + 1, || None);
+                }
+                let rate = est.max_messages_per_sec.max(1);
+                let conn = Conn {
+                    source: est.source,
+                    parser: est.parser,
+                    ws: est.ws,
+                    pending: est.subscribe.into(),
+                    next_send: Instant::now(),
+                    interval: Duration::from_secs(1) / rate,
+                    subscribed: false,
+                    opened: Instant::now(),
+                };
+                self.marker(id as u32, &conn, FrameKind::Connected);
+                self.metrics.connections.fetch_add(1, Ordering::Relaxed);
+                conns[id] = Some(conn);
+                // Data may already sit in the handshake buffers: read before waiting on the poll.
+                ready.push(id);
+            }
+
+            let pacing = conns.iter().flatten().any(|c| !c.pending.is_empty());
+            let timeout = if self.spin {
+                Duration::ZERO
+            } else if pacing {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(50)
+            };
+            if let Err(e) = poll.poll(&mut events, Some(timeout))
+                && e.kind() != ErrorKind::Interrupted
+            {
+                log::error!("event=poll_failed thread={} error=\"{e}\"", self.name);
+            }
+            for ev in events.iter() {
+                ready.push(ev.token().0);
+            }
+            let did = !ready.is_empty();
+            for id in ready.drain(..) {
+                let Some(conn) = conns.get_mut(id).and_then(Option::as_mut) else {
+                    continue;
+                };
+                if let Err(reason) = self.read_conn(id as u32, conn, &mut stats)
+                    && let Some(conn) = conns[id].take()
+                {
+                    self.end(&poll, id as u32, conn, reason);
+                }
+            }
+            let now = Instant::now();
+            for (id, slot) in conns.iter_mut().enumerate() {
+                let Some(conn) = slot else { continue };
+                if let Err(reason) = self.pace(conn, now)
+                    && let Some(conn) = slot.take()
+                {
+                    self.end(&poll, id as u32, conn, reason);
+                }
+            }
+            if now.duration_since(last_publish) >= Duration::from_millis(10) {
+                last_publish = now;
+                stats.frames.publish();
+                stats.bytes.publish();
+                stats.skipped.publish();
+                stats.disconnects.publish();
+            }
+            if did {
+                self.idle.reset();
+            }
+        }
+        for (id, slot) in conns.iter_mut().enumerate() {
+            if let Some(mut conn) = slot.take() {
+                let _ = conn.ws.close(None);
+                let _ = conn.ws.flush();
+                let _ = poll
+                    .registry()
+                    .deregister(&mut SourceFd(&tcp_of(&conn.ws).as_raw_fd()));
+                self.marker(id as u32, &conn, FrameKind::Disconnected);
+                self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                if conn.subscribed {
+                    self.metrics
+                        .connections_subscribed
+                        .fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        log::info!("event=thread_stopped thread={}", self.name);
+    }
+
+    /// Reads until the socket would block. `Err(reason)` when the connection is finished.
+    fn read_conn(
+        &mut self,
+        id: u32,
+        conn: &mut Conn,
+        stats: &mut Stats,
+    ) -> Result<(), (usize, String)> {
+        loop {
+            match conn.ws.read() {
+                Ok(Message::Text(text)) => {
+                    let ts = realtime_ns();
+                    let bytes = text.as_bytes();
+                    stats.frames.add(frame::TEXT, 1);
+                    stats.bytes.add(frame::TEXT, bytes.len() as u64);
+                    if bytes.len() > self.max_message_bytes {
+                        stats.skipped.add(skip::OVERSIZE, 1);
+                        if stats.oversize_log.hit() {
+                            log::warn!(
+                                "event=frame_skipped reason=oversize conn={id} bytes={} limit={} count={}",
+                                bytes.len(),
+                                self.max_message_bytes,
+                                stats.oversize_log.count()
+                            );
+                        }
+                        continue;
+                    }
+                    self.push(conn.parser, |f| {
+                        f.fill(bytes);
+                        f.conn = id;
+                        f.source = conn.source;
+                        f.recv_ts_ns = ts;
+                    });
+                }
+                Ok(Message::Binary(b)) => {
+                    stats.frames.add(frame::BINARY, 1);
+                    stats.bytes.add(frame::BINARY, b.len() as u64);
+                    stats.skipped.add(skip::BINARY, 1);
+                    if stats.binary_log.hit() {
+                        log::warn!(
+                            "event=frame_skipped reason=binary conn={id} bytes={} count={}",
+                            b.len(),
+                            stats.binary_log.count()
+                        );
+                    }
+                }
+                Ok(Message::Ping(_)) => {
+                    // tungstenite queued a pong with the same payload; it counts against the
+                    // exchange's outgoing message limit, so delay our next own message.
+                    stats.frames.add(frame::PING, 1);
+                    conn.next_send = conn.next_send.max(Instant::now()) + conn.interval;
+                }
+                Ok(Message::Pong(_)) => stats.frames.add(frame::PONG, 1),
+                Ok(Message::Frame(_)) => {}
+                Ok(Message::Close(cf)) => {
+                    stats.frames.add(frame::CLOSE, 1);
+                    let _ = conn.ws.flush();
+                    stats.disconnects.add(disconnect::SERVER_CLOSE, 1);
+                    let why = cf.map(|c| format!("server closed: {} {}", c.code, c.reason));
+                    return Err((
+                        disconnect::SERVER_CLOSE,
+                        why.unwrap_or_else(|| "server closed".into()),
+                    ));
+                }
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                    stats.disconnects.add(disconnect::EOF, 1);
+                    return Err((disconnect::EOF, "connection closed".into()));
+                }
+                Err(WsError::Io(e)) => {
+                    stats.disconnects.add(disconnect::ERROR, 1);
+                    return Err((disconnect::ERROR, format!("io: {e}")));
+                }
+                Err(e) => {
+                    stats.disconnects.add(disconnect::PROTOCOL, 1);
+                    return Err((disconnect::PROTOCOL, e.to_string()));
+                }
+            }
+        }
+        match conn.ws.flush() {
+            Ok(()) => Ok(()),
+            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            Err(e) => {
+                stats.disconnects.add(disconnect::ERROR, 1);
+                Err((disconnect::ERROR, format!("write: {e}")))
+            }
+        }
+    }
+
+    /// Sends the next pending subscription when the outgoing budget allows.
+    fn pace(&mut self, conn: &mut Conn, now: Instant) -> Result<(), (usize, String)> {
+        if conn.pending.is_empty() || now < conn.next_send {
+            return Ok(());
+        }
+        if let Some(msg) = conn.pending.pop_front() {
+            conn.next_send = now + conn.interval;
+            match conn.ws.send(Message::text(msg)) {
+                Ok(()) => {}
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err((disconnect::ERROR, format!("subscribe: {e}"))),
+            }
+        }
+        if conn.pending.is_empty() && !conn.subscribed {
+            conn.subscribed = true;
+            self.metrics
+                .connections_subscribed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, poll: &Poll, id: u32, conn: Conn, (_, reason): (usize, String)) {
+        let _ = poll
+            .registry()
+            .deregister(&mut SourceFd(&tcp_of(&conn.ws).as_raw_fd()));
+        self.marker(id, &conn, FrameKind::Disconnected);
+        self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        if conn.subscribed {
+            self.metrics
+                .connections_subscribed
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        let _ = self.ended.send(Ended {
+            conn: id,
+            reason,
+            lived: conn.opened.elapsed(),
+        });
+    }
+
+    /// Queues a connection-level marker so the parser sees it in order with the data.
+    fn marker(&mut self, id: u32, conn: &Conn, kind: FrameKind) {
+        let ts = realtime_ns();
+        self.push(conn.parser, |f| {
+            f.len = 0;
+            f.kind = kind;
+            f.conn = id;
+            f.source = conn.source;
+            f.recv_ts_ns = ts;
+        });
+    }
+
+    /// Writes into the parser's ring, waiting while it is full (backpressure, nothing dropped).
+    #[inline]
+    fn push(&mut self, parser: usize, mut fill: impl FnMut(&mut Frame)) {
+        let Some(out) = self.outputs.get_mut(parser) else {
+            return;
+        };
+        let mut idle = Idle::new(crate::config::IdlePolicy::Yield, 0);
+        while out.write_with(&mut fill).is_none() {
+            idle.wait();
+        }
+    }
+}

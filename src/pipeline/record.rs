@@ -1,0 +1,37 @@
+//! The unit that travels parser -> publisher: one encoded event in recycled buffers.
+
+use crate::event::EventKind;
+
+/// One normalized, encoded event. Lives in a ring slot; its buffers keep their capacity.
+#[derive(Debug)]
+pub struct Record {
+    pub kind: EventKind,
+    pub exchange: &'static str,
+    pub market: &'static str,
+    /// The exchange's symbol (upper case); sinks use it for keys and partitioning.
+    pub symbol: String,
+    /// Receive time of the frame it came from (ns).
+    pub recv_ts_ns: i64,
+    /// When the parser finished it (ns, same clock), for stage latency.
+    pub parsed_ts_ns: i64,
+    /// The JSON Lines object including its trailing `\n` (empty unless a sink needs JSON).
+    pub json: Vec<u8>,
+    /// The Protobuf `Envelope`, no length prefix (empty unless a sink needs Protobuf).
+    pub proto: Vec<u8>,
+}
+
+impl Record {
+    /// An empty record whose buffers hold `capacity` bytes before growing.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Record {
+            kind: EventKind::Trade,
+            exchange: "",
+            market: "",
+            symbol: String::with_capacity(32),
+            recv_ts_ns: 0,
+            parsed_ts_ns: 0,
+            json: Vec::with_capacity(capacity),
+            proto: Vec::with_capacity(capacity),
+        }
+    }
+}

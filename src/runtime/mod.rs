@@ -1,0 +1,7 @@
+//! Process wiring: CPU placement, idle strategy, shutdown flag, and the topology that connects the
+//! pipeline stages.
+
+pub mod idle;
+pub mod placement;
+pub mod shutdown;
+pub mod topology;

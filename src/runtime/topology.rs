@@ -1,0 +1,207 @@
+//! Wires the pipeline from a validated [`Config`]: rings between stages, one thread per stage
+//! instance (pinned as configured), the connector and the HTTP endpoint; then waits for shutdown and
+//! drains in flow order (readers stop -> parsers drain -> publisher drains and flushes).
+
+use crate::config::{Config, IdlePolicy};
+use crate::encode::Formats;
+use crate::metrics::{self, Metrics};
+use crate::pipeline::connector::{Backoff, ConnTarget, Connector};
+use crate::pipeline::frame::Frame;
+use crate::pipeline::parser::{Parser, Stage};
+use crate::pipeline::publisher::Publisher;
+use crate::pipeline::reader::Reader;
+use crate::pipeline::record::Record;
+use crate::pipeline::ring::{self, Consumer, Producer};
+use crate::runtime::idle::Idle;
+use crate::runtime::placement::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Initial capacity of a record's encode buffers.
+const RECORD_BYTES: usize = 1024;
+
+/// How a run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Drained and flushed within the deadline.
+    Clean,
+    /// The deadline passed before the publisher finished, or a sink failed to close.
+    Incomplete(String),
+}
+
+/// Runs the collector until `shutdown` is set, then drains within `config.shutdown_timeout`.
+pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String> {
+    let rt = &config.runtime;
+    let sink_names: Vec<&'static str> = config.sinks.iter().map(|s| s.name()).collect();
+    let metrics = Metrics::new(&sink_names);
+
+    let mut sinks = Vec::new();
+    let mut formats = Formats::NONE;
+    for plan in &config.sinks {
+        formats = formats.union(plan.formats());
+        sinks.push(
+            plan.start()
+                .map_err(|e| format!("sink {}: {e}", plan.name()))?,
+        );
+        log::info!("event=sink_started sink={}", plan.name());
+    }
+
+    // Connections, spread round-robin over readers and parsers.
+    let mut targets = Vec::new();
+    for (source, plan) in config.exchanges.iter().enumerate() {
+        for spec in plan.connections() {
+            let conn = targets.len() as u32;
+            targets.push(ConnTarget {
+                conn,
+                source: source as u16,
+                reader: conn as usize % rt.readers,
+                parser: conn as usize % rt.parsers,
+                spec,
+            });
+        }
+        log::info!(
+            "event=exchange_planned exchange={} symbols={}",
+            plan.name(),
+            plan.symbols().len()
+        );
+    }
+    if targets.is_empty() {
+        log::warn!("event=no_exchanges reason=\"no exchange section has symbols\"");
+    }
+    metrics
+        .connections_expected
+        .store(targets.len() as i64, Ordering::Relaxed);
+
+    // reader r -> parser p rings, and parser p -> publisher rings.
+    let mut to_parsers: Vec<Vec<Producer<Frame>>> = (0..rt.readers).map(|_| Vec::new()).collect();
+    let mut parser_inputs: Vec<Vec<Consumer<Frame>>> =
+        (0..rt.parsers).map(|_| Vec::new()).collect();
+    for out in to_parsers.iter_mut() {
+        for input in parser_inputs.iter_mut() {
+            let (p, c) = ring::ring(rt.ring_capacity, || Frame::with_capacity(rt.frame_bytes));
+            out.push(p);
+            input.push(c);
+        }
+    }
+    let mut publisher_inputs = Vec::new();
+    let mut parser_outputs = Vec::new();
+    for _ in 0..rt.parsers {
+        let (p, c) = ring::ring(rt.ring_capacity, || Record::with_capacity(RECORD_BYTES));
+        parser_outputs.push(p);
+        publisher_inputs.push(c);
+    }
+
+    let idle = || Idle::new(rt.idle, rt.idle_sleep_us);
+    let stop_aux = Arc::new(AtomicBool::new(false));
+    let http = metrics::server::start(&config.http.listen, metrics.clone(), stop_aux.clone())?;
+
+    let publisher_cpu = rt.cpus.publisher;
+    let publisher = Publisher {
+        inputs: publisher_inputs,
+        sinks,
+        metrics: metrics.clone(),
+        idle: idle(),
+    };
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<usize>(1);
+    spawn("publisher", move || {
+        pin("publisher", publisher_cpu);
+        let failed = publisher.run();
+        let _ = done_tx.send(failed);
+    })?;
+
+    for (i, (inputs, output)) in parser_inputs.into_iter().zip(parser_outputs).enumerate() {
+        let name = format!("parser-{i}");
+        let cpu = rt.cpus.parsers.get(i).copied();
+        let decoders = config.exchanges.iter().map(|p| p.decoder()).collect();
+        let parser = Parser {
+            name: name.clone(),
+            inputs,
+            output,
+            stage: Stage::new(decoders, formats, &metrics),
+            idle: idle(),
+        };
+        spawn(&name.clone(), move || {
+            pin(&name, cpu);
+            parser.run();
+        })?;
+    }
+
+    let (ended_tx, ended_rx) = crossbeam_channel::unbounded();
+    let mut to_readers = Vec::new();
+    for (i, outputs) in to_parsers.into_iter().enumerate() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        to_readers.push(tx);
+        let name = format!("reader-{i}");
+        let cpu = rt.cpus.readers.get(i).copied();
+        let reader = Reader {
+            name: name.clone(),
+            outputs,
+            incoming: rx,
+            ended: ended_tx.clone(),
+            metrics: metrics.clone(),
+            max_message_bytes: rt.max_message_bytes,
+            spin: rt.idle == IdlePolicy::Spin,
+            idle: idle(),
+            shutdown: shutdown.clone(),
+        };
+        spawn(&name.clone(), move || {
+            pin(&name, cpu);
+            reader.run();
+        })?;
+    }
+    drop(ended_tx);
+
+    let connector = Connector {
+        targets,
+        to_readers,
+        ended: ended_rx,
+        backoff: Backoff::default(),
+        max_message_bytes: rt.max_message_bytes,
+        connect_timeout: Duration::from_secs(10),
+        shutdown: shutdown.clone(),
+    };
+    spawn("connector", move || connector.run())?;
+
+    log::info!(
+        "event=started readers={} parsers={} sinks={}",
+        rt.readers,
+        rt.parsers,
+        sink_names.join(",")
+    );
+    while !shutdown.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    log::info!(
+        "event=shutdown_started deadline_ms={}",
+        config.shutdown_timeout.as_millis()
+    );
+    let outcome = match done_rx.recv_timeout(config.shutdown_timeout) {
+        Ok(0) => Outcome::Clean,
+        Ok(n) => Outcome::Incomplete(format!("{n} sink(s) failed to flush")),
+        Err(_) => Outcome::Incomplete(format!(
+            "publisher did not drain within {:?}",
+            config.shutdown_timeout
+        )),
+    };
+    stop_aux.store(true, Ordering::Relaxed);
+    if let Some(h) = http {
+        let _ = h.join();
+    }
+    log::info!(
+        "event=shutdown_finished elapsed_ms={} outcome={:?}",
+        started.elapsed().as_millis(),
+        outcome
+    );
+    Ok(outcome)
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map(|_| ())
+        .map_err(|e| format!("spawn {name}: {e}"))
+}

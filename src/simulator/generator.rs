@@ -1,0 +1,232 @@
+//! Deterministic Binance-format market data: the same seed gives the same messages.
+//!
+//! Messages are byte-for-byte in Binance's shape (key order, 8-decimal price/qty strings, combined
+//! stream wrapper), compare `tests/fixtures/binance_spot/`. Ids advance per stream exactly as Binance's
+//! do: trade ids and aggregate ids by one, depth `U` = previous `u` + 1.
+
+use std::fmt::Write as _;
+
+/// splitmix64: small, fast, deterministic.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[lo, hi]`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+}
+
+/// A stream's channel, as in `<symbol>@<channel>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Trade,
+    AggTrade,
+    Depth,
+    BookTicker,
+}
+
+impl Channel {
+    /// Parses the part after `@` (`depth`, `depth@100ms` are both depth).
+    pub fn parse(s: &str) -> Option<Channel> {
+        match s {
+            "trade" => Some(Channel::Trade),
+            "aggTrade" => Some(Channel::AggTrade),
+            "bookTicker" => Some(Channel::BookTicker),
+            s if s == "depth" || s.starts_with("depth@") => Some(Channel::Depth),
+            _ => None,
+        }
+    }
+
+    /// Relative frequency in the generated mix (about 60% depth, 30% trades, 10% other).
+    pub fn weight(self) -> u64 {
+        match self {
+            Channel::Depth => 60,
+            Channel::Trade | Channel::AggTrade => 15,
+            Channel::BookTicker => 10,
+        }
+    }
+}
+
+/// The state of one stream (`btcusdt@trade`, ...), shared by every connection subscribed to it so a
+/// reconnect continues the sequence like a live exchange does.
+#[derive(Debug, Clone)]
+pub struct StreamGen {
+    pub name: String,
+    pub channel: Channel,
+    symbol: String,
+    rng: Rng,
+    /// Mid price in cents.
+    price: u64,
+    next_id: u64,
+    next_agg_trade: u64,
+}
+
+impl StreamGen {
+    /// `name` is `<symbol lower>@<channel>`; `None` for unknown channels.
+    pub fn new(name: &str, seed: u64) -> Option<StreamGen> {
+        let (sym, ch) = name.split_once('@')?;
+        let channel = Channel::parse(ch)?;
+        if sym.is_empty() || !sym.bytes().all(|c| c.is_ascii_alphanumeric()) {
+            return None;
+        }
+        let h = name.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut rng = Rng(h);
+        let price = rng.range(1_000, 7_000_000);
+        let next_id = rng.range(1_000_000, 4_000_000_000);
+        Some(StreamGen {
+            name: name.to_string(),
+            channel,
+            symbol: sym.to_ascii_uppercase(),
+            rng,
+            price,
+            next_id,
+            next_agg_trade: next_id * 2,
+        })
+    }
+
+    /// Appends the next combined-stream message to `out`.
+    pub fn next_message(&mut self, now_ms: u64, out: &mut String) {
+        let step = self.rng.range(0, 20) as i64 - 10;
+        self.price = (self.price as i64 + step).max(100) as u64;
+        let _ = write!(out, "{{\"stream\":\"{}\",\"data\":", self.name);
+        match self.channel {
+            Channel::Trade => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let _ = write!(
+                    out,
+                    "{{\"e\":\"trade\",\"E\":{now_ms},\"s\":\"{}\",\"t\":{id},\"p\":\"{}\",\"q\":\"{}\",\"T\":{},\"m\":{},\"M\":true}}",
+                    self.symbol,
+                    price(self.price),
+                    qty(self.rng.range(1, 500_000_000)),
+                    now_ms.saturating_sub(1),
+                    self.rng.chance(50)
+                );
+            }
+            Channel::AggTrade => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let first = self.next_agg_trade;
+                let n = self.rng.range(1, 4);
+                self.next_agg_trade += n;
+                let _ = write!(
+                    out,
+                    "{{\"e\":\"aggTrade\",\"E\":{now_ms},\"s\":\"{}\",\"a\":{id},\"p\":\"{}\",\"q\":\"{}\",\"f\":{first},\"l\":{},\"T\":{},\"m\":{},\"M\":true}}",
+                    self.symbol,
+                    price(self.price),
+                    qty(self.rng.range(1, 500_000_000)),
+                    first + n - 1,
+                    now_ms.saturating_sub(1),
+                    self.rng.chance(50)
+                );
+            }
+            Channel::Depth => {
+                let first = self.next_id;
+                let last = first + self.rng.range(0, 5);
+                self.next_id = last + 1;
+                let _ = write!(
+                    out,
+                    "{{\"e\":\"depthUpdate\",\"E\":{now_ms},\"s\":\"{}\",\"U\":{first},\"u\":{last},\"b\":[",
+                    self.symbol
+                );
+                let nb = self.rng.range(0, 10);
+                self.levels(out, nb, false);
+                out.push_str("],\"a\":[");
+                let na = self.rng.range(if nb == 0 { 1 } else { 0 }, 10);
+                self.levels(out, na, true);
+                out.push_str("]}");
+            }
+            Channel::BookTicker => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let _ = write!(
+                    out,
+                    "{{\"u\":{id},\"s\":\"{}\",\"b\":\"{}\",\"B\":\"{}\",\"a\":\"{}\",\"A\":\"{}\"}}",
+                    self.symbol,
+                    price(self.price),
+                    qty(self.rng.range(1, 900_000_000)),
+                    price(self.price + 1),
+                    qty(self.rng.range(1, 900_000_000))
+                );
+            }
+        }
+        out.push('}');
+    }
+
+    fn levels(&mut self, out: &mut String, n: u64, asks: bool) {
+        for i in 0..n {
+            if i > 0 {
+                out.push(',');
+            }
+            let off = self.rng.range(0, 200);
+            let p = if asks {
+                self.price + 1 + off
+            } else {
+                self.price.saturating_sub(off).max(1)
+            };
+            let q = if self.rng.chance(20) {
+                0
+            } else {
+                self.rng.range(1, 2_000_000_000)
+            };
+            let _ = write!(out, "[\"{}\",\"{}\"]", price(p), qty(q));
+        }
+    }
+}
+
+/// Cents -> Binance's 8-decimal string.
+fn price(cents: u64) -> String {
+    format!("{}.{:02}000000", cents / 100, cents % 100)
+}
+
+/// 1e-8 units -> Binance's 8-decimal string.
+fn qty(units: u64) -> String {
+    format!("{}.{:08}", units / 100_000_000, units % 100_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_and_sequential() {
+        let mut a = StreamGen::new("btcusdt@trade", 7).unwrap();
+        let mut b = StreamGen::new("btcusdt@trade", 7).unwrap();
+        let (mut x, mut y) = (String::new(), String::new());
+        a.next_message(1, &mut x);
+        b.next_message(1, &mut y);
+        assert_eq!(x, y);
+        let v: serde_json::Value = serde_json::from_str(&x).unwrap();
+        assert_eq!(v["data"]["s"], "BTCUSDT");
+        let mut d = StreamGen::new("ethusdt@depth@100ms", 7).unwrap();
+        let mut prev_u = None;
+        for _ in 0..100 {
+            let mut m = String::new();
+            d.next_message(5, &mut m);
+            let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+            let (u0, u1) = (
+                v["data"]["U"].as_u64().unwrap(),
+                v["data"]["u"].as_u64().unwrap(),
+            );
+            if let Some(p) = prev_u {
+                assert_eq!(u0, p + 1);
+            }
+            prev_u = Some(u1);
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! A Binance-format exchange simulator on 127.0.0.1 for tests and the benchmark harness.
+//!
+//! Serves `/stream` (subscribe with `SUBSCRIBE` messages, or `?streams=a/b` in the URL) and `/ws/..`,
+//! generates deterministic messages from a seed at a chosen rate, answers pings, sends its own pings
+//! and checks the pong payloads, and can inject faults (malformed JSON, unknown events, huge or binary
+//! frames, a connection cut in the middle of a frame). Everything it sends as market data can be
+//! recorded so tests compare the collector's output with the truth.
+
+pub mod generator;
+mod server;
+
+use generator::StreamGen;
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Something abnormal the simulator does once a connection has sent `after` data messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// A text frame that is not valid JSON.
+    Malformed,
+    /// A well-formed event of a type nobody knows.
+    UnknownEvent,
+    /// Valid JSON with a wrong field type (`"t"` as a string).
+    WrongType,
+    /// A text frame of this many bytes.
+    Huge(usize),
+    /// A binary frame.
+    Binary,
+    /// Half of a frame, then the TCP connection is shut down.
+    CutMidFrame,
+    /// A clean WebSocket close.
+    Close,
+}
+
+/// What to serve.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Listen address (port 0 picks a free one).
+    pub listen: String,
+    pub seed: u64,
+    /// Data messages per second per connection; 0 = as fast as possible.
+    pub rate: u64,
+    /// Stop generating after this many data messages in total (then stay connected and idle).
+    pub total: Option<u64>,
+    /// Faults per connection index (0 = first accepted connection): `(after n messages, fault)`.
+    pub faults: Vec<(usize, u64, Fault)>,
+    /// Keep every data message sent, in order, for tests.
+    pub record: bool,
+    /// Send a ping with a unique payload at this interval.
+    pub ping_interval: Option<Duration>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: "127.0.0.1:0".into(),
+            seed: 1,
+            rate: 1000,
+            total: None,
+            faults: Vec::new(),
+            record: false,
+            ping_interval: None,
+        }
+    }
+}
+
+/// State shared by the accept loop and connection threads.
+pub(crate) struct Shared {
+    pub cfg: SimConfig,
+    pub streams: Mutex<HashMap<String, StreamGen>>,
+    pub sent_log: Mutex<Vec<String>>,
+    pub sent: AtomicU64,
+    pub connections: AtomicU64,
+    pub pings_sent: AtomicU64,
+    pub pongs_matched: AtomicU64,
+    pub subscribe_messages: AtomicU64,
+    pub stop: AtomicBool,
+}
+
+/// A running simulator; stops when dropped.
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Binds and starts serving in background threads.
+    pub fn start(cfg: SimConfig) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind(&cfg.listen)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            cfg,
+            streams: Mutex::new(HashMap::new()),
+            sent_log: Mutex::new(Vec::new()),
+            sent: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            pings_sent: AtomicU64::new(0),
+            pongs_matched: AtomicU64::new(0),
+            subscribe_messages: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let accept = std::thread::Builder::new()
+            .name("sim-accept".into())
+            .spawn(move || server::accept_loop(listener, s))?;
+        Ok(Simulator {
+            addr,
+            shared,
+            accept: Some(accept),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://<addr>`, the value for `exchanges.binance_spot.ws_url`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Data messages sent so far (all connections).
+    pub fn sent(&self) -> u64 {
+        self.shared.sent.load(Ordering::Relaxed)
+    }
+
+    /// The recorded data messages (with `record: true`).
+    pub fn sent_messages(&self) -> Vec<String> {
+        self.shared
+            .sent_log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// `(pings sent, pongs that echoed the payload)`.
+    pub fn pings(&self) -> (u64, u64) {
+        (
+            self.shared.pings_sent.load(Ordering::Relaxed),
+            self.shared.pongs_matched.load(Ordering::Relaxed),
+        )
+    }
+
+    /// SUBSCRIBE messages received.
+    pub fn subscribe_messages(&self) -> u64 {
+        self.shared.subscribe_messages.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

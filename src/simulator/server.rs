@@ -1,0 +1,288 @@
+//! Accept loop and one thread per simulated connection.
+
+use super::generator::StreamGen;
+use super::{Fault, Shared};
+use std::io::{ErrorKind, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tungstenite::handshake::server::{Request, Response};
+use tungstenite::{Error as WsError, Message, WebSocket};
+
+pub(crate) fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let _ = listener.set_nonblocking(true);
+    let mut threads = Vec::new();
+    let mut index = 0usize;
+    while !shared.stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let s = shared.clone();
+                let i = index;
+                index += 1;
+                shared.connections.fetch_add(1, Ordering::Relaxed);
+                if let Ok(t) = std::thread::Builder::new()
+                    .name(format!("sim-conn-{i}"))
+                    .spawn(move || {
+                        let _ = serve(stream, i, s);
+                    })
+                {
+                    threads.push(t);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback fixes the error type
+fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsError> {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_nonblocking(false);
+    let mut path = String::new();
+    let mut ws = tungstenite::accept_hdr(stream, |req: &Request, resp: Response| {
+        path = req.uri().to_string();
+        Ok(resp)
+    })
+    .map_err(|e| match e {
+        tungstenite::HandshakeError::Failure(e) => e,
+        tungstenite::HandshakeError::Interrupted(_) => WsError::ConnectionClosed,
+    })?;
+    ws.get_ref().set_nonblocking(true)?;
+
+    let mut subscribed: Vec<String> = Vec::new();
+    if let Some((_, q)) = path.split_once("streams=") {
+        subscribed.extend(q.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+    } else if let Some(s) = path.strip_prefix("/ws/") {
+        subscribed.push(s.to_string());
+    }
+    ensure_streams(&shared, &subscribed);
+
+    let mut faults: Vec<(u64, Fault)> = shared
+        .cfg
+        .faults
+        .iter()
+        .filter(|(c, _, _)| *c == index)
+        .map(|(_, after, f)| (*after, f.clone()))
+        .collect();
+    faults.sort_by_key(|(a, _)| *a);
+    let mut sent_here = 0u64;
+    let started = Instant::now();
+    let mut last_ping = Instant::now();
+    let mut ping_seq = 0u64;
+    let mut pending_pings: Vec<String> = Vec::new();
+    let mut pick = super::generator::Rng(shared.cfg.seed ^ index as u64);
+    let mut msg = String::with_capacity(2048);
+
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            let _ = ws.close(None);
+            let _ = flush_all(&mut ws);
+            return Ok(());
+        }
+        // Incoming: subscriptions, pongs, close.
+        loop {
+            match ws.read() {
+                Ok(Message::Text(t)) => {
+                    if let Some((id, streams)) = parse_subscribe(t.as_str()) {
+                        shared.subscribe_messages.fetch_add(1, Ordering::Relaxed);
+                        ensure_streams(&shared, &streams);
+                        for s in streams {
+                            if !subscribed.contains(&s) {
+                                subscribed.push(s);
+                            }
+                        }
+                        ws.write(Message::text(format!("{{\"result\":null,\"id\":{id}}}")))?;
+                    }
+                }
+                Ok(Message::Pong(p)) => {
+                    let p = String::from_utf8_lossy(&p).to_string();
+                    if let Some(i) = pending_pings.iter().position(|x| *x == p) {
+                        pending_pings.remove(i);
+                        shared.pongs_matched.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Message::Close(_)) => {
+                    let _ = flush_all(&mut ws);
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(iv) = shared.cfg.ping_interval
+            && last_ping.elapsed() >= iv
+        {
+            last_ping = Instant::now();
+            ping_seq += 1;
+            let payload = format!("sim-ping-{index}-{ping_seq}");
+            pending_pings.push(payload.clone());
+            shared.pings_sent.fetch_add(1, Ordering::Relaxed);
+            ws.write(Message::Ping(payload.into_bytes().into()))?;
+        }
+
+        // Outgoing data, paced.
+        let due = if shared.cfg.rate == 0 {
+            256
+        } else {
+            let target = (started.elapsed().as_secs_f64() * shared.cfg.rate as f64) as u64;
+            target.saturating_sub(sent_here).min(1024)
+        };
+        let mut wrote = 0;
+        if !subscribed.is_empty() {
+            let weights: Vec<u64> = {
+                let map = shared
+                    .streams
+                    .lock()
+                    .map_err(|_| WsError::ConnectionClosed)?;
+                subscribed
+                    .iter()
+                    .map(|s| map.get(s).map(|g| g.channel.weight()).unwrap_or(0))
+                    .collect()
+            };
+            let total_weight: u64 = weights.iter().sum();
+            for _ in 0..due {
+                if total_weight == 0 {
+                    break;
+                }
+                if let Some((after, _)) = faults.first()
+                    && *after <= sent_here
+                {
+                    let (_, fault) = faults.remove(0);
+                    if inject(&mut ws, fault)? {
+                        return Ok(());
+                    }
+                }
+                let reserved = shared.sent.fetch_add(1, Ordering::Relaxed);
+                if shared.cfg.total.is_some_and(|t| reserved >= t) {
+                    shared.sent.fetch_sub(1, Ordering::Relaxed);
+                    break;
+                }
+                let mut r = pick.next_u64() % total_weight;
+                let mut idx = 0;
+                for (i, w) in weights.iter().enumerate() {
+                    if r < *w {
+                        idx = i;
+                        break;
+                    }
+                    r -= w;
+                }
+                msg.clear();
+                {
+                    let mut map = shared
+                        .streams
+                        .lock()
+                        .map_err(|_| WsError::ConnectionClosed)?;
+                    if let Some(g) = map.get_mut(&subscribed[idx]) {
+                        let now_ms = (crate::clock::realtime_ns() / 1_000_000) as u64;
+                        g.next_message(now_ms, &mut msg);
+                    }
+                    // Recording under the same lock keeps the log in generation order per stream.
+                    if shared.cfg.record
+                        && let Ok(mut log) = shared.sent_log.lock()
+                    {
+                        log.push(msg.clone());
+                    }
+                }
+                ws.write(Message::text(msg.clone()))?;
+                sent_here += 1;
+                wrote += 1;
+            }
+        }
+        flush_all(&mut ws)?;
+        if wrote == 0 {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+}
+
+fn ensure_streams(shared: &Shared, streams: &[String]) {
+    if let Ok(mut map) = shared.streams.lock() {
+        for s in streams {
+            if !map.contains_key(s)
+                && let Some(g) = StreamGen::new(s, shared.cfg.seed)
+            {
+                map.insert(s.clone(), g);
+            }
+        }
+    }
+}
+
+fn parse_subscribe(text: &str) -> Option<(u64, Vec<String>)> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    if v.get("method")?.as_str()? != "SUBSCRIBE" {
+        return None;
+    }
+    let id = v.get("id").and_then(|i| i.as_u64()).unwrap_or(0);
+    let streams = v
+        .get("params")?
+        .as_array()?
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
+    Some((id, streams))
+}
+
+/// Flushes, waiting while the socket is full. Errors end the connection.
+fn flush_all(ws: &mut WebSocket<TcpStream>) -> Result<(), WsError> {
+    loop {
+        match ws.flush() {
+            Ok(()) => return Ok(()),
+            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sends a fault; true when the connection is finished afterwards.
+fn inject(ws: &mut WebSocket<TcpStream>, fault: Fault) -> Result<bool, WsError> {
+    match fault {
+        Fault::Malformed => ws.write(Message::text(
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":17231612"#,
+        ))?,
+        Fault::UnknownEvent => ws.write(Message::text(
+            r#"{"stream":"btcusdt@weird","data":{"e":"weirdEvent","E":1723161255343,"s":"BTCUSDT"}}"#,
+        ))?,
+        Fault::WrongType => ws.write(Message::text(
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":"12","p":"1.0","q":"1.0","T":1,"m":true,"M":true}}"#,
+        ))?,
+        Fault::Huge(n) => {
+            let mut s = String::with_capacity(n);
+            s.push_str("{\"pad\":\"");
+            while s.len() < n.saturating_sub(2) {
+                s.push('x');
+            }
+            s.push_str("\"}");
+            ws.write(Message::text(s))?
+        }
+        Fault::Binary => ws.write(Message::binary(vec![0u8, 1, 2, 3, 255]))?,
+        Fault::Close => {
+            ws.close(None)?;
+            flush_all(ws)?;
+            return Ok(true);
+        }
+        Fault::CutMidFrame => {
+            flush_all(ws)?;
+            let payload = br#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT"}}"#;
+            let mut frame = vec![0x81u8, payload.len() as u8];
+            frame.extend_from_slice(payload);
+            let sock = ws.get_mut();
+            let _ = sock.set_nonblocking(false);
+            let _ = sock.write_all(&frame[..frame.len() / 2]);
+            let _ = sock.flush();
+            let _ = sock.shutdown(Shutdown::Both);
+            return Ok(true);
+        }
+    }
+    flush_all(ws)?;
+    Ok(false)
+}

@@ -1,0 +1,69 @@
+//! Stage 5: where records end up. A sink is one folder (or file) plus one line in [`REGISTRY`].
+//!
+//! Contract: `write` is called on the publisher thread for every record, in the order the parsers
+//! produced them per connection; it must not block on anything but its own I/O, and buffer as it
+//! likes. `tick` is called at least every millisecond when the publisher is idle, for time-based
+//! flushing. `close` flushes everything and is called once at shutdown.
+
+pub mod file;
+pub mod null;
+
+use crate::config::ConfigError;
+use crate::encode::Formats;
+use crate::pipeline::record::Record;
+use std::fmt;
+
+/// Every known sink; the config section name is the factory's `name()`.
+pub static REGISTRY: &[&dyn SinkFactory] = &[&file::FACTORY, &null::FACTORY];
+
+/// Builds a plan from a sink's config section (`sinks.<name>`).
+pub trait SinkFactory: Sync {
+    fn name(&self) -> &'static str;
+    /// Validates the section; `Ok(None)` when it is disabled.
+    fn plan(&self, section: serde_yaml::Value) -> Result<Option<Box<dyn SinkPlan>>, ConfigError>;
+}
+
+/// A validated sink configuration; `start` opens it (off the hot path, before data flows).
+pub trait SinkPlan: Send + Sync + fmt::Debug {
+    fn name(&self) -> &'static str;
+    /// Encodings this sink reads from a [`Record`].
+    fn formats(&self) -> Formats;
+    /// The section with defaults filled in, for `mdc check-config`.
+    fn effective(&self) -> serde_yaml::Value;
+    /// Opens the sink.
+    fn start(&self) -> Result<Box<dyn Sink>, SinkError>;
+}
+
+/// A running sink, owned by the publisher thread.
+pub trait Sink: Send {
+    fn name(&self) -> &'static str;
+    /// Takes one record (buffering allowed).
+    fn write(&mut self, rec: &Record) -> Result<(), SinkError>;
+    /// Periodic housekeeping (time-based flush, rotation); `now_ns` is CLOCK_REALTIME.
+    fn tick(&mut self, now_ns: i64) -> Result<(), SinkError>;
+    /// Flushes everything buffered and releases resources.
+    fn close(&mut self) -> Result<(), SinkError>;
+}
+
+/// A sink failure, with the sink's own wording.
+#[derive(Debug)]
+pub struct SinkError(pub String);
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SinkError {}
+
+impl From<std::io::Error> for SinkError {
+    fn from(e: std::io::Error) -> Self {
+        SinkError(e.to_string())
+    }
+}
+
+/// Looks up a sink by its config section name.
+pub fn factory(name: &str) -> Option<&'static dyn SinkFactory> {
+    REGISTRY.iter().copied().find(|f| f.name() == name)
+}
