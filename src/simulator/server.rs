@@ -279,7 +279,20 @@ fn inject(ws: &mut WebSocket<TcpStream>, fault: Fault) -> Result<bool, WsError> 
             let _ = sock.set_nonblocking(false);
             let _ = sock.write_all(&frame[..frame.len() / 2]);
             let _ = sock.flush();
-            let _ = sock.shutdown(Shutdown::Both);
+            let _ = sock.shutdown(Shutdown::Write);
+            // Drain what the peer still sends until it closes, so our close sends FIN, not a RST
+            // that could discard data the peer has not read yet.
+            let _ = sock.set_read_timeout(Some(std::time::Duration::from_millis(100)));
+            let mut buf = [0u8; 4096];
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                match std::io::Read::read(sock, &mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
             return Ok(true);
         }
     }

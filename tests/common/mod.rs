@@ -1,0 +1,256 @@
+//! Helpers shared by the end-to-end tests: run the real `mdc` binary against the simulator, read
+//! what the file sink wrote, and derive the expected normalized events from the raw messages.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "mdc-test-{tag}-{}-{}",
+        std::process::id(),
+        mdc::clock::realtime_ns()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; tiny race accepted in tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The collector as a child process.
+pub struct Collector {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Collector {
+    /// Writes `config` to `<dir>/config.yaml` and starts `mdc run` there with `env`.
+    pub fn start(dir: &Path, config: &str, env: &[(&str, String)]) -> Collector {
+        let cfg = dir.join("config.yaml");
+        std::fs::write(&cfg, config).unwrap();
+        let log = dir.join("mdc.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mdc"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("mdc.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.env("RUST_LOG", "info");
+        Collector {
+            child: cmd.spawn().expect("start mdc"),
+            dir: dir.to_path_buf(),
+            log,
+        }
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM; waits up to `limit`; returns the exit status and how long it took.
+    pub fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let t0 = Instant::now();
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return (st, t0.elapsed());
+            }
+            if t0.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!(
+                    "mdc did not exit within {limit:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file of the sink directory for `stem` (a type name), in rotation order.
+pub fn files(dir: &Path, stem: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&format!("{stem}.")))
+    });
+    // <stem>.<date>T<hh>.<n>.<ext>: order by hour then by n.
+    v.sort_by_key(|p| {
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        let parts: Vec<&str> = name.split('.').collect();
+        (parts[1].to_string(), parts[2].parse::<u64>().unwrap_or(0))
+    });
+    v
+}
+
+pub const TYPES: [&str; 4] = ["trade", "agg_trade", "depth_diff", "book_ticker"];
+
+/// All JSON Lines objects the file sink wrote, every type.
+pub fn read_jsonl(dir: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    for t in TYPES {
+        for f in files(dir, t) {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for line in text.lines() {
+                out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")));
+            }
+        }
+    }
+    out
+}
+
+/// Lines written so far (cheap progress check while the collector runs).
+pub fn count_lines(dir: &Path) -> usize {
+    TYPES
+        .iter()
+        .flat_map(|t| files(dir, t))
+        .map(|f| {
+            std::fs::read(&f)
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Polls `f` every 50 ms until true or `limit`; true if it became true.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// The normalized event a raw Binance spot combined-stream message must become, without
+/// `receive_ts_ns` (only the collector knows it).
+pub fn expected_event(raw: &str) -> Value {
+    let v: Value = serde_json::from_str(raw).unwrap();
+    let d = &v["data"];
+    let side = |m: &Value| if m.as_bool().unwrap() { "sell" } else { "buy" };
+    let ns = |x: &Value| x.as_i64().unwrap() * 1_000_000;
+    let mut e = json!({"exchange": "binance", "market": "spot", "symbol": d["s"]});
+    let o = e.as_object_mut().unwrap();
+    let mut put = |k: &str, x: Value| {
+        o.insert(k.into(), x);
+    };
+    match d.get("e").and_then(Value::as_str) {
+        Some("trade") => {
+            put("type", json!("trade"));
+            put("exchange_ts_ns", json!(ns(&d["T"])));
+            put("trade_id", d["t"].clone());
+            put("price", d["p"].clone());
+            put("qty", d["q"].clone());
+            put("side", json!(side(&d["m"])));
+        }
+        Some("aggTrade") => {
+            put("type", json!("agg_trade"));
+            put("exchange_ts_ns", json!(ns(&d["T"])));
+            put("agg_id", d["a"].clone());
+            put("first_trade_id", d["f"].clone());
+            put("last_trade_id", d["l"].clone());
+            put("price", d["p"].clone());
+            put("qty", d["q"].clone());
+            put("side", json!(side(&d["m"])));
+        }
+        Some("depthUpdate") => {
+            put("type", json!("depth_diff"));
+            put("exchange_ts_ns", json!(ns(&d["E"])));
+            put("first_update_id", d["U"].clone());
+            put("last_update_id", d["u"].clone());
+            put("bids", d["b"].clone());
+            put("asks", d["a"].clone());
+        }
+        None => {
+            put("type", json!("book_ticker"));
+            put("exchange_ts_ns", json!(0));
+            put("update_id", d["u"].clone());
+            put("bid_price", d["b"].clone());
+            put("bid_qty", d["B"].clone());
+            put("ask_price", d["a"].clone());
+            put("ask_qty", d["A"].clone());
+        }
+        Some(other) => panic!("unexpected {other}"),
+    }
+    e
+}
+
+/// Checks that `got` holds exactly the events of `sent` (raw messages): same multiset, each
+/// exactly once, and the same order within every (type, symbol) stream.
+pub fn assert_exactly_once(sent: &[String], got: &[Value]) {
+    use std::collections::BTreeMap;
+    let key = |v: &Value| {
+        (
+            v["type"].as_str().unwrap().to_string(),
+            v["symbol"].as_str().unwrap().to_string(),
+        )
+    };
+    let mut want: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+    for raw in sent {
+        let e = expected_event(raw);
+        want.entry(key(&e)).or_default().push(e);
+    }
+    let mut have: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+    for g in got {
+        let ts = g["receive_ts_ns"].as_i64().expect("receive_ts_ns");
+        assert!(
+            ts > 1_600_000_000_000_000_000,
+            "receive_ts_ns is a realtime ns timestamp: {ts}"
+        );
+        let mut g = g.clone();
+        g.as_object_mut().unwrap().remove("receive_ts_ns");
+        have.entry(key(&g)).or_default().push(g);
+    }
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        have.keys().collect::<Vec<_>>(),
+        "same streams"
+    );
+    for (k, w) in &want {
+        let h = &have[k];
+        assert_eq!(
+            h.len(),
+            w.len(),
+            "{k:?}: {} events expected, {} written",
+            w.len(),
+            h.len()
+        );
+        for (i, (a, b)) in w.iter().zip(h).enumerate() {
+            assert_eq!(a, b, "{k:?} event #{i} differs");
+        }
+    }
+}
