@@ -59,7 +59,8 @@ fn valid_config_prints_effective_config() {
 #[test]
 fn each_invalid_key_is_named_with_exit_2() {
     let replace = |from: &str, to: &str| BASE.replace(from, to);
-    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             replace("  cpus: {}", "  cpus: {}\n  bogus: 1"),
             vec![],
