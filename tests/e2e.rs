@@ -67,7 +67,7 @@ fn jsonl_exactly_once_in_order() {
         pongs + 2 >= pings,
         "pings answered with their payload: {pongs}/{pings}"
     );
-    assert_eq!(sim.subscribe_messages(), 1, "12 streams fit one SUBSCRIBE");
+    assert_eq!(sim.subscribe_messages(), 0, "12 streams ride in the URL");
 }
 
 /// The Protobuf file form holds the same events (length-delimited `Envelope`s).
@@ -106,6 +106,83 @@ fn protobuf_files_decode_to_the_same_events() {
     let (status, _) = mdc.terminate(Duration::from_secs(10));
     assert!(status.success(), "log:\n{}", mdc.log_text());
     assert_exactly_once(&sim.sent_messages(), &read());
+}
+
+/// 1,200 streams over two connections (600 each, configured limit), two reader and two parser
+/// threads: every stream is subscribed exactly once, `SUBSCRIBE` messages never exceed 5 per second
+/// per connection, and every event arrives exactly once and in order per stream.
+#[test]
+fn many_streams_over_several_connections_and_threads() {
+    let total = 20_000;
+    let sim = Simulator::start(SimConfig {
+        rate: 5_000,
+        total: Some(total),
+        record: true,
+        seed: 11,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let symbols: Vec<String> = (0..300).map(|i| format!("\"S{i:03}USDT\"")).collect();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    symbols: [{}]
+    channels: ["trade", "aggTrade", "depth@100ms", "bookTicker"]
+    max_streams_per_connection: 600
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: ""
+runtime:
+  readers: 2
+  parsers: 2
+"#,
+        sim.ws_url(),
+        symbols.join(", ")
+    );
+    let dir = temp_dir("many");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let data = dir.join("data");
+    assert!(
+        wait_until(Duration::from_secs(90), || count_lines(&data) as u64
+            >= total),
+        "only {} of {total}; log:\n{}",
+        count_lines(&data),
+        mdc.log_text()
+    );
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+
+    let subs = sim.subscriptions();
+    assert_eq!(subs.len(), 2, "two connections");
+    let mut all: Vec<String> = subs.values().flatten().cloned().collect();
+    assert_eq!(all.len(), 1200);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 1200, "each stream subscribed once");
+    let log = sim.subscribe_log();
+    assert!(
+        log.len() >= 2 * 5,
+        "most streams were subscribed by message: {}",
+        log.len()
+    );
+    for conn in 0..2 {
+        let mut t: Vec<_> = log
+            .iter()
+            .filter(|(c, _)| *c == conn)
+            .map(|(_, t)| *t)
+            .collect();
+        t.sort();
+        for w in t.windows(6) {
+            assert!(
+                w[5].duration_since(w[0]) >= Duration::from_millis(950),
+                "more than 5 SUBSCRIBE messages within a second on connection {conn}"
+            );
+        }
+    }
+    assert_exactly_once(&sim.sent_messages(), &read_jsonl(&data));
 }
 
 fn envelope_json(env: &mdc::wire::Envelope) -> Value {
@@ -278,33 +355,31 @@ fn wait_for_metrics(port: u16) -> String {
     last
 }
 
-/// `/readyz` is 503 before the exchange connection is up and 200 once it is open and subscribed.
+/// `/readyz` is 503 while the exchange does not answer and 200 once the connection is open and
+/// subscribed.
 #[test]
 fn readyz_follows_the_connection() {
     let port = free_port();
     let dir = temp_dir("ready");
-    // Nothing listens on the exchange port yet.
-    let sim_port = free_port();
+    // The exchange's port is bound but nobody accepts yet.
+    let sim = Simulator::start(SimConfig {
+        rate: 100,
+        paused: true,
+        ..SimConfig::default()
+    })
+    .unwrap();
     let mut mdc = Collector::start(
         &dir,
-        &config(
-            &format!("ws://127.0.0.1:{sim_port}"),
-            "jsonl",
-            &format!("127.0.0.1:{port}"),
-        ),
+        &config(&sim.ws_url(), "jsonl", &format!("127.0.0.1:{port}")),
         &[],
     );
     assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     }));
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(http_get(port, "/readyz").0, 503);
     assert_eq!(http_get(port, "/healthz").0, 200);
-    let _sim = Simulator::start(SimConfig {
-        listen: format!("127.0.0.1:{sim_port}"),
-        rate: 100,
-        ..SimConfig::default()
-    })
-    .unwrap();
+    sim.resume();
     assert!(
         wait_until(Duration::from_secs(40), || http_get(port, "/readyz").0
             == 200),

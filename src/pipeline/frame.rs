@@ -44,6 +44,16 @@ impl Frame {
         }
     }
 
+    /// Gives back memory after an outsized message: a slot that grew beyond `limit` bytes returns to
+    /// `keep` bytes, so a burst of huge messages cannot pin `ring_capacity` x `max_message_bytes`.
+    #[inline]
+    pub fn shrink_if_above(&mut self, limit: usize, keep: usize) {
+        if self.buf.capacity() > limit {
+            self.buf = Vec::with_capacity(keep + PADDING);
+            self.len = 0;
+        }
+    }
+
     /// Copies `msg` in and pads it. Allocates only if `msg` is larger than any message before it.
     #[inline]
     pub fn fill(&mut self, msg: &[u8]) {

@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 /// Frames taken from one ring before looking at the next (fairness between readers).
 const BATCH: usize = 256;
 
+/// Default size above which a ring slot's buffer is given back after use (256 KiB): bounds the
+/// memory a burst of large messages can leave pinned in the rings.
+pub const SHRINK_ABOVE: usize = 256 << 10;
+
 /// Decode + encode, independent of threads and rings (also used by tests and benchmarks).
 pub struct Stage {
     /// One decoder per exchange plan, indexed by `Frame::source`.
@@ -28,6 +32,9 @@ pub struct Stage {
     events: Counters,
     errors: Counters,
     error_logs: HashMap<&'static str, LogThrottle>,
+    /// Slot buffers grown beyond this are shrunk back to `frame_bytes` once processed.
+    pub shrink_above: usize,
+    pub frame_bytes: usize,
 }
 
 impl Stage {
@@ -42,6 +49,8 @@ impl Stage {
             events: metrics.events.handle(),
             errors: metrics.parse_errors.handle(),
             error_logs,
+            shrink_above: SHRINK_ABOVE,
+            frame_bytes: 4096,
         }
     }
 
@@ -78,6 +87,7 @@ impl Stage {
             }
             Err(e) => self.skip(frame, e),
         }
+        frame.shrink_if_above(self.shrink_above, self.frame_bytes);
     }
 
     fn skip(&mut self, frame: &Frame, e: DecodeError) {

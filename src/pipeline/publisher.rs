@@ -2,6 +2,7 @@
 //! and gives sinks a periodic `tick` for time-based flushing. It stops once every parser has gone and
 //! its ring is empty, then closes (flushes) the sinks.
 
+use super::parser::SHRINK_ABOVE;
 use super::record::Record;
 use super::ring::Consumer;
 use crate::clock::realtime_ns;
@@ -49,6 +50,7 @@ impl Publisher {
                                 }
                             }
                         }
+                        rec.shrink_if_above(SHRINK_ABOVE, 1024);
                     });
                     if r.is_none() {
                         break;

@@ -109,7 +109,8 @@ impl Reader {
                     ws: est.ws,
                     pending: est.subscribe.into(),
                     next_send: Instant::now(),
-                    interval: Duration::from_secs(1) / rate,
+                    // A small margin keeps clock jitter from ever exceeding the exchange's limit.
+                    interval: Duration::from_secs(1) / rate + Duration::from_millis(5),
                     subscribed: false,
                     opened: Instant::now(),
                 };
@@ -275,15 +276,16 @@ impl Reader {
         }
     }
 
-    /// Sends the next pending subscription when the outgoing budget allows.
+    /// Sends the next pending subscription when the outgoing budget allows; marks the connection
+    /// subscribed once nothing is pending (streams carried in the URL need no message).
     fn pace(&mut self, conn: &mut Conn, now: Instant) -> Result<(), (usize, String)> {
-        if conn.pending.is_empty() || now < conn.next_send {
-            return Ok(());
-        }
-        if let Some(msg) = conn.pending.pop_front() {
+        if now >= conn.next_send
+            && let Some(msg) = conn.pending.pop_front()
+        {
             conn.next_send = now + conn.interval;
             match conn.ws.send(Message::text(msg)) {
                 Ok(()) => {}
+                // Queued by tungstenite; written out on the next flush.
                 Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => return Err((disconnect::ERROR, format!("subscribe: {e}"))),
             }

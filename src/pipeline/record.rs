@@ -34,4 +34,15 @@ impl Record {
             proto: Vec::with_capacity(capacity),
         }
     }
+
+    /// Gives back memory after an outsized event (see `Frame::shrink_if_above`).
+    #[inline]
+    pub fn shrink_if_above(&mut self, limit: usize, keep: usize) {
+        if self.json.capacity() > limit {
+            self.json = Vec::with_capacity(keep);
+        }
+        if self.proto.capacity() > limit {
+            self.proto = Vec::with_capacity(keep);
+        }
+    }
 }

@@ -115,11 +115,14 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         let name = format!("parser-{i}");
         let cpu = rt.cpus.parsers.get(i).copied();
         let decoders = config.exchanges.iter().map(|p| p.decoder()).collect();
+        let mut stage = Stage::new(decoders, formats, &metrics);
+        stage.frame_bytes = rt.frame_bytes;
+        stage.shrink_above = crate::pipeline::parser::SHRINK_ABOVE.max(rt.frame_bytes * 4);
         let parser = Parser {
             name: name.clone(),
             inputs,
             output,
-            stage: Stage::new(decoders, formats, &metrics),
+            stage,
             idle: idle(),
         };
         spawn(&name.clone(), move || {

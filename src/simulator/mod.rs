@@ -52,6 +52,9 @@ pub struct SimConfig {
     pub record: bool,
     /// Send a ping with a unique payload at this interval.
     pub ping_interval: Option<Duration>,
+    /// Bind but do not accept until [`Simulator::resume`] (an exchange that is down, without
+    /// giving its port away).
+    pub paused: bool,
 }
 
 impl Default for SimConfig {
@@ -64,6 +67,7 @@ impl Default for SimConfig {
             faults: Vec::new(),
             record: false,
             ping_interval: None,
+            paused: false,
         }
     }
 }
@@ -78,7 +82,12 @@ pub(crate) struct Shared {
     pub pings_sent: AtomicU64,
     pub pongs_matched: AtomicU64,
     pub subscribe_messages: AtomicU64,
+    /// Arrival of every SUBSCRIBE: (connection index, time).
+    pub subscribe_log: Mutex<Vec<(usize, std::time::Instant)>>,
+    /// Streams each connection asked for (URL and SUBSCRIBE), by connection index.
+    pub subscribed: Mutex<HashMap<usize, Vec<String>>>,
     pub stop: AtomicBool,
+    pub paused: AtomicBool,
 }
 
 /// A running simulator; stops when dropped.
@@ -92,6 +101,7 @@ impl Simulator {
     /// Binds and starts serving in background threads.
     pub fn start(cfg: SimConfig) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind(&cfg.listen)?;
+        let cfg_paused = cfg.paused;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             cfg,
@@ -102,7 +112,10 @@ impl Simulator {
             pings_sent: AtomicU64::new(0),
             pongs_matched: AtomicU64::new(0),
             subscribe_messages: AtomicU64::new(0),
+            subscribe_log: Mutex::new(Vec::new()),
+            subscribed: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
+            paused: AtomicBool::new(cfg_paused),
         });
         let s = shared.clone();
         let accept = std::thread::Builder::new()
@@ -155,6 +168,29 @@ impl Simulator {
     /// SUBSCRIBE messages received.
     pub fn subscribe_messages(&self) -> u64 {
         self.shared.subscribe_messages.load(Ordering::Relaxed)
+    }
+
+    /// Arrival times of SUBSCRIBE messages: (connection index, instant).
+    pub fn subscribe_log(&self) -> Vec<(usize, std::time::Instant)> {
+        self.shared
+            .subscribe_log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// Streams each connection subscribed (URL plus messages), by connection index.
+    pub fn subscriptions(&self) -> HashMap<usize, Vec<String>> {
+        self.shared
+            .subscribed
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// Starts accepting connections (see [`SimConfig::paused`]).
+    pub fn resume(&self) {
+        self.shared.paused.store(false, Ordering::Relaxed);
     }
 
     /// Stops accepting and closes every connection.

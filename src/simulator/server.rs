@@ -15,6 +15,10 @@ pub(crate) fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut threads = Vec::new();
     let mut index = 0usize;
     while !shared.stop.load(Ordering::Relaxed) {
+        if shared.paused.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         match listener.accept() {
             Ok((stream, _)) => {
                 let s = shared.clone();
@@ -58,11 +62,13 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
 
     let mut subscribed: Vec<String> = Vec::new();
     if let Some((_, q)) = path.split_once("streams=") {
+        let q = q.split('&').next().unwrap_or("");
         subscribed.extend(q.split('/').filter(|s| !s.is_empty()).map(str::to_string));
     } else if let Some(s) = path.strip_prefix("/ws/") {
         subscribed.push(s.to_string());
     }
     ensure_streams(&shared, &subscribed);
+    note_subscribed(&shared, index, &subscribed);
 
     let mut faults: Vec<(u64, Fault)> = shared
         .cfg
@@ -92,13 +98,20 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                 Ok(Message::Text(t)) => {
                     if let Some((id, streams)) = parse_subscribe(t.as_str()) {
                         shared.subscribe_messages.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut l) = shared.subscribe_log.lock() {
+                            l.push((index, Instant::now()));
+                        }
                         ensure_streams(&shared, &streams);
+                        note_subscribed(&shared, index, &streams);
                         for s in streams {
                             if !subscribed.contains(&s) {
                                 subscribed.push(s);
                             }
                         }
-                        ws.write(Message::text(format!("{{\"result\":null,\"id\":{id}}}")))?;
+                        queue(
+                            &mut ws,
+                            Message::text(format!("{{\"result\":null,\"id\":{id}}}")),
+                        )?;
                     }
                 }
                 Ok(Message::Pong(p)) => {
@@ -125,7 +138,7 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
             let payload = format!("sim-ping-{index}-{ping_seq}");
             pending_pings.push(payload.clone());
             shared.pings_sent.fetch_add(1, Ordering::Relaxed);
-            ws.write(Message::Ping(payload.into_bytes().into()))?;
+            queue(&mut ws, Message::Ping(payload.into_bytes().into()))?;
         }
 
         // Outgoing data, paced.
@@ -191,7 +204,7 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                         log.push(msg.clone());
                     }
                 }
-                ws.write(Message::text(msg.clone()))?;
+                queue(&mut ws, Message::text(msg.clone()))?;
                 sent_here += 1;
                 wrote += 1;
             }
@@ -215,6 +228,12 @@ fn ensure_streams(shared: &Shared, streams: &[String]) {
     }
 }
 
+fn note_subscribed(shared: &Shared, index: usize, streams: &[String]) {
+    if let Ok(mut m) = shared.subscribed.lock() {
+        m.entry(index).or_default().extend(streams.iter().cloned());
+    }
+}
+
 fn parse_subscribe(text: &str) -> Option<(u64, Vec<String>)> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
     if v.get("method")?.as_str()? != "SUBSCRIBE" {
@@ -228,6 +247,15 @@ fn parse_subscribe(text: &str) -> Option<(u64, Vec<String>)> {
         .filter_map(|s| s.as_str().map(str::to_string))
         .collect();
     Some((id, streams))
+}
+
+/// Queues a message. `WouldBlock` means tungstenite queued it but could not write its buffer out
+/// yet (the peer is slow): not an error; `flush_all` finishes the job.
+fn queue(ws: &mut WebSocket<TcpStream>, msg: Message) -> Result<(), WsError> {
+    match ws.write(msg) {
+        Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+        other => other,
+    }
 }
 
 /// Flushes, waiting while the socket is full. Errors end the connection.
@@ -246,15 +274,22 @@ fn flush_all(ws: &mut WebSocket<TcpStream>) -> Result<(), WsError> {
 /// Sends a fault; true when the connection is finished afterwards.
 fn inject(ws: &mut WebSocket<TcpStream>, fault: Fault) -> Result<bool, WsError> {
     match fault {
-        Fault::Malformed => ws.write(Message::text(
-            r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":17231612"#,
-        ))?,
-        Fault::UnknownEvent => ws.write(Message::text(
-            r#"{"stream":"btcusdt@weird","data":{"e":"weirdEvent","E":1723161255343,"s":"BTCUSDT"}}"#,
-        ))?,
-        Fault::WrongType => ws.write(Message::text(
-            r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":"12","p":"1.0","q":"1.0","T":1,"m":true,"M":true}}"#,
-        ))?,
+        Fault::Malformed => queue(
+            ws,
+            Message::text(r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":17231612"#),
+        )?,
+        Fault::UnknownEvent => queue(
+            ws,
+            Message::text(
+                r#"{"stream":"btcusdt@weird","data":{"e":"weirdEvent","E":1723161255343,"s":"BTCUSDT"}}"#,
+            ),
+        )?,
+        Fault::WrongType => queue(
+            ws,
+            Message::text(
+                r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":"12","p":"1.0","q":"1.0","T":1,"m":true,"M":true}}"#,
+            ),
+        )?,
         Fault::Huge(n) => {
             let mut s = String::with_capacity(n);
             s.push_str("{\"pad\":\"");
@@ -262,9 +297,9 @@ fn inject(ws: &mut WebSocket<TcpStream>, fault: Fault) -> Result<bool, WsError> 
                 s.push('x');
             }
             s.push_str("\"}");
-            ws.write(Message::text(s))?
+            queue(ws, Message::text(s))?
         }
-        Fault::Binary => ws.write(Message::binary(vec![0u8, 1, 2, 3, 255]))?,
+        Fault::Binary => queue(ws, Message::binary(vec![0u8, 1, 2, 3, 255]))?,
         Fault::Close => {
             ws.close(None)?;
             flush_all(ws)?;
@@ -289,7 +324,9 @@ fn inject(ws: &mut WebSocket<TcpStream>, fault: Fault) -> Result<bool, WsError> 
                 match std::io::Read::read(sock, &mut buf) {
                     Ok(0) => break,
                     Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {}
+                    Err(e)
+                        if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                    }
                     Err(_) => break,
                 }
             }

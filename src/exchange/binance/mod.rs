@@ -1,10 +1,11 @@
 //! Binance adapters. Spot and USD-M futures share payload shapes and the combined-stream protocol;
 //! each market is a [`Profile`] (URLs, channels, limits) registered as its own config section.
 //!
-//! Protocol (see `../shared/EXCHANGES.md` 4.1): one connection to `<ws_url>/stream` per at most
-//! `max_streams_per_connection` streams (Binance allows 1024); streams are added with `SUBSCRIBE`
-//! messages of at most [`STREAMS_PER_SUBSCRIBE`] names, sent no faster than `max_messages_per_sec`
-//! (Binance spot: 5 per second, pings and pongs included). Server pings are answered with their payload
+//! Protocol (see `../shared/EXCHANGES.md` 4.1): one combined-stream connection
+//! `<ws_url>/stream?streams=a/b/..` per at most `max_streams_per_connection` streams (Binance allows
+//! 1024). The first [`URL_STREAMS_BYTES`] of stream names ride in the URL; any others are added with
+//! `SUBSCRIBE` messages of at most [`STREAMS_PER_SUBSCRIBE`] names, sent no faster than
+//! `max_messages_per_sec` (Binance spot: 5 per second, pings and pongs included). Server pings are answered with their payload
 //! by the reader.
 
 pub mod decode;
@@ -16,6 +17,11 @@ use serde::Deserialize;
 
 /// Stream names per `SUBSCRIBE` message; keeps each control message small.
 pub const STREAMS_PER_SUBSCRIBE: usize = 100;
+
+/// Bytes of stream names carried in the connection URL (`/stream?streams=a/b/..`); those need no
+/// outgoing message at all. The rest is subscribed with paced `SUBSCRIBE` messages. Kept well under
+/// common 8 KiB request-line limits.
+pub const URL_STREAMS_BYTES: usize = 2000;
 
 /// What differs between Binance markets.
 #[derive(Debug)]
@@ -182,21 +188,34 @@ impl ExchangePlan for BinancePlan {
     }
 
     fn connections(&self) -> Vec<ConnectionSpec> {
-        let url = format!("{}/stream", self.ws_url.trim_end_matches('/'));
+        let base = format!("{}/stream", self.ws_url.trim_end_matches('/'));
         let mut id = 0u64;
         self.streams()
             .chunks(self.max_streams)
-            .map(|streams| ConnectionSpec {
-                url: url.clone(),
-                streams: streams.to_vec(),
-                subscribe: streams
-                    .chunks(STREAMS_PER_SUBSCRIBE)
-                    .map(|chunk| {
-                        id += 1;
-                        subscribe_message(chunk, id)
-                    })
-                    .collect(),
-                max_messages_per_sec: self.max_messages_per_sec,
+            .map(|streams| {
+                // As many streams as fit go into the URL; the rest are subscribed by message.
+                let mut in_url = 0;
+                let mut bytes = 0;
+                for s in streams {
+                    if bytes + s.len() + 1 > URL_STREAMS_BYTES {
+                        break;
+                    }
+                    bytes += s.len() + 1;
+                    in_url += 1;
+                }
+                let url = format!("{base}?streams={}", streams[..in_url].join("/"));
+                ConnectionSpec {
+                    url,
+                    streams: streams.to_vec(),
+                    subscribe: streams[in_url..]
+                        .chunks(STREAMS_PER_SUBSCRIBE)
+                        .map(|chunk| {
+                            id += 1;
+                            subscribe_message(chunk, id)
+                        })
+                        .collect(),
+                    max_messages_per_sec: self.max_messages_per_sec,
+                }
             })
             .collect()
     }

@@ -93,3 +93,70 @@ impl TypeFile {
         Err(io::Error::other("no free file name"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "mdc-rotate-{tag}-{}-{}",
+            std::process::id(),
+            crate::clock::realtime_ns()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn names(d: &PathBuf) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    const T0: i64 = 1_723_161_255_343_000_000; // 2024-08-08T23:54:15Z
+
+    #[test]
+    fn rotates_by_size_and_hour_and_never_overwrites() {
+        let d = dir("size");
+        let mut f = TypeFile::new(d.clone(), "trade", "jsonl");
+        for _ in 0..10 {
+            f.write(T0, 100, &[b"0123456789012345678901234567890123456789\n"])
+                .unwrap();
+        }
+        // 41 bytes per record, at most 100 per file: 2 per file.
+        f.write(T0 + NS_PER_HOUR, 100, &[b"next hour\n"]).unwrap();
+        f.close().unwrap();
+        let n = names(&d);
+        assert_eq!(n.len(), 6, "{n:?}");
+        assert!(n.contains(&"trade.2024-08-08T23.0.jsonl".to_string()));
+        assert!(n.contains(&"trade.2024-08-08T23.4.jsonl".to_string()));
+        assert!(n.contains(&"trade.2024-08-09T00.0.jsonl".to_string()));
+        let first = std::fs::read(d.join("trade.2024-08-08T23.0.jsonl")).unwrap();
+        assert_eq!(first.len(), 82);
+
+        // A restart in the same hour continues with the next free number.
+        let mut g = TypeFile::new(d.clone(), "trade", "jsonl");
+        g.write(T0, 1 << 20, &[b"after restart\n"]).unwrap();
+        g.close().unwrap();
+        assert!(names(&d).contains(&"trade.2024-08-08T23.5.jsonl".to_string()));
+        assert_eq!(
+            first,
+            std::fs::read(d.join("trade.2024-08-08T23.0.jsonl")).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_record_larger_than_the_limit_still_gets_written() {
+        let d = dir("big");
+        let mut f = TypeFile::new(d.clone(), "depth_diff", "pb");
+        f.write(T0, 10, &[&[7u8; 64]]).unwrap();
+        f.write(T0, 10, &[&[8u8; 64]]).unwrap();
+        f.close().unwrap();
+        assert_eq!(names(&d).len(), 2);
+    }
+}
