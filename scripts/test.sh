@@ -7,10 +7,15 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
-# Debian packages: a C toolchain for crates with C parts (ring).
+# Debian packages: a C toolchain for crates with C parts (ring; librdkafka, zlib and zstd are
+# built from source by their -sys crates), Python's pip to fetch the test broker.
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v c++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
+command -v perl >/dev/null 2>&1 || need+=(perl)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -19,6 +24,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy || true
+
+log "test broker (tansu, Kafka protocol; each test starts its own on 127.0.0.1 and stops it)"
+TANSU_BIN=$(./scripts/install-tansu.sh)
+export TANSU_BIN
+"$TANSU_BIN" --version
 
 log "format"
 cargo fmt --all -- --check

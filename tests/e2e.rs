@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use mdc::simulator::{Fault, SimConfig, Simulator};
 use prost::Message;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 
 fn config(ws_url: &str, format: &str, listen: &str) -> String {
@@ -183,55 +183,6 @@ runtime:
         }
     }
     assert_exactly_once(&sim.sent_messages(), &read_jsonl(&data));
-}
-
-fn envelope_json(env: &mdc::wire::Envelope) -> Value {
-    use mdc::wire::envelope::Payload;
-    let side = |s: i32| {
-        if s == mdc::wire::Side::Buy as i32 {
-            "buy"
-        } else {
-            "sell"
-        }
-    };
-    let levels = |ls: &[mdc::wire::Level]| -> Value {
-        Value::Array(ls.iter().map(|l| json!([l.price, l.qty])).collect())
-    };
-    let mut v = json!({
-        "exchange": env.exchange, "market": env.market, "symbol": env.symbol, "type": env.r#type,
-        "exchange_ts_ns": env.exchange_ts_ns, "receive_ts_ns": env.receive_ts_ns,
-    });
-    let o = v.as_object_mut().unwrap();
-    match env.payload.as_ref().unwrap() {
-        Payload::Trade(t) => {
-            o.insert("trade_id".into(), json!(t.trade_id));
-            o.insert("price".into(), json!(t.price));
-            o.insert("qty".into(), json!(t.qty));
-            o.insert("side".into(), json!(side(t.side)));
-        }
-        Payload::AggTrade(t) => {
-            o.insert("agg_id".into(), json!(t.agg_id));
-            o.insert("first_trade_id".into(), json!(t.first_trade_id));
-            o.insert("last_trade_id".into(), json!(t.last_trade_id));
-            o.insert("price".into(), json!(t.price));
-            o.insert("qty".into(), json!(t.qty));
-            o.insert("side".into(), json!(side(t.side)));
-        }
-        Payload::DepthDiff(d) => {
-            o.insert("first_update_id".into(), json!(d.first_update_id));
-            o.insert("last_update_id".into(), json!(d.last_update_id));
-            o.insert("bids".into(), levels(&d.bids));
-            o.insert("asks".into(), levels(&d.asks));
-        }
-        Payload::BookTicker(b) => {
-            o.insert("update_id".into(), json!(b.update_id));
-            o.insert("bid_price".into(), json!(b.bid_price));
-            o.insert("bid_qty".into(), json!(b.bid_qty));
-            o.insert("ask_price".into(), json!(b.ask_price));
-            o.insert("ask_qty".into(), json!(b.ask_qty));
-        }
-    }
-    v
 }
 
 fn metric(text: &str, name_and_labels: &str) -> u64 {

@@ -6,7 +6,7 @@
 
 pub mod server;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A family of counters with one label, e.g. `processor_events_total{type=...}`.
@@ -119,6 +119,41 @@ pub struct Metrics {
     pub connections_expected: AtomicI64,
     /// Connections whose subscriptions have all been sent.
     pub connections_subscribed: AtomicI64,
+    /// Values registered by components at startup (sinks' own counters and gauges).
+    pub extra: Mutex<Vec<Extra>>,
+    /// Reachability of every enabled sink (readiness).
+    pub sinks: Mutex<Vec<SinkHealth>>,
+}
+
+/// A value a component exports under its own name, read at scrape time.
+#[derive(Clone)]
+pub struct Extra {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// Label pairs, e.g. `[("sink", "kafka")]`.
+    pub labels: Vec<(&'static str, String)>,
+    pub kind: ExtraKind,
+}
+
+/// How an [`Extra`] value is read.
+#[derive(Clone)]
+pub enum ExtraKind {
+    /// A monotonic count.
+    Counter(Arc<AtomicU64>),
+    /// A level that goes up and down.
+    Gauge(Arc<AtomicI64>),
+    /// A gauge holding an `f64` (bits in an `AtomicU64`).
+    GaugeF64(Arc<AtomicU64>),
+}
+
+/// What `/readyz` and `/health` know about one sink.
+#[derive(Clone)]
+pub struct SinkHealth {
+    pub name: &'static str,
+    /// Last reachability check result.
+    pub reachable: Arc<AtomicBool>,
+    /// Messages queued inside the sink (not yet acknowledged).
+    pub queue_depth: Arc<AtomicI64>,
 }
 
 /// Labels of `frames_skipped_total`.
@@ -215,7 +250,88 @@ impl Metrics {
             connections: AtomicI64::new(0),
             connections_expected: AtomicI64::new(0),
             connections_subscribed: AtomicI64::new(0),
+            extra: Mutex::new(Vec::new()),
+            sinks: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Registers a counter (called at startup, never per message).
+    pub fn counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<AtomicU64> {
+        let a = Arc::new(AtomicU64::new(0));
+        self.register(name, help, labels, ExtraKind::Counter(a.clone()));
+        a
+    }
+
+    /// Registers an integer gauge.
+    pub fn gauge(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<AtomicI64> {
+        let a = Arc::new(AtomicI64::new(0));
+        self.register(name, help, labels, ExtraKind::Gauge(a.clone()));
+        a
+    }
+
+    /// Registers a float gauge (store with `f64::to_bits`).
+    pub fn gauge_f64(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<AtomicU64> {
+        let a = Arc::new(AtomicU64::new(0));
+        self.register(name, help, labels, ExtraKind::GaugeF64(a.clone()));
+        a
+    }
+
+    fn register(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        kind: ExtraKind,
+    ) {
+        if let Ok(mut e) = self.extra.lock() {
+            e.push(Extra {
+                name,
+                help,
+                labels: labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+                kind,
+            });
+        }
+    }
+
+    /// Registers a sink's health handles (reachable starts true until a check says otherwise).
+    pub fn sink_health(&self, name: &'static str) -> SinkHealth {
+        let h = SinkHealth {
+            name,
+            reachable: Arc::new(AtomicBool::new(true)),
+            queue_depth: Arc::new(AtomicI64::new(0)),
+        };
+        if let Ok(mut s) = self.sinks.lock() {
+            s.push(h.clone());
+        }
+        h
+    }
+
+    /// Names of sinks whose last check failed.
+    pub fn unreachable_sinks(&self) -> Vec<&'static str> {
+        self.sinks
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|h| !h.reachable.load(Ordering::Relaxed))
+                    .map(|h| h.name)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Index of a parse error reason in `parse_errors`.
@@ -226,11 +342,22 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    /// True when every configured connection is open and subscribed.
-    pub fn ready(&self) -> bool {
+    /// Why the process is not ready, or `None` when every configured connection is open and
+    /// subscribed and every enabled sink is reachable.
+    pub fn not_ready(&self) -> Option<String> {
         let expected = self.connections_expected.load(Ordering::Relaxed);
-        self.connections.load(Ordering::Relaxed) >= expected
-            && self.connections_subscribed.load(Ordering::Relaxed) >= expected
+        let open = self.connections.load(Ordering::Relaxed);
+        let subscribed = self.connections_subscribed.load(Ordering::Relaxed);
+        let mut why = Vec::new();
+        if open < expected || subscribed < expected {
+            why.push(format!(
+                "connections: {open} open, {subscribed} subscribed of {expected}"
+            ));
+        }
+        for s in self.unreachable_sinks() {
+            why.push(format!("sink {s} unreachable"));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
     }
 
     /// All counter families, for export.

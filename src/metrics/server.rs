@@ -68,8 +68,48 @@ impl Exporter {
         self.rss.set(rss_bytes());
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        render_extras(m, &mut out);
         out
     }
+}
+
+/// Appends the components' own values (registered at startup) in Prometheus text format.
+fn render_extras(m: &Metrics, out: &mut Vec<u8>) {
+    use std::fmt::Write as _;
+    let extras = m.extra.lock().map(|e| e.clone()).unwrap_or_default();
+    let mut text = String::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for e in &extras {
+        if !seen.contains(&e.name) {
+            seen.push(e.name);
+            let t = match e.kind {
+                super::ExtraKind::Counter(_) => "counter",
+                _ => "gauge",
+            };
+            let _ = writeln!(text, "# HELP {} {}\n# TYPE {} {t}", e.name, e.help, e.name);
+            // Every series of this name, together.
+            for f in extras.iter().filter(|x| x.name == e.name) {
+                let labels: Vec<String> = f
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{v}\""))
+                    .collect();
+                let value = match &f.kind {
+                    super::ExtraKind::Counter(a) => a.load(Ordering::Relaxed).to_string(),
+                    super::ExtraKind::Gauge(a) => a.load(Ordering::Relaxed).to_string(),
+                    super::ExtraKind::GaugeF64(a) => {
+                        f64::from_bits(a.load(Ordering::Relaxed)).to_string()
+                    }
+                };
+                if labels.is_empty() {
+                    let _ = writeln!(text, "{} {value}", f.name);
+                } else {
+                    let _ = writeln!(text, "{}{{{}}} {value}", f.name, labels.join(","));
+                }
+            }
+        }
+    }
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// Resident set size from `/proc/self/statm` (0 where unavailable).
@@ -114,17 +154,14 @@ pub fn start(
                 let (code, body, ctype) = match path.as_str() {
                     "/metrics" => (200, exporter.render(&metrics), "text/plain; version=0.0.4"),
                     "/healthz" => (200, b"ok\n".to_vec(), "text/plain"),
-                    "/readyz" => {
-                        if metrics.ready() {
-                            (200, b"ready\n".to_vec(), "text/plain")
-                        } else {
-                            (
-                                503,
-                                b"not ready: connections not all open and subscribed\n".to_vec(),
-                                "text/plain",
-                            )
-                        }
-                    }
+                    "/readyz" => match metrics.not_ready() {
+                        None => (200, b"ready\n".to_vec(), "text/plain"),
+                        Some(why) => (
+                            503,
+                            format!("not ready: {why}\n").into_bytes(),
+                            "text/plain",
+                        ),
+                    },
                     _ => (404, b"not found\n".to_vec(), "text/plain"),
                 };
                 let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes());

@@ -42,7 +42,7 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
     for plan in &config.sinks {
         formats = formats.union(plan.formats());
         sinks.push(
-            plan.start()
+            plan.start(&metrics)
                 .map_err(|e| format!("sink {}: {e}", plan.name()))?,
         );
         log::info!("event=sink_started sink={}", plan.name());

@@ -6,15 +6,18 @@
 //! flushing. `close` flushes everything and is called once at shutdown.
 
 pub mod file;
+pub mod kafka;
 pub mod null;
 
 use crate::config::ConfigError;
 use crate::encode::Formats;
+use crate::metrics::Metrics;
 use crate::pipeline::record::Record;
 use std::fmt;
+use std::sync::Arc;
 
 /// Every known sink; the config section name is the factory's `name()`.
-pub static REGISTRY: &[&dyn SinkFactory] = &[&file::FACTORY, &null::FACTORY];
+pub static REGISTRY: &[&dyn SinkFactory] = &[&file::FACTORY, &kafka::FACTORY, &null::FACTORY];
 
 /// Builds a plan from a sink's config section (`sinks.<name>`).
 pub trait SinkFactory: Sync {
@@ -30,8 +33,8 @@ pub trait SinkPlan: Send + Sync + fmt::Debug {
     fn formats(&self) -> Formats;
     /// The section with defaults filled in, for `mdc check-config`.
     fn effective(&self) -> serde_yaml::Value;
-    /// Opens the sink.
-    fn start(&self) -> Result<Box<dyn Sink>, SinkError>;
+    /// Opens the sink (before data flows); it registers its own metrics and health in `metrics`.
+    fn start(&self, metrics: &Arc<Metrics>) -> Result<Box<dyn Sink>, SinkError>;
 }
 
 /// A running sink, owned by the publisher thread.

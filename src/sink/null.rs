@@ -59,7 +59,10 @@ impl SinkPlan for NullPlan {
     fn effective(&self) -> serde_yaml::Value {
         serde_yaml::to_value(&self.0).unwrap_or(serde_yaml::Value::Null)
     }
-    fn start(&self) -> Result<Box<dyn Sink>, SinkError> {
+    fn start(
+        &self,
+        _metrics: &std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(NullSink))
     }
 }

@@ -2,6 +2,8 @@
 //! what the file sink wrote, and derive the expected normalized events from the raw messages.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -93,6 +95,10 @@ impl Drop for Collector {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Keep the directory (config, log, output) of a failed test for inspection.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -253,4 +259,54 @@ pub fn assert_exactly_once(sent: &[String], got: &[Value]) {
             assert_eq!(a, b, "{k:?} event #{i} differs");
         }
     }
+}
+
+/// A decoded `Envelope` as the JSON Lines object it corresponds to.
+pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
+    use mdc::wire::envelope::Payload;
+    let side = |s: i32| {
+        if s == mdc::wire::Side::Buy as i32 {
+            "buy"
+        } else {
+            "sell"
+        }
+    };
+    let levels = |ls: &[mdc::wire::Level]| -> Value {
+        Value::Array(ls.iter().map(|l| json!([l.price, l.qty])).collect())
+    };
+    let mut v = json!({
+        "exchange": env.exchange, "market": env.market, "symbol": env.symbol, "type": env.r#type,
+        "exchange_ts_ns": env.exchange_ts_ns, "receive_ts_ns": env.receive_ts_ns,
+    });
+    let o = v.as_object_mut().unwrap();
+    match env.payload.as_ref().unwrap() {
+        Payload::Trade(t) => {
+            o.insert("trade_id".into(), json!(t.trade_id));
+            o.insert("price".into(), json!(t.price));
+            o.insert("qty".into(), json!(t.qty));
+            o.insert("side".into(), json!(side(t.side)));
+        }
+        Payload::AggTrade(t) => {
+            o.insert("agg_id".into(), json!(t.agg_id));
+            o.insert("first_trade_id".into(), json!(t.first_trade_id));
+            o.insert("last_trade_id".into(), json!(t.last_trade_id));
+            o.insert("price".into(), json!(t.price));
+            o.insert("qty".into(), json!(t.qty));
+            o.insert("side".into(), json!(side(t.side)));
+        }
+        Payload::DepthDiff(d) => {
+            o.insert("first_update_id".into(), json!(d.first_update_id));
+            o.insert("last_update_id".into(), json!(d.last_update_id));
+            o.insert("bids".into(), levels(&d.bids));
+            o.insert("asks".into(), levels(&d.asks));
+        }
+        Payload::BookTicker(b) => {
+            o.insert("update_id".into(), json!(b.update_id));
+            o.insert("bid_price".into(), json!(b.bid_price));
+            o.insert("bid_qty".into(), json!(b.bid_qty));
+            o.insert("ask_price".into(), json!(b.ask_price));
+            o.insert("ask_qty".into(), json!(b.ask_qty));
+        }
+    }
+    v
 }

@@ -137,7 +137,10 @@ impl SinkPlan for FilePlan {
         serde_yaml::to_value(&self.cfg).unwrap_or(serde_yaml::Value::Null)
     }
 
-    fn start(&self) -> Result<Box<dyn Sink>, SinkError> {
+    fn start(
+        &self,
+        _metrics: &std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Result<Box<dyn Sink>, SinkError> {
         let dir = PathBuf::from(&self.cfg.path);
         std::fs::create_dir_all(&dir)
             .map_err(|e| SinkError(format!("cannot create {}: {e}", dir.display())))?;

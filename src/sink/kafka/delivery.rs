@@ -1,0 +1,246 @@
+//! Delivery accounting: every record is acknowledged, retried by us, or counted as failed with its
+//! error, topic and key. Callbacks run inside `poll` on the publisher thread.
+//!
+//! librdkafka retries on its own (idempotently) until `message.timeout.ms`. A message it gives up on
+//! with a retriable error is copied into [`Retry`] (allocation only on this failure path) and
+//! re-enqueued by the sink with exponential backoff until `retry_deadline` from its first failure.
+//! Non-retriable errors (too large, not authorized, invalid) are counted and logged at once.
+
+use crate::clock::realtime_ns;
+use crate::metrics::LogThrottle;
+use hdrhistogram::Histogram;
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::statistics::Statistics;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Opaque of a first attempt: its enqueue time (ns, < 2^63). Re-enqueued messages set this bit and
+/// carry their retry id in the low bits.
+pub const RETRY_FLAG: usize = 1 << 63;
+
+/// A message librdkafka gave up on, waiting to be re-enqueued.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub first_failure_ns: i64,
+    pub attempts: u32,
+    pub next_at_ns: i64,
+    pub last_error: String,
+}
+
+/// Counters and state shared between the producer's callbacks and the sink.
+pub struct Delivery {
+    pub acked: Arc<AtomicU64>,
+    pub failed: Arc<AtomicU64>,
+    pub retried: Arc<AtomicU64>,
+    pub queue_messages: Arc<AtomicI64>,
+    pub queue_bytes: Arc<AtomicI64>,
+    pub batch_avg_bytes: Arc<AtomicI64>,
+    /// Messages transmitted to brokers, retransmissions included (librdkafka statistics); minus
+    /// `acked` once everything is acknowledged, this is librdkafka's own retry count.
+    pub transmitted: Arc<AtomicU64>,
+    /// Produce -> acknowledgement latency, microseconds.
+    pub latency_us: Mutex<Option<Histogram<u64>>>,
+    /// Waiting for their backoff to pass.
+    pub retries: Mutex<VecDeque<Retry>>,
+    /// Re-enqueued and in flight, by retry id.
+    pub in_flight_retries: Mutex<HashMap<usize, Retry>>,
+    pub retry_deadline_ns: i64,
+    pub backoff_ns: i64,
+    pub backoff_max_ns: i64,
+    failed_log: Mutex<LogThrottle>,
+    error_log: Mutex<LogThrottle>,
+}
+
+impl Delivery {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        acked: Arc<AtomicU64>,
+        failed: Arc<AtomicU64>,
+        retried: Arc<AtomicU64>,
+        queue_messages: Arc<AtomicI64>,
+        queue_bytes: Arc<AtomicI64>,
+        batch_avg_bytes: Arc<AtomicI64>,
+        transmitted: Arc<AtomicU64>,
+        retry_deadline_ns: i64,
+        backoff_ns: i64,
+        backoff_max_ns: i64,
+    ) -> Delivery {
+        Delivery {
+            acked,
+            failed,
+            retried,
+            queue_messages,
+            queue_bytes,
+            batch_avg_bytes,
+            transmitted,
+            latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).ok()),
+            retries: Mutex::new(VecDeque::new()),
+            in_flight_retries: Mutex::new(HashMap::new()),
+            retry_deadline_ns,
+            backoff_ns,
+            backoff_max_ns,
+            failed_log: Mutex::new(LogThrottle::default()),
+            error_log: Mutex::new(LogThrottle::default()),
+        }
+    }
+
+    /// Messages waiting in our retry queue or re-enqueued and not yet acknowledged.
+    pub fn pending_retries(&self) -> usize {
+        self.retries.lock().map(|r| r.len()).unwrap_or(0)
+            + self.in_flight_retries.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    fn give_up(&self, r: &Retry, why: &str) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        if self.failed_log.lock().map(|mut l| l.hit()).unwrap_or(true) {
+            log::error!(
+                "event=kafka_delivery_failed topic={} key={} attempts={} reason=\"{why}\" error=\"{}\"",
+                r.topic,
+                r.key
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default(),
+                r.attempts,
+                r.last_error
+            );
+        }
+    }
+
+    fn schedule(&self, mut r: Retry, now: i64) {
+        if now - r.first_failure_ns >= self.retry_deadline_ns {
+            self.give_up(&r, "retry deadline passed");
+            return;
+        }
+        let exp = self
+            .backoff_ns
+            .saturating_mul(1i64 << r.attempts.min(30))
+            .min(self.backoff_max_ns);
+        r.next_at_ns = now + exp;
+        if let Ok(mut q) = self.retries.lock() {
+            q.push_back(r);
+        }
+    }
+}
+
+/// Errors that retrying cannot fix.
+pub fn is_retriable(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    !matches!(
+        e.rdkafka_error_code(),
+        Some(
+            MessageSizeTooLarge
+                | InvalidMessage
+                | InvalidMessageSize
+                | TopicAuthorizationFailed
+                | ClusterAuthorizationFailed
+                | InvalidTopic
+                | MessageBatchTooLarge
+                | InvalidRecord
+                | UnsupportedVersion
+                | Authentication,
+        )
+    )
+}
+
+/// The producer context: delivery reports, statistics, errors.
+pub struct Ctx(pub Arc<Delivery>);
+
+impl ClientContext for Ctx {
+    fn stats(&self, s: Statistics) {
+        let d = &self.0;
+        d.queue_messages.store(s.msg_cnt as i64, Ordering::Relaxed);
+        d.queue_bytes.store(s.msg_size as i64, Ordering::Relaxed);
+        let (mut sum, mut n) = (0i64, 0i64);
+        for t in s.topics.values() {
+            if t.batchsize.avg > 0 {
+                sum += t.batchsize.avg;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            d.batch_avg_bytes.store(sum / n, Ordering::Relaxed);
+        }
+        let tx: u64 = s
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|(p, _)| **p >= 0)
+            .map(|(_, tp)| tp.txmsgs)
+            .sum();
+        d.transmitted.store(tx, Ordering::Relaxed);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.0.error_log.lock().map(|mut l| l.hit()).unwrap_or(true) {
+            log::warn!("event=kafka_client_error error=\"{error}\" reason=\"{reason}\"");
+        }
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+        use rdkafka::config::RDKafkaLogLevel::*;
+        match level {
+            Emerg | Alert | Critical | Error => {
+                log::error!("event=librdkafka fac={fac} msg=\"{msg}\"")
+            }
+            Warning => log::warn!("event=librdkafka fac={fac} msg=\"{msg}\""),
+            Notice | Info => log::info!("event=librdkafka fac={fac} msg=\"{msg}\""),
+            Debug => log::debug!("event=librdkafka fac={fac} msg=\"{msg}\""),
+        }
+    }
+}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let d = &self.0;
+        let now = realtime_ns();
+        let retry = if opaque & RETRY_FLAG != 0 {
+            d.in_flight_retries
+                .lock()
+                .ok()
+                .and_then(|mut m| m.remove(&(opaque & !RETRY_FLAG)))
+        } else {
+            None
+        };
+        match result {
+            Ok(_) => {
+                d.acked.fetch_add(1, Ordering::Relaxed);
+                if retry.is_none() {
+                    let us = ((now - opaque as i64) / 1_000).max(1) as u64;
+                    // Never wait for the exporter: skip the sample if it is reading.
+                    if let Ok(mut h) = d.latency_us.try_lock()
+                        && let Some(h) = h.as_mut()
+                    {
+                        let _ = h.record(us.min(600_000_000));
+                    }
+                }
+            }
+            Err((e, msg)) => {
+                let mut r = retry.unwrap_or_else(|| Retry {
+                    topic: msg.topic().to_string(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    first_failure_ns: now,
+                    attempts: 0,
+                    next_at_ns: now,
+                    last_error: String::new(),
+                });
+                r.attempts += 1;
+                r.last_error = e.to_string();
+                if is_retriable(e) {
+                    d.schedule(r, now);
+                } else {
+                    d.give_up(&r, "not retriable");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Topic and key of a record from the templates, cached per (exchange, market, symbol) so the
+//! steady state does no formatting and no allocation (a lookup by `&str`).
+
+use super::config::KafkaConfig;
+use crate::event::EventKind;
+use std::collections::HashMap;
+
+/// Resolved names of one (exchange, market, symbol): a topic per event kind and the key.
+#[derive(Debug)]
+struct Names {
+    topics: [String; EventKind::COUNT],
+    key: Option<String>,
+}
+
+/// Template expansion with a cache.
+#[derive(Debug)]
+pub struct Topics {
+    default: String,
+    per_type: [Option<String>; EventKind::COUNT],
+    key: KeyMode,
+    /// (exchange, market) -> symbol -> names.
+    cache: HashMap<(&'static str, &'static str), HashMap<String, Names>>,
+}
+
+#[derive(Debug)]
+enum KeyMode {
+    Symbol,
+    None,
+    Template(String),
+}
+
+fn expand(t: &str, exchange: &str, market: &str, kind: &str, symbol: &str) -> String {
+    t.replace("{exchange}", exchange)
+        .replace("{market}", market)
+        .replace("{type}", kind)
+        .replace("{symbol}", symbol)
+}
+
+impl Topics {
+    pub fn new(c: &KafkaConfig) -> Topics {
+        Topics {
+            default: c.topic.clone(),
+            per_type: EventKind::ALL.map(|k| c.topics.get(k.as_str()).cloned()),
+            key: match c.key.as_str() {
+                "symbol" => KeyMode::Symbol,
+                "none" => KeyMode::None,
+                t => KeyMode::Template(t.to_string()),
+            },
+            cache: HashMap::new(),
+        }
+    }
+
+    /// `(topic, key)` for a record; allocates only the first time a symbol is seen.
+    pub fn resolve(
+        &mut self,
+        exchange: &'static str,
+        market: &'static str,
+        symbol: &str,
+        kind: EventKind,
+    ) -> (&str, Option<&str>) {
+        let by_symbol = self.cache.entry((exchange, market)).or_default();
+        if !by_symbol.contains_key(symbol) {
+            let topics = EventKind::ALL.map(|k| {
+                let t = self.per_type[k as usize]
+                    .as_deref()
+                    .unwrap_or(&self.default);
+                expand(t, exchange, market, k.as_str(), symbol)
+            });
+            let key = match &self.key {
+                KeyMode::Symbol => Some(symbol.to_string()),
+                KeyMode::None => None,
+                KeyMode::Template(t) => Some(expand(t, exchange, market, "", symbol)),
+            };
+            by_symbol.insert(symbol.to_string(), Names { topics, key });
+        }
+        match by_symbol.get(symbol) {
+            Some(n) => (&n.topics[kind as usize], n.key.as_deref()),
+            None => ("", None),
+        }
+    }
+
+    /// The topic for a kind and symbol, for tests and topic creation.
+    pub fn topic_for(
+        &mut self,
+        exchange: &'static str,
+        market: &'static str,
+        symbol: &str,
+        kind: EventKind,
+    ) -> String {
+        self.resolve(exchange, market, symbol, kind).0.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_and_overrides() {
+        let mut c: KafkaConfig = serde_yaml::from_str("{}").unwrap();
+        c.topic = "md.{exchange}.{market}.{type}.{symbol}".into();
+        c.topics.insert("trade".into(), "marketdata.raw".into());
+        let mut t = Topics::new(&c);
+        assert_eq!(
+            t.resolve("binance", "spot", "BTCUSDT", EventKind::Trade),
+            ("marketdata.raw", Some("BTCUSDT"))
+        );
+        assert_eq!(
+            t.resolve("binance", "spot", "BTCUSDT", EventKind::DepthDiff)
+                .0,
+            "md.binance.spot.depth_diff.BTCUSDT"
+        );
+    }
+}
