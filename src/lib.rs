@@ -6,12 +6,14 @@
 //! - [`pipeline`]: the hot path: reader -> ring -> parser -> ring -> publisher.
 //! - [`event`]: the normalized, reusable event every decoder fills.
 //! - [`encode`]: event -> JSON Lines / Protobuf bytes.
+//! - [`book`]: local order books kept in the parser threads; REST snapshots off the hot path.
 //! - [`sink`]: where records go (file, null; one folder each, one `REGISTRY` line).
 //! - [`metrics`]: per-thread counters handed over off the hot path; `/metrics`, `/healthz`, `/readyz`.
 //! - [`runtime`]: topology wiring, CPU pinning, idle strategy, shutdown.
 //! - [`simulator`]: a Binance-format exchange simulator for tests and benchmarks.
 //! - [`wire`]: Protobuf types generated from `proto/marketdata.proto`.
 
+pub mod book;
 pub mod clock;
 pub mod config;
 pub mod encode;

@@ -3,7 +3,9 @@
 //! allocate nothing. Counted with a global allocator wrapper; this file is its own test binary, and
 //! it runs one test so no other thread allocates while counting.
 
+use mdc::book::sync::{DiffRef, Rules, Snapshot, SymbolBook};
 use mdc::encode::Formats;
+use mdc::event::Event;
 use mdc::exchange::Decoder;
 use mdc::exchange::binance::decode::BinanceDecoder;
 use mdc::pipeline::frame::Frame;
@@ -75,7 +77,7 @@ fn hot_path_allocates_nothing_after_warmup() {
     }
 
     let (mut to_parser, mut from_reader) = ring::ring(1024, || Frame::with_capacity(4096));
-    let (mut to_publisher, mut from_parser) = ring::ring(1024, || Record::with_capacity(1024));
+    let (mut to_publisher, mut from_parser) = ring::ring(1024, || Record::with_capacity(4096));
     let mut decoder = BinanceDecoder::new("spot");
     let formats = Formats {
         json: true,
@@ -128,5 +130,89 @@ fn hot_path_allocates_nothing_after_warmup() {
     assert_eq!(
         allocs, 0,
         "{allocs} allocations in 100k messages after warm-up"
+    );
+
+    // Local books: applying live diffs and building 20-level book snapshots allocates nothing either.
+    let mut depth_gen = StreamGen::new("btcusdt@depth@100ms", 9).unwrap();
+    let initial: serde_json::Value =
+        serde_json::from_str(&depth_gen.snapshot_json(usize::MAX)).unwrap();
+    let pairs = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l[0].as_str().unwrap().to_string(),
+                    l[1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let diffs: Vec<Vec<u8>> = (0..2_000)
+        .map(|i| {
+            let mut m = String::new();
+            depth_gen.next_message(1 + i, &mut m);
+            m.into_bytes()
+        })
+        .collect();
+    let last_initial = initial["lastUpdateId"].as_u64().unwrap();
+    let synced = || {
+        let mut b = SymbolBook::new(Rules::Spot, 1000);
+        b.on_snapshot(&Snapshot {
+            last_update_id: last_initial,
+            bids: pairs(&initial["bids"]),
+            asks: pairs(&initial["asks"]),
+        });
+        b
+    };
+    let mut snapshot = Event::new("binance", "spot");
+    let mut frame = Frame::with_capacity(4096);
+    let mut book_run = |book: &mut SymbolBook, decoder: &mut BinanceDecoder| {
+        for (i, msg) in diffs.iter().enumerate() {
+            frame.fill(msg);
+            let len = frame.len;
+            decoder
+                .decode(&mut frame.buf, len, 1, &mut |ev| {
+                    let d = &ev.depth;
+                    book.on_diff(DiffRef {
+                        first: d.first_update_id,
+                        last: d.last_update_id,
+                        prev: None,
+                        bids: &d.bids,
+                        asks: &d.asks,
+                    });
+                })
+                .expect("valid diff");
+            if i % 10 == 0 && book.is_live() {
+                snapshot.clear_book();
+                for l in book.bids.best_first().take(20) {
+                    snapshot.push_book_level(true, l.price.as_str(), l.qty.as_str());
+                }
+                for l in book.asks.best_first().take(20) {
+                    snapshot.push_book_level(false, l.price.as_str(), l.qty.as_str());
+                }
+            }
+        }
+    };
+    // Warm-up on one book; then 50 fresh synced books replay the 2,000-diff stream: 100k diffs.
+    let mut warm = synced();
+    book_run(&mut warm, &mut decoder);
+    assert!(warm.is_live() && warm.applied == diffs.len() as u64);
+    let mut books: Vec<SymbolBook> = (0..100_000 / diffs.len()).map(|_| synced()).collect();
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for b in books.iter_mut() {
+        book_run(b, &mut decoder);
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let allocs = ALLOCS.load(Ordering::SeqCst);
+    assert!(
+        books
+            .iter()
+            .all(|b| b.is_live() && b.applied == diffs.len() as u64)
+    );
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations applying 100k diffs to synced books"
     );
 }

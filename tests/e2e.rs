@@ -21,6 +21,8 @@ sinks:
   file: {{ enabled: true, path: "./data", format: "{format}" }}
 http:
   listen: "{listen}"
+book:
+  enabled: false
 runtime:
   readers: 1
   parsers: 1
@@ -135,6 +137,8 @@ sinks:
   file: {{ path: "./data" }}
 http:
   listen: ""
+book:
+  enabled: false
 runtime:
   readers: 2
   parsers: 2

@@ -31,6 +31,8 @@ sinks:
 {extra}
 http:
   listen: "{listen}"
+book:
+  enabled: false
 runtime:
   shutdown_timeout: "20s"
 "#

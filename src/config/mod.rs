@@ -95,6 +95,8 @@ struct Raw {
     runtime: RuntimeConfig,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    book: crate::book::BookConfig,
 }
 
 /// `http:`: the operations endpoint (`/metrics`, `/healthz`, `/readyz`).
@@ -213,6 +215,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub runtime: RuntimeConfig,
     pub log: LogConfig,
+    /// `book:`: local order books.
+    pub book: crate::book::BookConfig,
     /// Parsed `runtime.shutdown_timeout`.
     pub shutdown_timeout: Duration,
     /// The merged tree (file + environment), for `mdc check-config`.
@@ -327,12 +331,60 @@ impl Config {
                 ),
             ));
         }
+        let b = &raw.book;
+        if b.depth > 5000 {
+            return Err(ConfigError::new(
+                "book.depth",
+                "at most 5000 (0 = the full book)",
+            ));
+        }
+        if b.max_concurrent_snapshots == 0 || b.max_concurrent_snapshots > 16 {
+            return Err(ConfigError::new(
+                "book.max_concurrent_snapshots",
+                "between 1 and 16",
+            ));
+        }
+        if b.rest_weight_budget == 0 {
+            return Err(ConfigError::new(
+                "book.rest_weight_budget",
+                "must be positive",
+            ));
+        }
+        if b.max_buffered_diffs == 0 {
+            return Err(ConfigError::new(
+                "book.max_buffered_diffs",
+                "must be positive",
+            ));
+        }
+        if b.rest_snapshot_limit == 0 {
+            return Err(ConfigError::new(
+                "book.rest_snapshot_limit",
+                "must be positive",
+            ));
+        }
+        for plan in &exchanges {
+            if let Some(spec) = plan.books()
+                && b.enabled
+                && b.rest_snapshot_limit > spec.max_snapshot_limit
+            {
+                return Err(ConfigError::new(
+                    "book.rest_snapshot_limit",
+                    format!(
+                        "{} exceeds the maximum of {} ({})",
+                        b.rest_snapshot_limit,
+                        plan.name(),
+                        spec.max_snapshot_limit
+                    ),
+                ));
+            }
+        }
         Ok(Config {
             exchanges,
             sinks,
             http: raw.http,
             runtime: raw.runtime,
             log: raw.log,
+            book: raw.book,
             shutdown_timeout,
             merged: root,
         })

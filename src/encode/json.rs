@@ -48,6 +48,18 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             levels(out, &d.bids);
             out.extend_from_slice(b",\"asks\":");
             levels(out, &d.asks);
+            if d.resyncing {
+                out.extend_from_slice(b",\"resyncing\":true");
+            }
+        }
+        EventKind::BookSnapshot => {
+            let b = &ev.book;
+            field_u64(out, "update_id", b.update_id);
+            field_u64(out, "depth", b.depth as u64);
+            out.extend_from_slice(b",\"bids\":");
+            levels(out, &b.bids);
+            out.extend_from_slice(b",\"asks\":");
+            levels(out, &b.asks);
         }
         EventKind::BookTicker => {
             let b = &ev.book_ticker;

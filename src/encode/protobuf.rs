@@ -22,6 +22,7 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
         EventKind::AggTrade => message_field(tag, &ev.agg_trade, out),
         EventKind::DepthDiff => message_field(tag, &ev.depth, out),
         EventKind::BookTicker => message_field(tag, &ev.book_ticker, out),
+        EventKind::BookSnapshot => message_field(tag, &ev.book, out),
     }
 }
 

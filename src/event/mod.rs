@@ -14,15 +14,17 @@ pub enum EventKind {
     AggTrade = 1,
     DepthDiff = 2,
     BookTicker = 3,
+    BookSnapshot = 4,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (index = `kind as usize`).
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::Trade,
         EventKind::AggTrade,
         EventKind::DepthDiff,
         EventKind::BookTicker,
+        EventKind::BookSnapshot,
     ];
     /// Number of kinds; sinks size per-kind tables with it.
     pub const COUNT: usize = Self::ALL.len();
@@ -34,6 +36,7 @@ impl EventKind {
             EventKind::AggTrade => "agg_trade",
             EventKind::DepthDiff => "depth_diff",
             EventKind::BookTicker => "book_ticker",
+            EventKind::BookSnapshot => "book_snapshot",
         }
     }
 
@@ -44,6 +47,7 @@ impl EventKind {
             EventKind::AggTrade => 11,
             EventKind::DepthDiff => 12,
             EventKind::BookTicker => 13,
+            EventKind::BookSnapshot => 14,
         }
     }
 }
@@ -72,6 +76,7 @@ pub struct Event {
     pub agg_trade: wire::AggTrade,
     pub depth: wire::DepthDiff,
     pub book_ticker: wire::BookTicker,
+    pub book: wire::BookSnapshot,
     /// Levels parked between messages so their strings keep their capacity.
     level_pool: Vec<wire::Level>,
 }
@@ -92,6 +97,23 @@ impl Event {
         self.level_pool.append(&mut self.depth.bids);
         self.level_pool.append(&mut self.depth.asks);
         self.depth.prev_last_update_id = None;
+        self.depth.resyncing = false;
+    }
+
+    /// Empties the book snapshot payload, parking its levels for reuse.
+    pub fn clear_book(&mut self) {
+        self.level_pool.append(&mut self.book.bids);
+        self.level_pool.append(&mut self.book.asks);
+    }
+
+    /// Appends a level to the book snapshot (`bid` side or ask side), reusing parked strings.
+    pub fn push_book_level(&mut self, bid: bool, price: &str, qty: &str) {
+        let l = level(&mut self.level_pool, price, qty);
+        if bid {
+            self.book.bids.push(l);
+        } else {
+            self.book.asks.push(l);
+        }
     }
 
     /// Appends a bid level, reusing a parked level's strings.

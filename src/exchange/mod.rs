@@ -38,6 +38,10 @@ pub trait ExchangePlan: Send + Sync + fmt::Debug {
     fn decoder(&self) -> Box<dyn Decoder>;
     /// The section with defaults filled in, for `mdc check-config`.
     fn effective(&self) -> serde_yaml::Value;
+    /// Local order books this plan needs (symbols with a depth channel), if any.
+    fn books(&self) -> Option<crate::book::BookSpec> {
+        None
+    }
 }
 
 /// One WebSocket connection an adapter wants.
@@ -63,7 +67,7 @@ pub trait Decoder: Send {
         buf: &mut [u8],
         len: usize,
         recv_ts_ns: i64,
-        emit: &mut dyn FnMut(&Event),
+        emit: &mut dyn FnMut(&mut Event),
     ) -> Result<Decoded, DecodeError>;
 }
 

@@ -8,9 +8,10 @@
 use super::frame::{Frame, FrameKind};
 use super::record::Record;
 use super::ring::{Consumer, Producer};
+use crate::book::Books;
 use crate::clock::realtime_ns;
 use crate::encode::{Formats, json, protobuf};
-use crate::event::{Event, set};
+use crate::event::{Event, EventKind, set};
 use crate::exchange::{DecodeError, Decoded, Decoder};
 use crate::metrics::{Counters, LogThrottle, Metrics};
 use crate::runtime::idle::Idle;
@@ -35,6 +36,8 @@ pub struct Stage {
     /// Slot buffers grown beyond this are shrunk back to `frame_bytes` once processed.
     pub shrink_above: usize,
     pub frame_bytes: usize,
+    /// Local order books of the symbols this parser decodes (when `book.enabled`).
+    pub books: Option<Books>,
 }
 
 impl Stage {
@@ -51,34 +54,44 @@ impl Stage {
             error_logs,
             shrink_above: SHRINK_ABOVE,
             frame_bytes: 4096,
+            books: None,
         }
     }
 
     /// Decodes one frame and hands every event to `out` (which blocks while its ring is full).
+    /// Depth diffs go through the symbol's local book first; a due `book_snapshot` follows its diff.
     #[inline]
     pub fn process(&mut self, frame: &mut Frame, out: &mut Producer<Record>, idle: &mut Idle) {
-        if frame.kind != FrameKind::Data {
-            log::debug!(
-                "event=connection_marker conn={} kind={:?}",
-                frame.conn,
-                frame.kind
-            );
-            return;
+        match frame.kind {
+            FrameKind::Data => {}
+            FrameKind::Disconnected => {
+                if let Some(b) = self.books.as_mut() {
+                    b.on_disconnect(frame.conn);
+                }
+                return;
+            }
+            FrameKind::Connected => return,
         }
         let Some(decoder) = self.decoders.get_mut(frame.source as usize) else {
             return;
         };
         let formats = self.formats;
         let events = &mut self.events;
-        let len = frame.len;
-        let res = decoder.decode(&mut frame.buf, len, frame.recv_ts_ns, &mut |ev: &Event| {
-            if let Some(kind) = ev.kind {
-                events.add(kind as usize, 1);
+        let books = &mut self.books;
+        let (source, conn, len, recv_ts) = (frame.source, frame.conn, frame.len, frame.recv_ts_ns);
+        let res = decoder.decode(&mut frame.buf, len, recv_ts, &mut |ev: &mut Event| {
+            let due = match (ev.kind, books.as_mut()) {
+                (Some(EventKind::DepthDiff), Some(b)) => b.on_diff(source, conn, ev, recv_ts),
+                _ => false,
+            };
+            emit(out, formats, events, idle, ev);
+            if due
+                && let Some(b) = books.as_mut()
+                && let Some(snap) =
+                    b.snapshot(source, &ev.header.symbol, ev.header.exchange_ts_ns, recv_ts)
+            {
+                emit(out, formats, events, idle, snap);
             }
-            while out.write_with(|r| fill(r, ev, formats)).is_none() {
-                idle.wait();
-            }
-            idle.reset();
         });
         match res {
             Ok(Decoded::Events(_) | Decoded::Control) => {}
@@ -88,6 +101,17 @@ impl Stage {
             Err(e) => self.skip(frame, e),
         }
         frame.shrink_if_above(self.shrink_above, self.frame_bytes);
+    }
+
+    /// Applies REST snapshots that arrived for this parser's books (off the per-frame path).
+    pub fn poll_books(&mut self, out: &mut Producer<Record>, idle: &mut Idle) {
+        let formats = self.formats;
+        let events = &mut self.events;
+        if let Some(b) = self.books.as_mut() {
+            b.poll(realtime_ns(), &mut |ev: &Event| {
+                emit(out, formats, events, idle, ev)
+            });
+        }
     }
 
     fn skip(&mut self, frame: &Frame, e: DecodeError) {
@@ -112,6 +136,24 @@ impl Stage {
         self.events.publish();
         self.errors.publish();
     }
+}
+
+/// Counts an event and writes it into the next record slot, waiting while the ring is full.
+#[inline]
+fn emit(
+    out: &mut Producer<Record>,
+    formats: Formats,
+    events: &mut Counters,
+    idle: &mut Idle,
+    ev: &Event,
+) {
+    if let Some(kind) = ev.kind {
+        events.add(kind as usize, 1);
+    }
+    while out.write_with(|r| fill(r, ev, formats)).is_none() {
+        idle.wait();
+    }
+    idle.reset();
 }
 
 /// Encodes one event into a record slot, in the formats the sinks need.
@@ -161,6 +203,7 @@ impl Parser {
                     did += 1;
                 }
             }
+            self.stage.poll_books(&mut self.output, &mut spare_idle);
             if did == 0 {
                 if self.inputs.iter_mut().all(|i| i.is_finished()) {
                     break;

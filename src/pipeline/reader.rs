@@ -175,7 +175,8 @@ impl Reader {
                 let _ = poll
                     .registry()
                     .deregister(&mut SourceFd(&tcp_of(&conn.ws).as_raw_fd()));
-                self.marker(id as u32, &conn, FrameKind::Disconnected);
+                // No Disconnected marker: the pipeline is draining, books need no re-sync.
+                let _ = id;
                 self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
                 if conn.subscribed {
                     self.metrics

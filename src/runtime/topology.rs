@@ -2,6 +2,7 @@
 //! instance (pinned as configured), the connector and the HTTP endpoint; then waits for shutdown and
 //! drains in flow order (readers stop -> parsers drain -> publisher drains and flushes).
 
+use crate::book::{self, BookSpec, Books, rest};
 use crate::config::{Config, IdlePolicy};
 use crate::encode::Formats;
 use crate::metrics::{self, Metrics};
@@ -14,13 +15,14 @@ use crate::pipeline::record::Record;
 use crate::pipeline::ring::{self, Consumer, Producer};
 use crate::runtime::idle::Idle;
 use crate::runtime::placement::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Initial capacity of a record's encode buffers.
-const RECORD_BYTES: usize = 1024;
+/// Initial capacity of a record's encode buffers: a 20-level depth diff encodes to about 1 KiB of
+/// JSON, so slots rarely grow (each slot grows once to the largest event it carries otherwise).
+const RECORD_BYTES: usize = 4096;
 
 /// How a run ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,6 +95,66 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         publisher_inputs.push(c);
     }
 
+    // Local books: specs per exchange plan, one REST pool shared by all parsers.
+    let specs: Vec<Option<BookSpec>> = config
+        .exchanges
+        .iter()
+        .map(|p| if config.book.enabled { p.books() } else { None })
+        .collect();
+    let book_counters = book::counters(&specs, &metrics);
+    let (snap_req_tx, snap_req_rx) = crossbeam_channel::unbounded();
+    let mut snap_reply_tx = Vec::new();
+    let mut snap_reply_rx = Vec::new();
+    for _ in 0..rt.parsers {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        snap_reply_tx.push(tx);
+        snap_reply_rx.push(rx);
+    }
+    let with_books = specs.iter().any(Option::is_some);
+    if with_books {
+        let l = [("api", "rest")];
+        rest::start(
+            rest::Pool {
+                sources: specs
+                    .iter()
+                    .map(|s| s.as_ref().map(|s| s.source.clone()))
+                    .collect(),
+                limit: config.book.rest_snapshot_limit,
+                requests: snap_req_rx,
+                replies: snap_reply_tx,
+                limiter: Arc::new(Mutex::new(rest::Limiter::new(
+                    config.book.rest_weight_budget,
+                ))),
+                stats: rest::RestStats {
+                    requests: metrics.counter(
+                        "rest_requests_total",
+                        "REST requests sent (book snapshots).",
+                        &l,
+                    ),
+                    throttled: metrics.counter(
+                        "rest_throttled_total",
+                        "HTTP 429 answers (we pause).",
+                        &l,
+                    ),
+                    banned: metrics.counter(
+                        "rest_banned_total",
+                        "HTTP 418 answers (we stop until Retry-After).",
+                        &l,
+                    ),
+                    errors: metrics.counter("rest_errors_total", "Other REST failures.", &l),
+                    weight_used: metrics.gauge(
+                        "rest_weight_used",
+                        "Request weight used in the current minute.",
+                        &l,
+                    ),
+                },
+                shutdown: shutdown.clone(),
+            },
+            config.book.max_concurrent_snapshots,
+        );
+    }
+    let mut snap_reply_rx = snap_reply_rx.into_iter();
+
     let idle = || Idle::new(rt.idle, rt.idle_sleep_us);
     let stop_aux = Arc::new(AtomicBool::new(false));
     let http = metrics::server::start(&config.http.listen, metrics.clone(), stop_aux.clone())?;
@@ -118,6 +180,17 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         let mut stage = Stage::new(decoders, formats, &metrics);
         stage.frame_bytes = rt.frame_bytes;
         stage.shrink_above = crate::pipeline::parser::SHRINK_ABOVE.max(rt.frame_bytes * 4);
+        let replies = snap_reply_rx.next();
+        if with_books && let Some(replies) = replies {
+            stage.books = Some(Books::new(
+                config.book.clone(),
+                i,
+                &specs,
+                &book_counters,
+                snap_req_tx.clone(),
+                replies,
+            ));
+        }
         let parser = Parser {
             name: name.clone(),
             inputs,

@@ -4,7 +4,11 @@
 //! stream wrapper), compare `tests/fixtures/binance_spot/`. Ids advance per stream exactly as Binance's
 //! do: trade ids and aggregate ids by one, depth `U` = previous `u` + 1.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+/// Ticks (cents) a resting level may be away from the mid before it is pruned.
+const BOOK_RANGE: u64 = 300;
 
 /// splitmix64: small, fast, deterministic.
 #[derive(Debug, Clone)]
@@ -72,6 +76,11 @@ pub struct StreamGen {
     price: u64,
     next_id: u64,
     next_agg_trade: u64,
+    /// The true book of a depth stream: price in cents -> quantity in 1e-8 units.
+    bids: BTreeMap<u64, u64>,
+    asks: BTreeMap<u64, u64>,
+    /// Last update id generated (depth streams): the book above is the state after it.
+    pub last_update_id: u64,
 }
 
 impl StreamGen {
@@ -88,7 +97,7 @@ impl StreamGen {
         let mut rng = Rng(h);
         let price = rng.range(1_000, 7_000_000);
         let next_id = rng.range(1_000_000, 4_000_000_000);
-        Some(StreamGen {
+        let mut g = StreamGen {
             name: name.to_string(),
             channel,
             symbol: sym.to_ascii_uppercase(),
@@ -96,7 +105,45 @@ impl StreamGen {
             price,
             next_id,
             next_agg_trade: next_id * 2,
-        })
+            bids: BTreeMap::new(),
+            asks: BTreeMap::new(),
+            last_update_id: next_id - 1,
+        };
+        if channel == Channel::Depth {
+            // A resting book to start from; its state is update id `next_id - 1`.
+            for i in 0..50 {
+                let q = g.rng.range(1, 2_000_000_000);
+                g.bids.insert(price - i * 2, q);
+                let q = g.rng.range(1, 2_000_000_000);
+                g.asks.insert(price + 1 + i * 2, q);
+            }
+        }
+        Some(g)
+    }
+
+    /// The symbol, upper case.
+    pub fn symbol(&self) -> &str {
+        &self.symbol
+    }
+
+    /// The true book as Binance's REST depth body (`limit` levels per side, best first).
+    pub fn snapshot_json(&self, limit: usize) -> String {
+        let mut out = format!("{{\"lastUpdateId\":{},\"bids\":[", self.last_update_id);
+        for (i, (p, q)) in self.bids.iter().rev().take(limit).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "[\"{}\",\"{}\"]", price(*p), qty(*q));
+        }
+        out.push_str("],\"asks\":[");
+        for (i, (p, q)) in self.asks.iter().take(limit).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "[\"{}\",\"{}\"]", price(*p), qty(*q));
+        }
+        out.push_str("]}");
+        out
     }
 
     /// Appends the next combined-stream message to `out`.
@@ -139,16 +186,17 @@ impl StreamGen {
                 let first = self.next_id;
                 let last = first + self.rng.range(0, 5);
                 self.next_id = last + 1;
+                self.last_update_id = last;
                 let _ = write!(
                     out,
                     "{{\"e\":\"depthUpdate\",\"E\":{now_ms},\"s\":\"{}\",\"U\":{first},\"u\":{last},\"b\":[",
                     self.symbol
                 );
-                let nb = self.rng.range(0, 10);
-                self.levels(out, nb, false);
+                let bids = self.side_changes(false);
+                write_levels(out, &bids);
                 out.push_str("],\"a\":[");
-                let na = self.rng.range(if nb == 0 { 1 } else { 0 }, 10);
-                self.levels(out, na, true);
+                let asks = self.side_changes(true);
+                write_levels(out, &asks);
                 out.push_str("]}");
             }
             Channel::BookTicker => {
@@ -168,24 +216,61 @@ impl StreamGen {
         out.push('}');
     }
 
-    fn levels(&mut self, out: &mut String, n: u64, asks: bool) {
-        for i in 0..n {
-            if i > 0 {
-                out.push(',');
-            }
+    /// The changes of one side for the next diff, applied to the true book: levels that would
+    /// cross the new mid or drifted out of range are removed, then 0-10 random levels set or removed.
+    fn side_changes(&mut self, asks: bool) -> Vec<(u64, u64)> {
+        let mid = self.price;
+        let mut changes: Vec<(u64, u64)> = Vec::new();
+        let book = if asks { &mut self.asks } else { &mut self.bids };
+        let stale: Vec<u64> = book
+            .keys()
+            .copied()
+            .filter(|&p| {
+                if asks {
+                    p <= mid || p > mid + 1 + BOOK_RANGE
+                } else {
+                    p > mid || p + BOOK_RANGE < mid
+                }
+            })
+            .collect();
+        for p in stale {
+            book.remove(&p);
+            changes.push((p, 0));
+        }
+        let n = self.rng.range(0, 10);
+        for _ in 0..n {
             let off = self.rng.range(0, 200);
             let p = if asks {
-                self.price + 1 + off
+                mid + 1 + off
             } else {
-                self.price.saturating_sub(off).max(1)
+                mid.saturating_sub(off).max(1)
             };
             let q = if self.rng.chance(20) {
                 0
             } else {
                 self.rng.range(1, 2_000_000_000)
             };
-            let _ = write!(out, "[\"{}\",\"{}\"]", price(p), qty(q));
+            if changes.iter().any(|(cp, _)| *cp == p) {
+                continue; // one change per price per message, as Binance sends
+            }
+            let book = if asks { &mut self.asks } else { &mut self.bids };
+            if q == 0 {
+                book.remove(&p);
+            } else {
+                book.insert(p, q);
+            }
+            changes.push((p, q));
         }
+        changes
+    }
+}
+
+fn write_levels(out: &mut String, levels: &[(u64, u64)]) {
+    for (i, (p, q)) in levels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "[\"{}\",\"{}\"]", price(*p), qty(*q));
     }
 }
 

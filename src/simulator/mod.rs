@@ -55,6 +55,34 @@ pub struct SimConfig {
     /// Bind but do not accept until [`Simulator::resume`] (an exchange that is down, without
     /// giving its port away).
     pub paused: bool,
+    /// Sequence gaps: every n-th depth diff of a symbol is generated (the true book moves) but not
+    /// sent. `(symbol upper case, n)`.
+    pub depth_gaps: Vec<(String, u64)>,
+    /// Keep, per symbol, the initial book and every generated depth diff (sent or not), so tests
+    /// can rebuild the true book at any update id.
+    pub record_depth: bool,
+    /// Serve REST depth snapshots (`/api/v3/depth`, `/fapi/v1/depth`) on this address.
+    pub rest_listen: Option<String>,
+    /// Answers for the first REST requests, in order, before normal service.
+    pub rest_faults: Vec<RestFault>,
+}
+
+/// An abnormal REST answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestFault {
+    /// HTTP 429 with an optional `Retry-After` (seconds).
+    TooManyRequests(Option<u64>),
+    /// HTTP 418 (IP ban) with an optional `Retry-After` (seconds).
+    Banned(Option<u64>),
+}
+
+/// Recorded depth history of one symbol.
+#[derive(Debug, Clone, Default)]
+pub struct DepthHistory {
+    /// The initial book as a REST body.
+    pub initial: String,
+    /// Every generated diff (combined-stream message), in order, sent or not.
+    pub diffs: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -68,6 +96,10 @@ impl Default for SimConfig {
             record: false,
             ping_interval: None,
             paused: false,
+            depth_gaps: Vec::new(),
+            record_depth: false,
+            rest_listen: None,
+            rest_faults: Vec::new(),
         }
     }
 }
@@ -88,11 +120,18 @@ pub(crate) struct Shared {
     pub subscribed: Mutex<HashMap<usize, Vec<String>>>,
     pub stop: AtomicBool,
     pub paused: AtomicBool,
+    pub depth_log: Mutex<HashMap<String, DepthHistory>>,
+    pub depth_counts: Mutex<HashMap<String, u64>>,
+    pub gaps_injected: AtomicU64,
+    pub rest_requests: AtomicU64,
+    pub rest_faults: Mutex<std::collections::VecDeque<RestFault>>,
+    pub rest_times: Mutex<Vec<(std::time::Instant, u16)>>,
 }
 
 /// A running simulator; stops when dropped.
 pub struct Simulator {
     addr: SocketAddr,
+    rest_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
 }
@@ -102,6 +141,7 @@ impl Simulator {
     pub fn start(cfg: SimConfig) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind(&cfg.listen)?;
         let cfg_paused = cfg.paused;
+        let rest_faults = cfg.rest_faults.clone();
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             cfg,
@@ -116,13 +156,24 @@ impl Simulator {
             subscribed: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
             paused: AtomicBool::new(cfg_paused),
+            depth_log: Mutex::new(HashMap::new()),
+            depth_counts: Mutex::new(HashMap::new()),
+            gaps_injected: AtomicU64::new(0),
+            rest_requests: AtomicU64::new(0),
+            rest_faults: Mutex::new(rest_faults.into()),
+            rest_times: Mutex::new(Vec::new()),
         });
+        let rest_addr = match &shared.cfg.rest_listen {
+            Some(addr) => Some(server::start_rest(addr, shared.clone())?),
+            None => None,
+        };
         let s = shared.clone();
         let accept = std::thread::Builder::new()
             .name("sim-accept".into())
             .spawn(move || server::accept_loop(listener, s))?;
         Ok(Simulator {
             addr,
+            rest_addr,
             shared,
             accept: Some(accept),
         })
@@ -136,6 +187,37 @@ impl Simulator {
     /// `ws://<addr>`, the value for `exchanges.binance_spot.ws_url`.
     pub fn ws_url(&self) -> String {
         format!("ws://{}", self.addr)
+    }
+
+    /// `http://<rest addr>`, the value for `exchanges.binance_spot.rest_url`.
+    pub fn rest_url(&self) -> Option<String> {
+        self.rest_addr.map(|a| format!("http://{a}"))
+    }
+
+    /// Per symbol: the initial book and every generated depth diff (with `record_depth`).
+    pub fn depth_history(&self) -> HashMap<String, DepthHistory> {
+        self.shared
+            .depth_log
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// Depth diffs generated but not sent (sequence gaps injected).
+    pub fn gaps_injected(&self) -> u64 {
+        self.shared.gaps_injected.load(Ordering::Relaxed)
+    }
+
+    /// REST requests served, and each one's time and HTTP status.
+    pub fn rest_requests(&self) -> (u64, Vec<(std::time::Instant, u16)>) {
+        (
+            self.shared.rest_requests.load(Ordering::Relaxed),
+            self.shared
+                .rest_times
+                .lock()
+                .map(|t| t.clone())
+                .unwrap_or_default(),
+        )
     }
 
     /// Data messages sent so far (all connections).

@@ -188,6 +188,7 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                     r -= w;
                 }
                 msg.clear();
+                let mut drop_it = false;
                 {
                     let mut map = shared
                         .streams
@@ -196,13 +197,20 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                     if let Some(g) = map.get_mut(&subscribed[idx]) {
                         let now_ms = (crate::clock::realtime_ns() / 1_000_000) as u64;
                         g.next_message(now_ms, &mut msg);
+                        if g.channel == super::generator::Channel::Depth {
+                            drop_it = depth_generated(&shared, g.symbol(), &msg);
+                        }
                     }
                     // Recording under the same lock keeps the log in generation order per stream.
                     if shared.cfg.record
+                        && !drop_it
                         && let Ok(mut log) = shared.sent_log.lock()
                     {
                         log.push(msg.clone());
                     }
+                }
+                if drop_it {
+                    continue;
                 }
                 queue(&mut ws, Message::text(msg.clone()))?;
                 sent_here += 1;
@@ -222,10 +230,132 @@ fn ensure_streams(shared: &Shared, streams: &[String]) {
             if !map.contains_key(s)
                 && let Some(g) = StreamGen::new(s, shared.cfg.seed)
             {
+                if shared.cfg.record_depth
+                    && g.channel == super::generator::Channel::Depth
+                    && let Ok(mut log) = shared.depth_log.lock()
+                {
+                    log.entry(g.symbol().to_string()).or_default().initial =
+                        g.snapshot_json(usize::MAX);
+                }
                 map.insert(s.clone(), g);
             }
         }
     }
+}
+
+/// Records a generated depth diff; true when it must be dropped (an injected sequence gap).
+fn depth_generated(shared: &Shared, symbol: &str, msg: &str) -> bool {
+    if shared.cfg.record_depth
+        && let Ok(mut log) = shared.depth_log.lock()
+    {
+        log.entry(symbol.to_string())
+            .or_default()
+            .diffs
+            .push(msg.to_string());
+    }
+    let Some((_, every)) = shared.cfg.depth_gaps.iter().find(|(s, _)| s == symbol) else {
+        return false;
+    };
+    let Ok(mut counts) = shared.depth_counts.lock() else {
+        return false;
+    };
+    let n = counts.entry(symbol.to_string()).or_insert(0);
+    *n += 1;
+    if (*every).max(1) > 0 && (*n).is_multiple_of((*every).max(1)) {
+        shared.gaps_injected.fetch_add(1, Ordering::Relaxed);
+        return true;
+    }
+    false
+}
+
+/// Serves REST depth snapshots from the true books, with scripted faults first.
+pub(crate) fn start_rest(addr: &str, shared: Arc<Shared>) -> std::io::Result<std::net::SocketAddr> {
+    let server = tiny_http::Server::http(addr).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let local = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| std::io::Error::other("no ip address"))?;
+    std::thread::Builder::new()
+        .name("sim-rest".into())
+        .spawn(move || {
+            let minute = Instant::now();
+            let mut weight = 0u64;
+            while !shared.stop.load(Ordering::Relaxed) {
+                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) else {
+                    continue;
+                };
+                shared.rest_requests.fetch_add(1, Ordering::Relaxed);
+                let url = req.url().to_string();
+                let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+                let param = |k: &str| {
+                    query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                        .map(str::to_string)
+                };
+                let header = |k: &str, v: String| {
+                    tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).ok()
+                };
+                let fault = shared
+                    .rest_faults
+                    .lock()
+                    .ok()
+                    .and_then(|mut f| f.pop_front());
+                let (status, body, retry_after) = match fault {
+                    Some(super::RestFault::TooManyRequests(ra)) => (
+                        429,
+                        r#"{"code":-1003,"msg":"Too many requests."}"#.to_string(),
+                        ra,
+                    ),
+                    Some(super::RestFault::Banned(ra)) => (
+                        418,
+                        r#"{"code":-1003,"msg":"Way too many requests; IP banned."}"#.to_string(),
+                        ra,
+                    ),
+                    None if path == "/api/v3/depth" || path == "/fapi/v1/depth" => {
+                        let symbol = param("symbol").unwrap_or_default();
+                        let limit: usize =
+                            param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+                        let prefix = format!("{}@depth", symbol.to_ascii_lowercase());
+                        let body = shared.streams.lock().ok().and_then(|map| {
+                            map.iter()
+                                .find(|(k, _)| k.starts_with(&prefix))
+                                .map(|(_, g)| g.snapshot_json(limit))
+                        });
+                        match body {
+                            Some(b) => (200, b, None),
+                            None => (
+                                400,
+                                r#"{"code":-1121,"msg":"Invalid symbol."}"#.to_string(),
+                                None,
+                            ),
+                        }
+                    }
+                    None => (404, "{}".to_string(), None),
+                };
+                if minute.elapsed() >= Duration::from_secs(60) {
+                    weight = 0;
+                }
+                weight += 50;
+                if let Ok(mut t) = shared.rest_times.lock() {
+                    t.push((Instant::now(), status));
+                }
+                let mut resp = tiny_http::Response::from_string(body).with_status_code(status);
+                if let Some(h) = header("X-MBX-USED-WEIGHT-1M", weight.to_string()) {
+                    resp = resp.with_header(h);
+                }
+                if let Some(ra) = retry_after
+                    && let Some(h) = header("Retry-After", ra.to_string())
+                {
+                    resp = resp.with_header(h);
+                }
+                if let Some(h) = header("Content-Type", "application/json".to_string()) {
+                    resp = resp.with_header(h);
+                }
+                let _ = req.respond(resp);
+            }
+        })?;
+    Ok(local)
 }
 
 fn note_subscribed(shared: &Shared, index: usize, streams: &[String]) {

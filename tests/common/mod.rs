@@ -300,6 +300,12 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
             o.insert("bids".into(), levels(&d.bids));
             o.insert("asks".into(), levels(&d.asks));
         }
+        Payload::BookSnapshot(b) => {
+            o.insert("update_id".into(), json!(b.update_id));
+            o.insert("depth".into(), json!(b.depth));
+            o.insert("bids".into(), levels(&b.bids));
+            o.insert("asks".into(), levels(&b.asks));
+        }
         Payload::BookTicker(b) => {
             o.insert("update_id".into(), json!(b.update_id));
             o.insert("bid_price".into(), json!(b.bid_price));

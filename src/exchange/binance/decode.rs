@@ -36,7 +36,7 @@ impl Decoder for BinanceDecoder {
         buf: &mut [u8],
         len: usize,
         recv_ts_ns: i64,
-        emit: &mut dyn FnMut(&Event),
+        emit: &mut dyn FnMut(&mut Event),
     ) -> Result<Decoded, DecodeError> {
         let mut tape: Tape<'_> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let res = match fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
@@ -52,7 +52,7 @@ fn decode_root(
     root: Value<'_, '_>,
     ev: &mut Event,
     recv_ts_ns: i64,
-    emit: &mut dyn FnMut(&Event),
+    emit: &mut dyn FnMut(&mut Event),
 ) -> Result<Decoded, DecodeError> {
     let obj = root.as_object().ok_or(DecodeError::Shape("<root>"))?;
     let mut data = None;

@@ -9,6 +9,7 @@
 //! by the reader.
 
 pub mod decode;
+pub mod snapshot;
 pub mod spot;
 
 use crate::config::{ConfigError, section};
@@ -37,6 +38,11 @@ pub struct Profile {
     pub default_channels: &'static [&'static str],
     /// Upper bound (and default) of streams per connection.
     pub max_streams: usize,
+    /// Book sync procedure of this market.
+    pub rules: crate::book::sync::Rules,
+    /// REST path of depth snapshots and the largest `limit` it serves.
+    pub depth_path: &'static str,
+    pub max_snapshot_limit: u32,
     /// Exchange limit of messages we may send per second per connection.
     pub max_messages_per_sec: u32,
 }
@@ -65,7 +71,6 @@ struct Section {
 pub struct BinancePlan {
     profile: &'static Profile,
     ws_url: String,
-    #[allow(dead_code)] // used by the order-book snapshot fetcher
     rest_url: String,
     symbols: Vec<String>,
     channels: Vec<String>,
@@ -243,6 +248,28 @@ impl ExchangePlan for BinancePlan {
             max_messages_per_sec: self.max_messages_per_sec,
         })
         .unwrap_or(serde_yaml::Value::Null)
+    }
+
+    fn books(&self) -> Option<crate::book::BookSpec> {
+        if !self
+            .channels
+            .iter()
+            .any(|c| c == "depth" || c.starts_with("depth@"))
+        {
+            return None;
+        }
+        Some(crate::book::BookSpec {
+            rules: self.profile.rules,
+            exchange: "binance",
+            market: self.profile.market,
+            symbols: self.symbols.clone(),
+            source: std::sync::Arc::new(snapshot::BinanceSnapshots {
+                rest_url: self.rest_url.clone(),
+                path: self.profile.depth_path,
+                futures: self.profile.rules == crate::book::sync::Rules::Futures,
+            }),
+            max_snapshot_limit: self.profile.max_snapshot_limit,
+        })
     }
 }
 

@@ -14,6 +14,9 @@ pub static PROFILE: Profile = Profile {
     default_channels: &["trade", "aggTrade", "depth@100ms", "bookTicker"],
     max_streams: 1024,
     max_messages_per_sec: 5,
+    rules: crate::book::sync::Rules::Spot,
+    depth_path: "/api/v3/depth",
+    max_snapshot_limit: 5000,
 };
 
 /// Registry entry.

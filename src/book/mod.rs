@@ -1,0 +1,372 @@
+//! Local order books, maintained in the parser thread that decodes the symbol's depth diffs.
+//!
+//! For every symbol subscribed with a depth channel: buffer diffs from the moment they arrive, ask
+//! the REST pool ([`rest`]) for a snapshot after the first one, apply the exchange's procedure
+//! ([`sync`]), and publish `book_snapshot` events (best first, `book.depth` levels) every
+//! `snapshot_interval_ms` and/or every `snapshot_every_updates` applied diffs. A gap, a crossed book
+//! or a disconnect re-syncs that symbol only; meanwhile its diffs are published with
+//! `resyncing: true` and no snapshot is. Every gap, re-sync and crossed book is counted per symbol
+//! (`book_gaps_total`, `book_resyncs_total`, `book_crossed_total`) and logged.
+
+pub mod price;
+pub mod rest;
+pub mod side;
+pub mod sync;
+
+use crate::event::{Event, EventKind, set};
+use crate::metrics::{LogThrottle, Metrics};
+use crossbeam_channel::{Receiver, Sender};
+use rest::{SnapshotRequest, SnapshotResponse, SnapshotSource};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use sync::{DiffRef, Outcome, Rules, SymbolBook};
+
+/// The top-level `book:` section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BookConfig {
+    /// Maintain local books for symbols subscribed with a depth channel.
+    pub enabled: bool,
+    /// Publish a snapshot of each synced book at least this often (0 = off).
+    pub snapshot_interval_ms: u64,
+    /// Publish a snapshot after every N applied diffs (0 = off; 1 = after every diff).
+    pub snapshot_every_updates: u64,
+    /// Levels per side in a published snapshot (0 = the full book).
+    pub depth: u32,
+    /// Levels per side of the REST snapshot (spot up to 5000, USD-M up to 1000).
+    pub rest_snapshot_limit: u32,
+    /// REST snapshot requests in flight at once, all exchanges together.
+    pub max_concurrent_snapshots: usize,
+    /// Request weight per minute the collector allows itself (Binance: spot 6000, USD-M 2400 per IP).
+    pub rest_weight_budget: u32,
+    /// Diffs kept per symbol while waiting for a snapshot (the oldest are dropped beyond).
+    pub max_buffered_diffs: usize,
+}
+
+impl Default for BookConfig {
+    fn default() -> Self {
+        BookConfig {
+            enabled: true,
+            snapshot_interval_ms: 1000,
+            snapshot_every_updates: 0,
+            depth: 20,
+            rest_snapshot_limit: 1000,
+            max_concurrent_snapshots: 2,
+            rest_weight_budget: 1200,
+            max_buffered_diffs: 10_000,
+        }
+    }
+}
+
+/// What an exchange plan says about its books.
+#[derive(Debug, Clone)]
+pub struct BookSpec {
+    pub rules: Rules,
+    pub exchange: &'static str,
+    pub market: &'static str,
+    /// Symbols with a depth channel.
+    pub symbols: Vec<String>,
+    pub source: Arc<dyn SnapshotSource>,
+    /// Largest REST snapshot the exchange serves.
+    pub max_snapshot_limit: u32,
+}
+
+/// Per-symbol counters, registered once and shared by every parser.
+#[derive(Clone)]
+pub struct BookCounters {
+    gaps: Arc<AtomicU64>,
+    resyncs: Arc<AtomicU64>,
+    crossed: Arc<AtomicU64>,
+}
+
+/// Registers the per-symbol book counters of every spec (indexed like `specs`).
+pub fn counters(
+    specs: &[Option<BookSpec>],
+    metrics: &Metrics,
+) -> Vec<Option<HashMap<String, BookCounters>>> {
+    specs
+        .iter()
+        .map(|s| {
+            s.as_ref().map(|spec| {
+                spec.symbols
+                    .iter()
+                    .map(|sym| {
+                        let l = [
+                            ("exchange", spec.exchange),
+                            ("market", spec.market),
+                            ("symbol", sym.as_str()),
+                        ];
+                        (
+                            sym.clone(),
+                            BookCounters {
+                                gaps: metrics.counter(
+                                    "book_gaps_total",
+                                    "Sequence gaps seen in depth diffs.",
+                                    &l,
+                                ),
+                                resyncs: metrics.counter(
+                                    "book_resyncs_total",
+                                    "Local book re-syncs (gap, crossed, disconnect).",
+                                    &l,
+                                ),
+                                crossed: metrics.counter(
+                                    "book_crossed_total",
+                                    "Crossed local books caught (never published).",
+                                    &l,
+                                ),
+                            },
+                        )
+                    })
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+struct SymbolState {
+    book: SymbolBook,
+    c: BookCounters,
+}
+
+struct SourceBooks {
+    exchange: &'static str,
+    market: &'static str,
+    symbols: HashMap<String, SymbolState>,
+}
+
+/// One parser thread's books.
+pub struct Books {
+    cfg: BookConfig,
+    parser: usize,
+    sources: Vec<Option<SourceBooks>>,
+    requests: Sender<SnapshotRequest>,
+    responses: Receiver<SnapshotResponse>,
+    event: Event,
+    log: LogThrottle,
+}
+
+impl Books {
+    /// Books for the symbols of `specs` (indexed by source), counting into `counters`.
+    pub fn new(
+        cfg: BookConfig,
+        parser: usize,
+        specs: &[Option<BookSpec>],
+        counters: &[Option<HashMap<String, BookCounters>>],
+        requests: Sender<SnapshotRequest>,
+        responses: Receiver<SnapshotResponse>,
+    ) -> Books {
+        let sources = specs
+            .iter()
+            .zip(counters)
+            .map(|(s, c)| {
+                let (spec, c) = (s.as_ref()?, c.as_ref()?);
+                Some(SourceBooks {
+                    exchange: spec.exchange,
+                    market: spec.market,
+                    symbols: spec
+                        .symbols
+                        .iter()
+                        .filter_map(|sym| {
+                            let state = SymbolState {
+                                book: SymbolBook::new(spec.rules, cfg.max_buffered_diffs),
+                                c: c.get(sym)?.clone(),
+                            };
+                            Some((sym.clone(), state))
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        Books {
+            cfg,
+            parser,
+            sources,
+            requests,
+            responses,
+            event: Event::new("", ""),
+            log: LogThrottle::default(),
+        }
+    }
+
+    /// Applies a decoded depth diff (marks it `resyncing` when the book is not synced); true when a
+    /// book snapshot is due right after this diff (call [`Books::snapshot`]).
+    pub fn on_diff(&mut self, source: u16, conn: u32, ev: &mut Event, now_ns: i64) -> bool {
+        let Some(Some(sb)) = self.sources.get_mut(source as usize) else {
+            return false;
+        };
+        let Some(st) = sb.symbols.get_mut(ev.header.symbol.as_str()) else {
+            return false;
+        };
+        st.book.conn = conn;
+        let d = &ev.depth;
+        let out = st.book.on_diff(DiffRef {
+            first: d.first_update_id,
+            last: d.last_update_id,
+            prev: d.prev_last_update_id,
+            bids: &d.bids,
+            asks: &d.asks,
+        });
+        let exchange = sb.exchange;
+        note(
+            &mut self.log,
+            exchange,
+            &ev.header.symbol,
+            st,
+            out,
+            d.first_update_id,
+            d.last_update_id,
+        );
+        ev.depth.resyncing = !st.book.is_live();
+        if st.book.take_request() {
+            let _ = self.requests.send(SnapshotRequest {
+                parser: self.parser,
+                source,
+                symbol: ev.header.symbol.clone(),
+            });
+        }
+        if out != Outcome::Applied {
+            return false;
+        }
+        let b = &st.book;
+        (self.cfg.snapshot_every_updates > 0
+            && b.updates_since_emit >= self.cfg.snapshot_every_updates)
+            || (self.cfg.snapshot_interval_ms > 0
+                && now_ns - b.last_emit_ns >= self.cfg.snapshot_interval_ms as i64 * 1_000_000)
+    }
+
+    /// Builds the `book_snapshot` event of a synced symbol (`None` when not synced).
+    pub fn snapshot(
+        &mut self,
+        source: u16,
+        symbol: &str,
+        exchange_ts_ns: i64,
+        now_ns: i64,
+    ) -> Option<&Event> {
+        let sb = self.sources.get_mut(source as usize)?.as_mut()?;
+        let st = sb.symbols.get_mut(symbol)?;
+        if !st.book.is_live() {
+            return None;
+        }
+        st.book.updates_since_emit = 0;
+        st.book.last_emit_ns = now_ns;
+        let e = &mut self.event;
+        e.kind = Some(EventKind::BookSnapshot);
+        e.header.exchange = sb.exchange;
+        e.header.market = sb.market;
+        set(&mut e.header.symbol, symbol);
+        e.header.exchange_ts_ns = exchange_ts_ns;
+        e.header.receive_ts_ns = now_ns;
+        e.clear_book();
+        e.book.update_id = st.book.last_update_id;
+        e.book.depth = self.cfg.depth;
+        let n = if self.cfg.depth == 0 {
+            usize::MAX
+        } else {
+            self.cfg.depth as usize
+        };
+        for l in st.book.bids.best_first().take(n) {
+            e.push_book_level(true, l.price.as_str(), l.qty.as_str());
+        }
+        for l in st.book.asks.best_first().take(n) {
+            e.push_book_level(false, l.price.as_str(), l.qty.as_str());
+        }
+        Some(&self.event)
+    }
+
+    /// Applies snapshots that arrived from the REST pool; calls `emit` with a `book_snapshot` for
+    /// every book that became synced.
+    pub fn poll(&mut self, now_ns: i64, emit: &mut dyn FnMut(&Event)) {
+        while let Ok(resp) = self.responses.try_recv() {
+            let Some(Some(sb)) = self.sources.get_mut(resp.source as usize) else {
+                continue;
+            };
+            let exchange = sb.exchange;
+            let Some(st) = sb.symbols.get_mut(resp.symbol.as_str()) else {
+                continue;
+            };
+            let out = match &resp.result {
+                Ok(snap) => st.book.on_snapshot(snap),
+                Err(e) => {
+                    log::warn!(
+                        "event=book_snapshot_failed exchange={exchange} symbol={} error=\"{e}\"",
+                        resp.symbol
+                    );
+                    st.book.resync();
+                    Outcome::SnapshotTooOld
+                }
+            };
+            note(&mut self.log, exchange, &resp.symbol, st, out, 0, 0);
+            if st.book.take_request() {
+                let _ = self.requests.send(SnapshotRequest {
+                    parser: self.parser,
+                    source: resp.source,
+                    symbol: resp.symbol.clone(),
+                });
+            }
+            if out == Outcome::Applied {
+                log::info!(
+                    "event=book_synced exchange={exchange} symbol={} update_id={} bids={} asks={}",
+                    resp.symbol,
+                    st.book.last_update_id,
+                    st.book.bids.len(),
+                    st.book.asks.len()
+                );
+                if let Some(ev) = self.snapshot(resp.source, &resp.symbol, 0, now_ns) {
+                    emit(ev);
+                }
+            }
+        }
+    }
+
+    /// A connection ended: every book fed by it re-syncs (its stream had a hole).
+    pub fn on_disconnect(&mut self, conn: u32) {
+        for sb in self.sources.iter_mut().flatten() {
+            for (sym, st) in sb.symbols.iter_mut() {
+                if st.book.conn != conn {
+                    continue;
+                }
+                if st.book.is_live() {
+                    st.c.resyncs.fetch_add(1, Ordering::Relaxed);
+                    log::info!(
+                        "event=book_resync reason=disconnect exchange={} symbol={sym} conn={conn}",
+                        sb.exchange
+                    );
+                }
+                st.book.resync();
+            }
+        }
+    }
+}
+
+/// Counts and logs what a diff or snapshot did.
+fn note(
+    log: &mut LogThrottle,
+    exchange: &str,
+    symbol: &str,
+    st: &SymbolState,
+    out: Outcome,
+    first: u64,
+    last: u64,
+) {
+    let (what, counter) = match out {
+        Outcome::Gap => ("gap", Some(&st.c.gaps)),
+        Outcome::Crossed => ("crossed", Some(&st.c.crossed)),
+        Outcome::BadLevel => ("bad_level", None),
+        _ => return,
+    };
+    if let Some(c) = counter {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    st.c.resyncs.fetch_add(1, Ordering::Relaxed);
+    // Every gap is logged: they are bounded by the snapshot rate (one per re-sync).
+    let _ = log.hit();
+    {
+        log::warn!(
+            "event=book_resync reason={what} exchange={exchange} symbol={symbol} first_update_id={first} last_update_id={last} book_update_id={} count={}",
+            st.book.last_update_id,
+            log.count()
+        );
+    }
+}

@@ -1,0 +1,401 @@
+//! One symbol's local book and the exchange's synchronisation procedure.
+//!
+//! Binance (EXCHANGES.md 4.1, 4.2), buffered from the first diff on:
+//! - spot: drop diffs with `u <= L` (L = snapshot `lastUpdateId`); the first applied diff has
+//!   `U <= L+1 <= u`; afterwards `U == prev u + 1`, a larger `U` is a gap.
+//! - USD-M futures: drop `u < L`; the first applied diff has `U <= L <= u` (or `pu == L`);
+//!   afterwards `pu == prev u`, anything else is a gap.
+//!
+//! A snapshot older than the first buffered diff is fetched again. A gap or a crossed book re-syncs
+//! this symbol only; its diffs keep being buffered meanwhile (bounded: the oldest are dropped, which
+//! only asks for a newer snapshot).
+
+use super::price::{Dec, price_key};
+use super::side::Side;
+use crate::wire;
+
+/// Which procedure a market follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rules {
+    Spot,
+    Futures,
+}
+
+/// A diff's ids and levels, borrowed from the decoded event (no copy on the live path).
+#[derive(Debug, Clone, Copy)]
+pub struct DiffRef<'a> {
+    pub first: u64,
+    pub last: u64,
+    pub prev: Option<u64>,
+    pub bids: &'a [wire::Level],
+    pub asks: &'a [wire::Level],
+}
+
+/// A parsed level of a buffered diff or a snapshot.
+pub type OwnedLevel = (u128, Dec, Dec);
+
+/// A buffered diff (copied only while syncing).
+#[derive(Debug, Clone)]
+pub struct OwnedDiff {
+    pub first: u64,
+    pub last: u64,
+    pub prev: Option<u64>,
+    pub bids: Vec<OwnedLevel>,
+    pub asks: Vec<OwnedLevel>,
+}
+
+/// A REST snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub last_update_id: u64,
+    pub bids: Vec<(String, String)>,
+    pub asks: Vec<(String, String)>,
+}
+
+/// What a diff or snapshot did to the book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied to a synced book.
+    Applied,
+    /// Older than the book: ignored.
+    Stale,
+    /// Kept for when the snapshot arrives.
+    Buffered,
+    /// A sequence break: the book was discarded and a new snapshot is needed.
+    Gap,
+    /// The book crossed (best bid >= best ask): discarded, new snapshot needed.
+    Crossed,
+    /// A level could not be parsed: discarded, new snapshot needed.
+    BadLevel,
+    /// The snapshot is older than the buffered stream: fetch again.
+    SnapshotTooOld,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for a snapshot; `requested` once a request is out.
+    Syncing { requested: bool },
+    /// Synced; `fresh` until the first diff after the snapshot (futures bracket rule).
+    Live { fresh: bool },
+}
+
+/// A symbol's book and sync state.
+#[derive(Debug)]
+pub struct SymbolBook {
+    pub rules: Rules,
+    pub bids: Side,
+    pub asks: Side,
+    pub last_update_id: u64,
+    phase: Phase,
+    buffer: std::collections::VecDeque<OwnedDiff>,
+    max_buffer: usize,
+    /// Connection its diffs arrive on (a disconnect re-syncs it).
+    pub conn: u32,
+    pub updates_since_emit: u64,
+    pub last_emit_ns: i64,
+    /// Diffs applied to a synced book, and diffs dropped as not after the book (lifetime counts).
+    pub applied: u64,
+    pub dropped: u64,
+}
+
+fn parse_levels(levels: &[wire::Level]) -> Option<Vec<OwnedLevel>> {
+    levels
+        .iter()
+        .map(|l| Some((price_key(&l.price)?, Dec::new(&l.price)?, Dec::new(&l.qty)?)))
+        .collect()
+}
+
+impl SymbolBook {
+    pub fn new(rules: Rules, max_buffer: usize) -> SymbolBook {
+        SymbolBook {
+            rules,
+            bids: Side::new(true),
+            asks: Side::new(false),
+            last_update_id: 0,
+            phase: Phase::Syncing { requested: false },
+            buffer: std::collections::VecDeque::new(),
+            max_buffer: max_buffer.max(1),
+            conn: 0,
+            updates_since_emit: 0,
+            last_emit_ns: 0,
+            applied: 0,
+            dropped: 0,
+        }
+    }
+
+    /// True while the book is synced (snapshots may be published).
+    pub fn is_live(&self) -> bool {
+        matches!(self.phase, Phase::Live { .. })
+    }
+
+    /// True when a snapshot request should be sent (syncing, none outstanding); marks it sent.
+    pub fn take_request(&mut self) -> bool {
+        match &mut self.phase {
+            Phase::Syncing { requested } if !*requested => {
+                *requested = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets the book and starts over (gap, crossed, disconnect).
+    pub fn resync(&mut self) {
+        self.bids.clear();
+        self.asks.clear();
+        self.buffer.clear();
+        self.phase = Phase::Syncing { requested: false };
+    }
+
+    /// A diff from the stream.
+    pub fn on_diff(&mut self, d: DiffRef<'_>) -> Outcome {
+        match self.phase {
+            Phase::Syncing { .. } => {
+                let (Some(bids), Some(asks)) = (parse_levels(d.bids), parse_levels(d.asks)) else {
+                    return Outcome::BadLevel;
+                };
+                if self.buffer.len() >= self.max_buffer {
+                    self.buffer.pop_front();
+                }
+                self.buffer.push_back(OwnedDiff {
+                    first: d.first,
+                    last: d.last,
+                    prev: d.prev,
+                    bids,
+                    asks,
+                });
+                Outcome::Buffered
+            }
+            Phase::Live { fresh } => {
+                let out = self.check_live(d.first, d.last, d.prev, fresh);
+                if out != Outcome::Applied {
+                    return self.fail(out);
+                }
+                for l in d.bids {
+                    let (Some(k), Some(p), Some(q)) =
+                        (price_key(&l.price), Dec::new(&l.price), Dec::new(&l.qty))
+                    else {
+                        return self.fail(Outcome::BadLevel);
+                    };
+                    self.bids.set(k, p, q);
+                }
+                for l in d.asks {
+                    let (Some(k), Some(p), Some(q)) =
+                        (price_key(&l.price), Dec::new(&l.price), Dec::new(&l.qty))
+                    else {
+                        return self.fail(Outcome::BadLevel);
+                    };
+                    self.asks.set(k, p, q);
+                }
+                self.finish(d.last)
+            }
+        }
+    }
+
+    /// Continuity of a diff against a synced book; `Applied` means "apply it".
+    fn check_live(&self, first: u64, last: u64, prev: Option<u64>, fresh: bool) -> Outcome {
+        let l = self.last_update_id;
+        match self.rules {
+            Rules::Spot => {
+                if last <= l {
+                    Outcome::Stale
+                } else if first > l + 1 {
+                    Outcome::Gap
+                } else {
+                    Outcome::Applied
+                }
+            }
+            Rules::Futures => {
+                if fresh {
+                    if last < l {
+                        Outcome::Stale
+                    } else if (first <= l && l <= last) || prev == Some(l) {
+                        Outcome::Applied
+                    } else {
+                        Outcome::Gap
+                    }
+                } else if last <= l {
+                    Outcome::Stale
+                } else if prev == Some(l) {
+                    Outcome::Applied
+                } else {
+                    Outcome::Gap
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, last: u64) -> Outcome {
+        self.applied += 1;
+        self.last_update_id = last;
+        self.phase = Phase::Live { fresh: false };
+        if let (Some(b), Some(a)) = (self.bids.best(), self.asks.best())
+            && b.key >= a.key
+        {
+            return self.fail(Outcome::Crossed);
+        }
+        self.updates_since_emit += 1;
+        Outcome::Applied
+    }
+
+    fn fail(&mut self, out: Outcome) -> Outcome {
+        if matches!(out, Outcome::Stale) {
+            self.dropped += 1;
+            return out;
+        }
+        self.resync();
+        out
+    }
+
+    /// A REST snapshot arrived: load it and apply the buffered diffs by the rules.
+    pub fn on_snapshot(&mut self, s: &Snapshot) -> Outcome {
+        let l = s.last_update_id;
+        // Too old for what we already buffered: fetch again, keep the buffer.
+        if let Some(first) = self.buffer.front()
+            && self.buffer.iter().all(|d| d.last > l)
+            && first.first > l + 1
+            && !(self.rules == Rules::Futures && first.prev == Some(l))
+        {
+            self.phase = Phase::Syncing { requested: false };
+            return Outcome::SnapshotTooOld;
+        }
+        self.bids.clear();
+        self.asks.clear();
+        for (p, q) in &s.bids {
+            let (Some(k), Some(pd), Some(qd)) = (price_key(p), Dec::new(p), Dec::new(q)) else {
+                return self.fail(Outcome::BadLevel);
+            };
+            self.bids.set(k, pd, qd);
+        }
+        for (p, q) in &s.asks {
+            let (Some(k), Some(pd), Some(qd)) = (price_key(p), Dec::new(p), Dec::new(q)) else {
+                return self.fail(Outcome::BadLevel);
+            };
+            self.asks.set(k, pd, qd);
+        }
+        self.last_update_id = l;
+        self.phase = Phase::Live { fresh: true };
+        let buffered: Vec<OwnedDiff> = self.buffer.drain(..).collect();
+        let mut out = Outcome::Applied;
+        for (i, d) in buffered.iter().enumerate() {
+            let Phase::Live { fresh } = self.phase else {
+                break;
+            };
+            match self.check_live(d.first, d.last, d.prev, fresh) {
+                Outcome::Stale => {
+                    self.dropped += 1;
+                    continue;
+                }
+                Outcome::Applied => {
+                    for (k, p, q) in &d.bids {
+                        self.bids.set(*k, *p, *q);
+                    }
+                    for (k, p, q) in &d.asks {
+                        self.asks.set(*k, *p, *q);
+                    }
+                    out = self.finish(d.last);
+                    if out != Outcome::Applied {
+                        return out;
+                    }
+                }
+                other => {
+                    // A break inside the buffer: keep what follows, fetch a newer snapshot.
+                    self.resync();
+                    self.buffer.extend(buffered[i..].iter().cloned());
+                    return other;
+                }
+            }
+        }
+        if let (Some(b), Some(a)) = (self.bids.best(), self.asks.best())
+            && b.key >= a.key
+        {
+            return self.fail(Outcome::Crossed);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lv(p: &str, q: &str) -> wire::Level {
+        wire::Level {
+            price: p.into(),
+            qty: q.into(),
+        }
+    }
+
+    fn snap(l: u64) -> Snapshot {
+        Snapshot {
+            last_update_id: l,
+            bids: vec![("10".into(), "1".into())],
+            asks: vec![("11".into(), "1".into())],
+        }
+    }
+
+    #[test]
+    fn spot_buffer_snapshot_gap() {
+        let mut b = SymbolBook::new(Rules::Spot, 100);
+        let bids = [lv("10", "2")];
+        let d = |f, l| DiffRef {
+            first: f,
+            last: l,
+            prev: None,
+            bids: &bids,
+            asks: &[],
+        };
+        assert_eq!(b.on_diff(d(100, 105)), Outcome::Buffered);
+        assert!(b.take_request());
+        assert!(!b.take_request());
+        assert_eq!(b.on_diff(d(106, 107)), Outcome::Buffered);
+        // Snapshot older than the first buffered diff: fetch again.
+        assert_eq!(b.on_snapshot(&snap(90)), Outcome::SnapshotTooOld);
+        assert!(b.take_request());
+        assert_eq!(b.on_snapshot(&snap(103)), Outcome::Applied);
+        assert!(b.is_live());
+        assert_eq!(b.last_update_id, 107);
+        assert_eq!(b.bids.best().unwrap().qty.as_str(), "2");
+        assert_eq!(b.on_diff(d(108, 108)), Outcome::Applied);
+        assert_eq!(b.on_diff(d(100, 108)), Outcome::Stale);
+        assert_eq!(b.on_diff(d(110, 111)), Outcome::Gap);
+        assert!(!b.is_live());
+    }
+
+    #[test]
+    fn futures_bracket_and_pu_chain() {
+        let mut b = SymbolBook::new(Rules::Futures, 100);
+        let d = |f, l, p| DiffRef {
+            first: f,
+            last: l,
+            prev: Some(p),
+            bids: &[],
+            asks: &[],
+        };
+        assert_eq!(b.on_diff(d(90, 95, 80)), Outcome::Buffered);
+        assert_eq!(b.on_diff(d(97, 120, 95)), Outcome::Buffered);
+        // L = 100: drop u < 100, first applied brackets 100.
+        assert_eq!(b.on_snapshot(&snap(100)), Outcome::Applied);
+        assert_eq!(b.last_update_id, 120);
+        assert_eq!(b.on_diff(d(125, 130, 120)), Outcome::Applied);
+        assert_eq!(b.on_diff(d(131, 140, 129)), Outcome::Gap);
+    }
+
+    #[test]
+    fn crossed_book_resyncs() {
+        let mut b = SymbolBook::new(Rules::Spot, 100);
+        b.take_request();
+        assert_eq!(b.on_snapshot(&snap(5)), Outcome::Applied);
+        let bad = [lv("11.5", "1")];
+        let d = DiffRef {
+            first: 6,
+            last: 6,
+            prev: None,
+            bids: &bad,
+            asks: &[],
+        };
+        assert_eq!(b.on_diff(d), Outcome::Crossed);
+        assert!(!b.is_live());
+        assert!(b.bids.is_empty());
+    }
+}

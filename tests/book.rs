@@ -1,0 +1,298 @@
+//! Local order books, end to end: the simulator keeps the true book, injects sequence gaps and a
+//! reconnect; the real `mdc` binary keeps its books from the stream plus REST snapshots; every
+//! published `book_snapshot` must equal the true book at its `update_id`, level for level, as exact
+//! strings. A symbol without gaps is never re-synced for a gap.
+
+mod common;
+
+use common::*;
+use mdc::simulator::{Fault, RestFault, SimConfig, Simulator};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// An independent reference book: price key -> (price, qty) strings.
+#[derive(Default)]
+struct RefBook {
+    bids: BTreeMap<u128, (String, String)>,
+    asks: BTreeMap<u128, (String, String)>,
+}
+
+fn key(p: &str) -> u128 {
+    let (i, f) = p.split_once('.').unwrap_or((p, ""));
+    let mut frac = f.to_string();
+    while frac.len() < 18 {
+        frac.push('0');
+    }
+    i.parse::<u128>().unwrap() * 10u128.pow(18) + frac.parse::<u128>().unwrap()
+}
+
+fn is_zero(q: &str) -> bool {
+    q.bytes().all(|c| c == b'0' || c == b'.')
+}
+
+impl RefBook {
+    fn from_rest(body: &str) -> (RefBook, u64) {
+        let v: Value = serde_json::from_str(body).unwrap();
+        let mut b = RefBook::default();
+        b.apply(&v["bids"], &v["asks"]);
+        (b, v["lastUpdateId"].as_u64().unwrap())
+    }
+
+    fn apply(&mut self, bids: &Value, asks: &Value) {
+        for (side, levels) in [(&mut self.bids, bids), (&mut self.asks, asks)] {
+            for l in levels.as_array().unwrap() {
+                let (p, q) = (l[0].as_str().unwrap(), l[1].as_str().unwrap());
+                if is_zero(q) {
+                    side.remove(&key(p));
+                } else {
+                    side.insert(key(p), (p.to_string(), q.to_string()));
+                }
+            }
+        }
+    }
+
+    fn levels(&self) -> (Value, Value) {
+        let bids: Vec<Value> = self
+            .bids
+            .values()
+            .rev()
+            .map(|(p, q)| serde_json::json!([p, q]))
+            .collect();
+        let asks: Vec<Value> = self
+            .asks
+            .values()
+            .map(|(p, q)| serde_json::json!([p, q]))
+            .collect();
+        (Value::Array(bids), Value::Array(asks))
+    }
+}
+
+fn read_type(dir: &std::path::Path, t: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for f in files(dir, t) {
+        for line in std::fs::read_to_string(f).unwrap().lines() {
+            out.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    out
+}
+
+fn http(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET {path} HTTP/1.0\r\n\r\n");
+    let mut r = String::new();
+    let _ = s.read_to_string(&mut r);
+    r
+}
+
+fn metric(text: &str, name: &str, symbol: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l.contains(&format!("symbol=\"{symbol}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name}{{symbol={symbol}}} missing"))
+}
+
+#[test]
+fn every_snapshot_equals_the_true_book() {
+    let total = 110_000u64;
+    let sim = Simulator::start(SimConfig {
+        rate: 20_000,
+        total: Some(total),
+        seed: 5,
+        record_depth: true,
+        depth_gaps: vec![("BTCUSDT".into(), 1000)],
+        faults: vec![(0, 40_000, Fault::Close)],
+        rest_listen: Some("127.0.0.1:0".into()),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let port = free_port();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    rest_url: "{}"
+    symbols: ["BTCUSDT", "ETHUSDT"]
+    channels: ["depth@100ms"]
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: "127.0.0.1:{port}"
+book:
+  snapshot_interval_ms: 0
+  snapshot_every_updates: 50
+  depth: 0
+  rest_snapshot_limit: 500
+  rest_weight_budget: 6000
+"#,
+        sim.ws_url(),
+        sim.rest_url().unwrap()
+    );
+    let dir = temp_dir("book");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let data = dir.join("data");
+    let diffs_written = || read_lines(&data, "depth_diff");
+    assert!(
+        wait_until(Duration::from_secs(120), || sim.sent() >= total
+            && diffs_written() as u64 >= total - sim.gaps_injected()),
+        "sent {} gaps {} written {}; log:\n{}",
+        sim.sent(),
+        sim.gaps_injected(),
+        diffs_written(),
+        mdc.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = http(port, "/metrics");
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+
+    // Gaps were seen where injected, and only there (ETHUSDT re-synced once: the reconnect).
+    assert!(sim.gaps_injected() >= 50);
+    assert!(metric(&metrics, "book_gaps_total", "BTCUSDT") >= 50);
+    assert!(metric(&metrics, "book_resyncs_total", "BTCUSDT") >= 50);
+    assert_eq!(
+        metric(&metrics, "book_gaps_total", "ETHUSDT"),
+        0,
+        "no false gap"
+    );
+    assert_eq!(
+        metric(&metrics, "book_resyncs_total", "ETHUSDT"),
+        1,
+        "only the reconnect"
+    );
+    assert_eq!(metric(&metrics, "book_crossed_total", "BTCUSDT"), 0);
+
+    let diffs = read_type(&data, "depth_diff");
+    assert!(
+        diffs.iter().any(|d| d["resyncing"] == true),
+        "diffs during re-syncs are marked"
+    );
+    let snaps = read_type(&data, "book_snapshot");
+    let mut by_symbol: HashMap<String, Vec<&Value>> = HashMap::new();
+    for s in &snaps {
+        by_symbol
+            .entry(s["symbol"].as_str().unwrap().to_string())
+            .or_default()
+            .push(s);
+    }
+    let history = sim.depth_history();
+    let mut compared = 0;
+    let mut updates = 0;
+    for (sym, h) in &history {
+        let (mut truth, _) = RefBook::from_rest(&h.initial);
+        let mut pending = by_symbol
+            .remove(sym)
+            .unwrap_or_default()
+            .into_iter()
+            .peekable();
+        for raw in &h.diffs {
+            let v: Value = serde_json::from_str(raw).unwrap();
+            let d = &v["data"];
+            truth.apply(&d["b"], &d["a"]);
+            updates += 1;
+            let u = d["u"].as_u64().unwrap();
+            while let Some(s) = pending.peek() {
+                let id = s["update_id"].as_u64().unwrap();
+                if id > u {
+                    break;
+                }
+                assert_eq!(
+                    id, u,
+                    "{sym}: a snapshot at an update id that was never generated"
+                );
+                let (bids, asks) = truth.levels();
+                assert_eq!(s["bids"], bids, "{sym} bids at {u}");
+                assert_eq!(s["asks"], asks, "{sym} asks at {u}");
+                assert_eq!(s["depth"], 0);
+                compared += 1;
+                pending.next();
+            }
+        }
+        assert!(
+            pending.next().is_none(),
+            "{sym}: snapshots beyond the generated stream"
+        );
+    }
+    assert!(updates >= 100_000, "{updates} updates");
+    assert!(compared >= 1_000, "{compared} snapshots compared");
+    assert!(by_symbol.is_empty(), "snapshots of unknown symbols");
+}
+
+fn read_lines(dir: &std::path::Path, t: &str) -> usize {
+    files(dir, t)
+        .iter()
+        .map(|f| {
+            std::fs::read(f)
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// The REST endpoint answers 429 (Retry-After 1) and then 418 (Retry-After 2): the collector pauses
+/// as told, then syncs every book, with one request in flight at a time and no request more than
+/// needed.
+#[test]
+fn rest_429_then_418_backs_off_and_recovers() {
+    let sim = Simulator::start(SimConfig {
+        rate: 2_000,
+        seed: 8,
+        rest_listen: Some("127.0.0.1:0".into()),
+        rest_faults: vec![
+            RestFault::TooManyRequests(Some(1)),
+            RestFault::Banned(Some(2)),
+        ],
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    rest_url: "{}"
+    symbols: ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    channels: ["depth@100ms"]
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: ""
+book:
+  max_concurrent_snapshots: 1
+"#,
+        sim.ws_url(),
+        sim.rest_url().unwrap()
+    );
+    let dir = temp_dir("rest");
+    let t0 = Instant::now();
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    assert!(
+        wait_until(Duration::from_secs(30), || mdc
+            .log_text()
+            .matches("event=book_synced")
+            .count()
+            >= 3),
+        "log:\n{}",
+        mdc.log_text()
+    );
+    let (n, times) = sim.rest_requests();
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    let log = mdc.log_text();
+    assert!(log.contains("event=rest_throttled status=429"), "{log}");
+    assert!(log.contains("event=rest_banned status=418"), "{log}");
+    // 2 refused + 3 snapshots; nothing else.
+    assert_eq!(n, 5, "requests: {times:?}");
+    let statuses: Vec<u16> = times.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, [429, 418, 200, 200, 200]);
+    // Retry-After honoured: >= 1 s after the 429, >= 2 s after the 418.
+    assert!(times[1].0.duration_since(times[0].0) >= Duration::from_millis(950));
+    assert!(times[2].0.duration_since(times[1].0) >= Duration::from_millis(1950));
+    assert!(t0.elapsed() >= Duration::from_secs(3));
+}
