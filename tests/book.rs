@@ -99,13 +99,24 @@ fn metric(text: &str, name: &str, symbol: &str) -> u64 {
 
 #[test]
 fn every_snapshot_equals_the_true_book() {
+    true_book(false);
+}
+
+/// The same for USD-M: futures payloads (`pu` chain, ids shared across symbols), futures rules.
+#[test]
+fn every_usdm_snapshot_equals_the_true_book() {
+    true_book(true);
+}
+
+fn true_book(futures: bool) {
     let total = 110_000u64;
     let sim = Simulator::start(SimConfig {
-        rate: 20_000,
+        futures,
+        rate: 12_000,
         total: Some(total),
         seed: 5,
         record_depth: true,
-        depth_gaps: vec![("BTCUSDT".into(), 1000)],
+        depth_gaps: vec![("BTCUSDT".into(), 400)],
         faults: vec![(0, 40_000, Fault::Close)],
         rest_listen: Some("127.0.0.1:0".into()),
         ..SimConfig::default()
@@ -115,7 +126,7 @@ fn every_snapshot_equals_the_true_book() {
     let cfg = format!(
         r#"
 exchanges:
-  binance_spot:
+  {}:
     ws_url: "{}"
     rest_url: "{}"
     symbols: ["BTCUSDT", "ETHUSDT"]
@@ -131,6 +142,11 @@ book:
   rest_snapshot_limit: 500
   rest_weight_budget: 6000
 "#,
+        if futures {
+            "binance_usdm"
+        } else {
+            "binance_spot"
+        },
         sim.ws_url(),
         sim.rest_url().unwrap()
     );

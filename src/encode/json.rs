@@ -52,6 +52,48 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
                 out.extend_from_slice(b",\"resyncing\":true");
             }
         }
+        EventKind::MarkPrice => {
+            let m = &ev.mark_price;
+            field_str(out, "mark_price", &m.mark_price);
+            field_str(out, "index_price", &m.index_price);
+            field_str(out, "estimated_settle_price", &m.estimated_settle_price);
+            field_str(out, "funding_rate", &m.funding_rate);
+            key(out, "next_funding_time_ns");
+            int(out, m.next_funding_time_ns);
+        }
+        EventKind::Liquidation => {
+            let l = &ev.liquidation;
+            field_side(out, l.side());
+            field_str(out, "order_type", &l.order_type);
+            field_str(out, "time_in_force", &l.time_in_force);
+            field_str(out, "price", &l.price);
+            field_str(out, "avg_price", &l.avg_price);
+            field_str(out, "qty", &l.qty);
+            field_str(out, "filled_qty", &l.filled_qty);
+            field_str(out, "status", &l.status);
+        }
+        EventKind::OpenInterest => {
+            let o = &ev.open_interest;
+            field_str(out, "open_interest", &o.open_interest);
+            if !o.open_interest_value.is_empty() {
+                field_str(out, "open_interest_value", &o.open_interest_value);
+            }
+        }
+        EventKind::LongShortRatio => {
+            let r = &ev.long_short_ratio;
+            field_str(out, "kind", &r.kind);
+            field_str(out, "period", &r.period);
+            field_str(out, "long_short_ratio", &r.long_short_ratio);
+            field_str(out, "long_account", &r.long_account);
+            field_str(out, "short_account", &r.short_account);
+        }
+        EventKind::FundingRate => {
+            let f = &ev.funding_rate;
+            field_str(out, "funding_rate", &f.funding_rate);
+            key(out, "funding_time_ns");
+            int(out, f.funding_time_ns);
+            field_str(out, "mark_price", &f.mark_price);
+        }
         EventKind::BookSnapshot => {
             let b = &ev.book;
             field_u64(out, "update_id", b.update_id);

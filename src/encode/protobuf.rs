@@ -23,6 +23,11 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
         EventKind::DepthDiff => message_field(tag, &ev.depth, out),
         EventKind::BookTicker => message_field(tag, &ev.book_ticker, out),
         EventKind::BookSnapshot => message_field(tag, &ev.book, out),
+        EventKind::MarkPrice => message_field(tag, &ev.mark_price, out),
+        EventKind::Liquidation => message_field(tag, &ev.liquidation, out),
+        EventKind::OpenInterest => message_field(tag, &ev.open_interest, out),
+        EventKind::LongShortRatio => message_field(tag, &ev.long_short_ratio, out),
+        EventKind::FundingRate => message_field(tag, &ev.funding_rate, out),
     }
 }
 

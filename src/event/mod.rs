@@ -15,16 +15,26 @@ pub enum EventKind {
     DepthDiff = 2,
     BookTicker = 3,
     BookSnapshot = 4,
+    MarkPrice = 5,
+    Liquidation = 6,
+    OpenInterest = 7,
+    LongShortRatio = 8,
+    FundingRate = 9,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (index = `kind as usize`).
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Trade,
         EventKind::AggTrade,
         EventKind::DepthDiff,
         EventKind::BookTicker,
         EventKind::BookSnapshot,
+        EventKind::MarkPrice,
+        EventKind::Liquidation,
+        EventKind::OpenInterest,
+        EventKind::LongShortRatio,
+        EventKind::FundingRate,
     ];
     /// Number of kinds; sinks size per-kind tables with it.
     pub const COUNT: usize = Self::ALL.len();
@@ -37,6 +47,11 @@ impl EventKind {
             EventKind::DepthDiff => "depth_diff",
             EventKind::BookTicker => "book_ticker",
             EventKind::BookSnapshot => "book_snapshot",
+            EventKind::MarkPrice => "mark_price",
+            EventKind::Liquidation => "liquidation",
+            EventKind::OpenInterest => "open_interest",
+            EventKind::LongShortRatio => "long_short_ratio",
+            EventKind::FundingRate => "funding_rate",
         }
     }
 
@@ -48,6 +63,11 @@ impl EventKind {
             EventKind::DepthDiff => 12,
             EventKind::BookTicker => 13,
             EventKind::BookSnapshot => 14,
+            EventKind::MarkPrice => 15,
+            EventKind::Liquidation => 16,
+            EventKind::OpenInterest => 17,
+            EventKind::LongShortRatio => 18,
+            EventKind::FundingRate => 19,
         }
     }
 }
@@ -77,6 +97,11 @@ pub struct Event {
     pub depth: wire::DepthDiff,
     pub book_ticker: wire::BookTicker,
     pub book: wire::BookSnapshot,
+    pub mark_price: wire::MarkPrice,
+    pub liquidation: wire::Liquidation,
+    pub open_interest: wire::OpenInterest,
+    pub long_short_ratio: wire::LongShortRatio,
+    pub funding_rate: wire::FundingRate,
     /// Levels parked between messages so their strings keep their capacity.
     level_pool: Vec<wire::Level>,
 }

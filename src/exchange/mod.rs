@@ -12,7 +12,7 @@ use crate::event::Event;
 use std::fmt;
 
 /// Every known adapter; the config section name is the factory's `name()`.
-pub static REGISTRY: &[&dyn ExchangeFactory] = &[&binance::spot::FACTORY];
+pub static REGISTRY: &[&dyn ExchangeFactory] = &[&binance::spot::FACTORY, &binance::usdm::FACTORY];
 
 /// Builds a plan from an adapter's config section.
 pub trait ExchangeFactory: Sync {
@@ -41,6 +41,10 @@ pub trait ExchangePlan: Send + Sync + fmt::Debug {
     /// Local order books this plan needs (symbols with a depth channel), if any.
     fn books(&self) -> Option<crate::book::BookSpec> {
         None
+    }
+    /// REST-polled series (open interest, ratios, funding), if any.
+    fn poll_jobs(&self) -> Vec<crate::pipeline::poller::PollJob> {
+        Vec::new()
     }
 }
 

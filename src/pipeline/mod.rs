@@ -12,6 +12,7 @@
 pub mod connector;
 pub mod frame;
 pub mod parser;
+pub mod poller;
 pub mod publisher;
 pub mod reader;
 pub mod record;

@@ -9,6 +9,7 @@ use crate::metrics::{self, Metrics};
 use crate::pipeline::connector::{Backoff, ConnTarget, Connector};
 use crate::pipeline::frame::Frame;
 use crate::pipeline::parser::{Parser, Stage};
+use crate::pipeline::poller::Poller;
 use crate::pipeline::publisher::Publisher;
 use crate::pipeline::reader::Reader;
 use crate::pipeline::record::Record;
@@ -94,6 +95,19 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         parser_outputs.push(p);
         publisher_inputs.push(c);
     }
+    // REST-polled series get their own ring to the publisher.
+    let poll_jobs: Vec<_> = config
+        .exchanges
+        .iter()
+        .flat_map(|p| p.poll_jobs())
+        .collect();
+    let poll_output = if poll_jobs.is_empty() {
+        None
+    } else {
+        let (p, c) = ring::ring(1024, || Record::with_capacity(RECORD_BYTES));
+        publisher_inputs.push(c);
+        Some(p)
+    };
 
     // Local books: specs per exchange plan, one REST pool shared by all parsers.
     let specs: Vec<Option<BookSpec>> = config
@@ -111,6 +125,10 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         snap_reply_rx.push(rx);
     }
     let with_books = specs.iter().any(Option::is_some);
+    // One request-weight budget for every REST user (book snapshots and polled series).
+    let limiter = Arc::new(Mutex::new(rest::Limiter::new(
+        config.book.rest_weight_budget,
+    )));
     if with_books {
         let l = [("api", "rest")];
         rest::start(
@@ -154,6 +172,23 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         );
     }
     let mut snap_reply_rx = snap_reply_rx.into_iter();
+    if let Some(output) = poll_output {
+        let l = [("api", "rest")];
+        let poller = Poller {
+            jobs: poll_jobs,
+            output,
+            formats,
+            limiter: limiter.clone(),
+            points: metrics.counter(
+                "rest_points_total",
+                "New data points published from REST-polled series.",
+                &l,
+            ),
+            errors: metrics.counter("rest_poll_errors_total", "Failed polls of REST series.", &l),
+            shutdown: shutdown.clone(),
+        };
+        spawn("rest-poll", move || poller.run())?;
+    }
 
     let idle = || Idle::new(rt.idle, rt.idle_sleep_us);
     let stop_aux = Arc::new(AtomicBool::new(false));

@@ -40,7 +40,18 @@ pub enum Channel {
     AggTrade,
     Depth,
     BookTicker,
+    /// USD-M `markPrice` / `markPrice@1s`.
+    MarkPrice,
+    /// USD-M `forceOrder`.
+    ForceOrder,
+    /// USD-M `!markPrice@arr`: one message with every symbol's mark price.
+    MarkPriceArr,
+    /// USD-M `!forceOrder@arr`.
+    ForceOrderArr,
 }
+
+/// Symbols of the simulated all-market USD-M streams.
+pub const ALL_MARKET_SYMBOLS: [&str; 3] = ["BTCUSDT", "ETHUSDT", "XRPUSDT"];
 
 impl Channel {
     /// Parses the part after `@` (`depth`, `depth@100ms` are both depth).
@@ -49,8 +60,20 @@ impl Channel {
             "trade" => Some(Channel::Trade),
             "aggTrade" => Some(Channel::AggTrade),
             "bookTicker" => Some(Channel::BookTicker),
+            "markPrice" | "markPrice@1s" => Some(Channel::MarkPrice),
+            "forceOrder" => Some(Channel::ForceOrder),
+            "!markPrice@arr" | "!markPrice@arr@1s" => Some(Channel::MarkPriceArr),
+            "!forceOrder@arr" => Some(Channel::ForceOrderArr),
             s if s == "depth" || s.starts_with("depth@") => Some(Channel::Depth),
             _ => None,
+        }
+    }
+
+    /// USD-M routed path serving this channel (Binance: `/public` for depth, bookTicker, trade).
+    pub fn route(self) -> &'static str {
+        match self {
+            Channel::Depth | Channel::BookTicker | Channel::Trade => "public",
+            _ => "market",
         }
     }
 
@@ -60,6 +83,8 @@ impl Channel {
             Channel::Depth => 60,
             Channel::Trade | Channel::AggTrade => 15,
             Channel::BookTicker => 10,
+            Channel::MarkPrice | Channel::MarkPriceArr => 4,
+            Channel::ForceOrder | Channel::ForceOrderArr => 2,
         }
     }
 }
@@ -81,16 +106,27 @@ pub struct StreamGen {
     asks: BTreeMap<u64, u64>,
     /// Last update id generated (depth streams): the book above is the state after it.
     pub last_update_id: u64,
+    /// USD-M payload shapes (extra `e`/`E`/`T`, `pu`, 2-decimal prices, 3-decimal quantities).
+    futures: bool,
 }
 
 impl StreamGen {
     /// `name` is `<symbol lower>@<channel>`; `None` for unknown channels.
     pub fn new(name: &str, seed: u64) -> Option<StreamGen> {
-        let (sym, ch) = name.split_once('@')?;
-        let channel = Channel::parse(ch)?;
-        if sym.is_empty() || !sym.bytes().all(|c| c.is_ascii_alphanumeric()) {
-            return None;
-        }
+        Self::with_market(name, seed, false)
+    }
+
+    /// A stream in Binance spot (`futures: false`) or USD-M (`true`) payload shapes.
+    pub fn with_market(name: &str, seed: u64, futures: bool) -> Option<StreamGen> {
+        let (sym, channel) = if name.starts_with('!') {
+            ("", Channel::parse(name)?)
+        } else {
+            let (sym, ch) = name.split_once('@')?;
+            if sym.is_empty() || !sym.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                return None;
+            }
+            (sym, Channel::parse(ch)?)
+        };
         let h = name.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
             (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
         });
@@ -108,6 +144,7 @@ impl StreamGen {
             bids: BTreeMap::new(),
             asks: BTreeMap::new(),
             last_update_id: next_id - 1,
+            futures,
         };
         if channel == Channel::Depth {
             // A resting book to start from; its state is update id `next_id - 1`.
@@ -129,19 +166,22 @@ impl StreamGen {
     /// The true book as Binance's REST depth body (`limit` levels per side, best first).
     pub fn snapshot_json(&self, limit: usize) -> String {
         let mut out = format!("{{\"lastUpdateId\":{},\"bids\":[", self.last_update_id);
-        for (i, (p, q)) in self.bids.iter().rev().take(limit).enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "[\"{}\",\"{}\"]", price(*p), qty(*q));
-        }
+        let bids: Vec<(u64, u64)> = self
+            .bids
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|(p, q)| (*p, *q))
+            .collect();
+        write_levels(&mut out, &bids, self.futures);
         out.push_str("],\"asks\":[");
-        for (i, (p, q)) in self.asks.iter().take(limit).enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "[\"{}\",\"{}\"]", price(*p), qty(*q));
-        }
+        let asks: Vec<(u64, u64)> = self
+            .asks
+            .iter()
+            .take(limit)
+            .map(|(p, q)| (*p, *q))
+            .collect();
+        write_levels(&mut out, &asks, self.futures);
         out.push_str("]}");
         out
     }
@@ -150,20 +190,44 @@ impl StreamGen {
     pub fn next_message(&mut self, now_ms: u64, out: &mut String) {
         let step = self.rng.range(0, 20) as i64 - 10;
         self.price = (self.price as i64 + step).max(100) as u64;
+        let f = self.futures;
+        let px = |c: u64| {
+            if f {
+                format!("{}.{:02}", c / 100, c % 100)
+            } else {
+                price(c)
+            }
+        };
+        let qt = |u: u64| {
+            if f {
+                format!("{}.{:03}", u / 100_000_000, (u / 100_000) % 1000 + 1)
+            } else {
+                qty(u)
+            }
+        };
         let _ = write!(out, "{{\"stream\":\"{}\",\"data\":", self.name);
+        let t = now_ms.saturating_sub(1);
         match self.channel {
             Channel::Trade => {
                 let id = self.next_id;
                 self.next_id += 1;
-                let _ = write!(
-                    out,
-                    "{{\"e\":\"trade\",\"E\":{now_ms},\"s\":\"{}\",\"t\":{id},\"p\":\"{}\",\"q\":\"{}\",\"T\":{},\"m\":{},\"M\":true}}",
-                    self.symbol,
-                    price(self.price),
-                    qty(self.rng.range(1, 500_000_000)),
-                    now_ms.saturating_sub(1),
-                    self.rng.chance(50)
+                let (p, q, m) = (
+                    px(self.price),
+                    qt(self.rng.range(1, 500_000_000)),
+                    self.rng.chance(50),
                 );
+                let s = &self.symbol;
+                if f {
+                    let _ = write!(
+                        out,
+                        "{{\"e\":\"trade\",\"E\":{now_ms},\"T\":{t},\"s\":\"{s}\",\"t\":{id},\"p\":\"{p}\",\"q\":\"{q}\",\"X\":\"MARKET\",\"m\":{m}}}"
+                    );
+                } else {
+                    let _ = write!(
+                        out,
+                        "{{\"e\":\"trade\",\"E\":{now_ms},\"s\":\"{s}\",\"t\":{id},\"p\":\"{p}\",\"q\":\"{q}\",\"T\":{t},\"m\":{m},\"M\":true}}"
+                    );
+                }
             }
             Channel::AggTrade => {
                 let id = self.next_id;
@@ -171,49 +235,128 @@ impl StreamGen {
                 let first = self.next_agg_trade;
                 let n = self.rng.range(1, 4);
                 self.next_agg_trade += n;
-                let _ = write!(
-                    out,
-                    "{{\"e\":\"aggTrade\",\"E\":{now_ms},\"s\":\"{}\",\"a\":{id},\"p\":\"{}\",\"q\":\"{}\",\"f\":{first},\"l\":{},\"T\":{},\"m\":{},\"M\":true}}",
-                    self.symbol,
-                    price(self.price),
-                    qty(self.rng.range(1, 500_000_000)),
-                    first + n - 1,
-                    now_ms.saturating_sub(1),
-                    self.rng.chance(50)
+                let (p, q, m) = (
+                    px(self.price),
+                    qt(self.rng.range(1, 500_000_000)),
+                    self.rng.chance(50),
                 );
+                let (s, l) = (&self.symbol, first + n - 1);
+                if f {
+                    let _ = write!(
+                        out,
+                        "{{\"e\":\"aggTrade\",\"E\":{now_ms},\"a\":{id},\"s\":\"{s}\",\"p\":\"{p}\",\"q\":\"{q}\",\"f\":{first},\"l\":{l},\"T\":{t},\"m\":{m}}}"
+                    );
+                } else {
+                    let _ = write!(
+                        out,
+                        "{{\"e\":\"aggTrade\",\"E\":{now_ms},\"s\":\"{s}\",\"a\":{id},\"p\":\"{p}\",\"q\":\"{q}\",\"f\":{first},\"l\":{l},\"T\":{t},\"m\":{m},\"M\":true}}"
+                    );
+                }
             }
             Channel::Depth => {
-                let first = self.next_id;
+                // USD-M update ids are shared across symbols: U jumps past pu + 1.
+                let prev = self.last_update_id;
+                let first = if f {
+                    self.next_id + self.rng.range(0, 3)
+                } else {
+                    self.next_id
+                };
                 let last = first + self.rng.range(0, 5);
                 self.next_id = last + 1;
                 self.last_update_id = last;
-                let _ = write!(
-                    out,
-                    "{{\"e\":\"depthUpdate\",\"E\":{now_ms},\"s\":\"{}\",\"U\":{first},\"u\":{last},\"b\":[",
-                    self.symbol
-                );
+                let s = &self.symbol;
+                if f {
+                    let _ = write!(
+                        out,
+                        "{{\"e\":\"depthUpdate\",\"E\":{now_ms},\"T\":{t},\"s\":\"{s}\",\"U\":{first},\"u\":{last},\"pu\":{prev},\"b\":["
+                    );
+                } else {
+                    let _ = write!(
+                        out,
+                        "{{\"e\":\"depthUpdate\",\"E\":{now_ms},\"s\":\"{s}\",\"U\":{first},\"u\":{last},\"b\":["
+                    );
+                }
                 let bids = self.side_changes(false);
-                write_levels(out, &bids);
+                write_levels(out, &bids, f);
                 out.push_str("],\"a\":[");
                 let asks = self.side_changes(true);
-                write_levels(out, &asks);
+                write_levels(out, &asks, f);
                 out.push_str("]}");
             }
             Channel::BookTicker => {
                 let id = self.next_id;
                 self.next_id += 1;
-                let _ = write!(
-                    out,
-                    "{{\"u\":{id},\"s\":\"{}\",\"b\":\"{}\",\"B\":\"{}\",\"a\":\"{}\",\"A\":\"{}\"}}",
-                    self.symbol,
-                    price(self.price),
-                    qty(self.rng.range(1, 900_000_000)),
-                    price(self.price + 1),
-                    qty(self.rng.range(1, 900_000_000))
+                let (b, bq, a, aq) = (
+                    px(self.price),
+                    qt(self.rng.range(1, 900_000_000)),
+                    px(self.price + 1),
+                    qt(self.rng.range(1, 900_000_000)),
                 );
+                let s = &self.symbol;
+                if f {
+                    let _ = write!(
+                        out,
+                        "{{\"e\":\"bookTicker\",\"u\":{id},\"s\":\"{s}\",\"b\":\"{b}\",\"B\":\"{bq}\",\"a\":\"{a}\",\"A\":\"{aq}\",\"T\":{t},\"E\":{now_ms}}}"
+                    );
+                } else {
+                    let _ = write!(
+                        out,
+                        "{{\"u\":{id},\"s\":\"{s}\",\"b\":\"{b}\",\"B\":\"{bq}\",\"a\":\"{a}\",\"A\":\"{aq}\"}}"
+                    );
+                }
+            }
+            Channel::MarkPrice => {
+                let sym = self.symbol.clone();
+                self.mark_price(out, &sym, now_ms);
+            }
+            Channel::MarkPriceArr => {
+                out.push('[');
+                for (i, sym) in ALL_MARKET_SYMBOLS.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.mark_price(out, sym, now_ms);
+                }
+                out.push(']');
+            }
+            Channel::ForceOrder => {
+                let sym = self.symbol.clone();
+                self.force_order(out, &sym, now_ms);
+            }
+            Channel::ForceOrderArr => {
+                let sym = ALL_MARKET_SYMBOLS[self.rng.range(0, 2) as usize];
+                self.force_order(out, sym, now_ms);
             }
         }
         out.push('}');
+    }
+
+    fn mark_price(&mut self, out: &mut String, sym: &str, now_ms: u64) {
+        let mark = self.price * 1_000_000 + self.rng.range(0, 999_999);
+        let fmt = |v: u64| format!("{}.{:08}", v / 100_000_000, v % 100_000_000);
+        let (p, i, pp) = (
+            fmt(mark),
+            fmt(mark - self.rng.range(0, 50_000)),
+            fmt(mark + self.rng.range(0, 50_000)),
+        );
+        let r = format!("0.{:08}", self.rng.range(0, 100_000));
+        let next = (now_ms / 28_800_000 + 1) * 28_800_000;
+        let _ = write!(
+            out,
+            "{{\"e\":\"markPriceUpdate\",\"E\":{now_ms},\"s\":\"{sym}\",\"p\":\"{p}\",\"P\":\"{pp}\",\"i\":\"{i}\",\"r\":\"{r}\",\"T\":{next}}}"
+        );
+    }
+
+    fn force_order(&mut self, out: &mut String, sym: &str, now_ms: u64) {
+        let side = if self.rng.chance(50) { "BUY" } else { "SELL" };
+        let q = format!("0.{:03}", self.rng.range(1, 999));
+        let p = format!("{}.{:02}", self.price / 100, self.price % 100);
+        let ap = format!("{}.{:02}", (self.price + 3) / 100, (self.price + 3) % 100);
+        let _ = write!(
+            out,
+            "{{\"e\":\"forceOrder\",\"E\":{now_ms},\"o\":{{\"s\":\"{sym}\",\"S\":\"{side}\",\"o\":\"LIMIT\",\"f\":\"IOC\",\"q\":\"{q}\",\"p\":\"{p}\",\"ap\":\"{ap}\",\"X\":\"FILLED\",\"l\":\"{q}\",\"z\":\"{q}\",\"T\":{}}}}}",
+            now_ms.saturating_sub(2)
+        );
     }
 
     /// The changes of one side for the next diff, applied to the true book: levels that would
@@ -265,12 +408,22 @@ impl StreamGen {
     }
 }
 
-fn write_levels(out: &mut String, levels: &[(u64, u64)]) {
+fn write_levels(out: &mut String, levels: &[(u64, u64)], futures: bool) {
     for (i, (p, q)) in levels.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "[\"{}\",\"{}\"]", price(*p), qty(*q));
+        if futures {
+            // Quantities to 3 decimals; 0 stays "0.000" (a removal).
+            let q3 = if *q == 0 {
+                "0.000".to_string()
+            } else {
+                format!("{}.{:03}", q / 100_000_000, (q / 100_000) % 1000 + 1)
+            };
+            let _ = write!(out, "[\"{}.{:02}\",\"{q3}\"]", p / 100, p % 100);
+        } else {
+            let _ = write!(out, "[\"{}\",\"{}\"]", price(*p), qty(*q));
+        }
     }
 }
 

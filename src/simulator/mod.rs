@@ -65,6 +65,9 @@ pub struct SimConfig {
     pub rest_listen: Option<String>,
     /// Answers for the first REST requests, in order, before normal service.
     pub rest_faults: Vec<RestFault>,
+    /// Binance USD-M instead of spot: futures payload shapes, routed paths (`/public/stream`,
+    /// `/market/stream` only deliver their own streams; a stream on the wrong path gets nothing).
+    pub futures: bool,
 }
 
 /// An abnormal REST answer.
@@ -100,6 +103,7 @@ impl Default for SimConfig {
             record_depth: false,
             rest_listen: None,
             rest_faults: Vec::new(),
+            futures: false,
         }
     }
 }
@@ -126,6 +130,8 @@ pub(crate) struct Shared {
     pub rest_requests: AtomicU64,
     pub rest_faults: Mutex<std::collections::VecDeque<RestFault>>,
     pub rest_times: Mutex<Vec<(std::time::Instant, u16)>>,
+    /// Every data point served by the REST series endpoints: (type, symbol, time ms).
+    pub served_points: Mutex<std::collections::BTreeSet<(String, String, i64)>>,
 }
 
 /// A running simulator; stops when dropped.
@@ -162,6 +168,7 @@ impl Simulator {
             rest_requests: AtomicU64::new(0),
             rest_faults: Mutex::new(rest_faults.into()),
             rest_times: Mutex::new(Vec::new()),
+            served_points: Mutex::new(std::collections::BTreeSet::new()),
         });
         let rest_addr = match &shared.cfg.rest_listen {
             Some(addr) => Some(server::start_rest(addr, shared.clone())?),
@@ -218,6 +225,15 @@ impl Simulator {
                 .map(|t| t.clone())
                 .unwrap_or_default(),
         )
+    }
+
+    /// Every REST series point served: (type, symbol, time in ms).
+    pub fn served_points(&self) -> std::collections::BTreeSet<(String, String, i64)> {
+        self.shared
+            .served_points
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
     }
 
     /// Data messages sent so far (all connections).

@@ -60,6 +60,14 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
     })?;
     ws.get_ref().set_nonblocking(true)?;
 
+    // USD-M routed paths: a stream is only served on its own path.
+    let route: Option<&'static str> = if path.starts_with("/public/") {
+        Some("public")
+    } else if path.starts_with("/market/") {
+        Some("market")
+    } else {
+        None
+    };
     let mut subscribed: Vec<String> = Vec::new();
     if let Some((_, q)) = path.split_once("streams=") {
         let q = q.split('&').next().unwrap_or("");
@@ -157,7 +165,12 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                     .map_err(|_| WsError::ConnectionClosed)?;
                 subscribed
                     .iter()
-                    .map(|s| map.get(s).map(|g| g.channel.weight()).unwrap_or(0))
+                    .map(|s| {
+                        map.get(s)
+                            .filter(|g| route.is_none_or(|r| g.channel.route() == r))
+                            .map(|g| g.channel.weight())
+                            .unwrap_or(0)
+                    })
                     .collect()
             };
             let total_weight: u64 = weights.iter().sum();
@@ -228,7 +241,7 @@ fn ensure_streams(shared: &Shared, streams: &[String]) {
     if let Ok(mut map) = shared.streams.lock() {
         for s in streams {
             if !map.contains_key(s)
-                && let Some(g) = StreamGen::new(s, shared.cfg.seed)
+                && let Some(g) = StreamGen::with_market(s, shared.cfg.seed, shared.cfg.futures)
             {
                 if shared.cfg.record_depth
                     && g.channel == super::generator::Channel::Depth
@@ -266,6 +279,66 @@ fn depth_generated(shared: &Shared, symbol: &str, msg: &str) -> bool {
         return true;
     }
     false
+}
+
+/// USD-M REST series: deterministic points on fixed time buckets, so polling faster than the
+/// bucket returns the same point again (the collector must not publish it twice).
+fn series(shared: &Shared, path: &str, symbol: &str) -> Option<String> {
+    if symbol.is_empty() {
+        return None;
+    }
+    let now = crate::clock::realtime_ns() / 1_000_000;
+    let mut served = shared.served_points.lock().ok()?;
+    let mut note = |t: &str, ts: i64| {
+        served.insert((t.to_string(), symbol.to_string(), ts));
+    };
+    let frac = |ts: i64, m: i64| format!("{}.{:04}", 1 + (ts / m) % 3, (ts / m) % 10_000);
+    match path {
+        "/fapi/v1/openInterest" => {
+            let ts = now - now % 200;
+            note("open_interest", ts);
+            Some(format!(
+                "{{\"openInterest\":\"{}.{:03}\",\"symbol\":\"{symbol}\",\"time\":{ts}}}",
+                80_000 + (ts / 200) % 5_000,
+                (ts / 200) % 1000
+            ))
+        }
+        "/futures/data/topLongShortPositionRatio"
+        | "/futures/data/topLongShortAccountRatio"
+        | "/futures/data/globalLongShortAccountRatio" => {
+            let last = now - now % 500;
+            let pts: Vec<String> = [last - 1000, last - 500, last]
+                .iter()
+                .map(|&ts| {
+                    note("long_short_ratio", ts);
+                    format!(
+                        "{{\"symbol\":\"{symbol}\",\"longShortRatio\":\"{}\",\"longAccount\":\"0.{:04}\",\"shortAccount\":\"0.{:04}\",\"timestamp\":{ts}}}",
+                        frac(ts, 500),
+                        5000 + (ts / 500) % 1000,
+                        5000 - (ts / 500) % 1000
+                    )
+                })
+                .collect();
+            Some(format!("[{}]", pts.join(",")))
+        }
+        "/fapi/v1/fundingRate" => {
+            let last = now - now % 1000;
+            let pts: Vec<String> = [last - 2000, last - 1000, last]
+                .iter()
+                .map(|&ts| {
+                    note("funding_rate", ts);
+                    format!(
+                        "{{\"symbol\":\"{symbol}\",\"fundingTime\":{ts},\"fundingRate\":\"0.000{:05}\",\"markPrice\":\"{}.{:08}\"}}",
+                        (ts / 1000) % 100_000,
+                        60_000 + (ts / 1000) % 1000,
+                        (ts / 1000) % 100_000_000
+                    )
+                })
+                .collect();
+            Some(format!("[{}]", pts.join(",")))
+        }
+        _ => None,
+    }
 }
 
 /// Serves REST depth snapshots from the true books, with scripted faults first.
@@ -331,7 +404,10 @@ pub(crate) fn start_rest(addr: &str, shared: Arc<Shared>) -> std::io::Result<std
                             ),
                         }
                     }
-                    None => (404, "{}".to_string(), None),
+                    None => match series(&shared, path, &param("symbol").unwrap_or_default()) {
+                        Some(body) => (200, body, None),
+                        None => (404, "{}".to_string(), None),
+                    },
                 };
                 if minute.elapsed() >= Duration::from_secs(60) {
                     weight = 0;

@@ -123,6 +123,29 @@ pub fn files(dir: &Path, stem: &str) -> Vec<PathBuf> {
 
 pub const TYPES: [&str; 4] = ["trade", "agg_trade", "depth_diff", "book_ticker"];
 
+/// Every streamed event type of USD-M.
+pub const USDM_TYPES: [&str; 6] = [
+    "trade",
+    "agg_trade",
+    "depth_diff",
+    "book_ticker",
+    "mark_price",
+    "liquidation",
+];
+
+/// JSON Lines objects of the given types.
+pub fn read_types(dir: &Path, types: &[&str]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for t in types {
+        for f in files(dir, t) {
+            for line in std::fs::read_to_string(&f).unwrap().lines() {
+                out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")));
+            }
+        }
+    }
+    out
+}
+
 /// All JSON Lines objects the file sink wrote, every type.
 pub fn read_jsonl(dir: &Path) -> Vec<Value> {
     let mut out = Vec::new();
@@ -165,17 +188,32 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// The normalized event a raw Binance spot combined-stream message must become, without
 /// `receive_ts_ns` (only the collector knows it).
 pub fn expected_event(raw: &str) -> Value {
+    expected_events(raw, "spot").remove(0)
+}
+
+/// The normalized events a raw Binance combined-stream message (spot or USD-M; arrays give one
+/// event per element) must become, without `receive_ts_ns`.
+pub fn expected_events(raw: &str, market: &str) -> Vec<Value> {
     let v: Value = serde_json::from_str(raw).unwrap();
-    let d = &v["data"];
+    let items: Vec<Value> = match v["data"].as_array() {
+        Some(a) => a.clone(),
+        None => vec![v["data"].clone()],
+    };
+    items.iter().map(|d| expected_one(d, market)).collect()
+}
+
+fn expected_one(d: &Value, market: &str) -> Value {
     let side = |m: &Value| if m.as_bool().unwrap() { "sell" } else { "buy" };
     let ns = |x: &Value| x.as_i64().unwrap() * 1_000_000;
-    let mut e = json!({"exchange": "binance", "market": "spot", "symbol": d["s"]});
+    let opt = |x: &Value| if x.is_null() { json!("") } else { x.clone() };
+    let mut e = json!({"exchange": "binance", "market": market});
     let o = e.as_object_mut().unwrap();
     let mut put = |k: &str, x: Value| {
         o.insert(k.into(), x);
     };
     match d.get("e").and_then(Value::as_str) {
         Some("trade") => {
+            put("symbol", d["s"].clone());
             put("type", json!("trade"));
             put("exchange_ts_ns", json!(ns(&d["T"])));
             put("trade_id", d["t"].clone());
@@ -184,6 +222,7 @@ pub fn expected_event(raw: &str) -> Value {
             put("side", json!(side(&d["m"])));
         }
         Some("aggTrade") => {
+            put("symbol", d["s"].clone());
             put("type", json!("agg_trade"));
             put("exchange_ts_ns", json!(ns(&d["T"])));
             put("agg_id", d["a"].clone());
@@ -194,16 +233,48 @@ pub fn expected_event(raw: &str) -> Value {
             put("side", json!(side(&d["m"])));
         }
         Some("depthUpdate") => {
+            put("symbol", d["s"].clone());
             put("type", json!("depth_diff"));
             put("exchange_ts_ns", json!(ns(&d["E"])));
             put("first_update_id", d["U"].clone());
             put("last_update_id", d["u"].clone());
+            if !d["pu"].is_null() {
+                put("prev_last_update_id", d["pu"].clone());
+            }
             put("bids", d["b"].clone());
             put("asks", d["a"].clone());
         }
-        None => {
+        Some("markPriceUpdate") => {
+            put("symbol", d["s"].clone());
+            put("type", json!("mark_price"));
+            put("exchange_ts_ns", json!(ns(&d["E"])));
+            put("mark_price", d["p"].clone());
+            put("index_price", opt(&d["i"]));
+            put("estimated_settle_price", opt(&d["P"]));
+            put("funding_rate", opt(&d["r"]));
+            put("next_funding_time_ns", json!(ns(&d["T"])));
+        }
+        Some("forceOrder") => {
+            let x = &d["o"];
+            put("symbol", x["s"].clone());
+            put("type", json!("liquidation"));
+            put("exchange_ts_ns", json!(ns(&x["T"])));
+            put("side", json!(x["S"].as_str().unwrap().to_lowercase()));
+            put("order_type", x["o"].clone());
+            put("time_in_force", x["f"].clone());
+            put("price", x["p"].clone());
+            put("avg_price", x["ap"].clone());
+            put("qty", x["q"].clone());
+            put("filled_qty", x["z"].clone());
+            put("status", x["X"].clone());
+        }
+        None | Some("bookTicker") => {
+            put("symbol", d["s"].clone());
             put("type", json!("book_ticker"));
-            put("exchange_ts_ns", json!(0));
+            put(
+                "exchange_ts_ns",
+                json!(if d["E"].is_null() { 0 } else { ns(&d["E"]) }),
+            );
             put("update_id", d["u"].clone());
             put("bid_price", d["b"].clone());
             put("bid_qty", d["B"].clone());
@@ -218,6 +289,11 @@ pub fn expected_event(raw: &str) -> Value {
 /// Checks that `got` holds exactly the events of `sent` (raw messages): same multiset, each
 /// exactly once, and the same order within every (type, symbol) stream.
 pub fn assert_exactly_once(sent: &[String], got: &[Value]) {
+    assert_exactly_once_market(sent, got, "spot")
+}
+
+/// [`assert_exactly_once`] for a given market; `resyncing` marks on depth diffs are ignored.
+pub fn assert_exactly_once_market(sent: &[String], got: &[Value], market: &str) {
     use std::collections::BTreeMap;
     let key = |v: &Value| {
         (
@@ -227,8 +303,9 @@ pub fn assert_exactly_once(sent: &[String], got: &[Value]) {
     };
     let mut want: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
     for raw in sent {
-        let e = expected_event(raw);
-        want.entry(key(&e)).or_default().push(e);
+        for e in expected_events(raw, market) {
+            want.entry(key(&e)).or_default().push(e);
+        }
     }
     let mut have: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
     for g in got {
@@ -239,6 +316,7 @@ pub fn assert_exactly_once(sent: &[String], got: &[Value]) {
         );
         let mut g = g.clone();
         g.as_object_mut().unwrap().remove("receive_ts_ns");
+        g.as_object_mut().unwrap().remove("resyncing");
         have.entry(key(&g)).or_default().push(g);
     }
     assert_eq!(
@@ -297,8 +375,52 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
         Payload::DepthDiff(d) => {
             o.insert("first_update_id".into(), json!(d.first_update_id));
             o.insert("last_update_id".into(), json!(d.last_update_id));
+            if let Some(pu) = d.prev_last_update_id {
+                o.insert("prev_last_update_id".into(), json!(pu));
+            }
             o.insert("bids".into(), levels(&d.bids));
             o.insert("asks".into(), levels(&d.asks));
+            if d.resyncing {
+                o.insert("resyncing".into(), json!(true));
+            }
+        }
+        Payload::MarkPrice(m) => {
+            o.insert("mark_price".into(), json!(m.mark_price));
+            o.insert("index_price".into(), json!(m.index_price));
+            o.insert(
+                "estimated_settle_price".into(),
+                json!(m.estimated_settle_price),
+            );
+            o.insert("funding_rate".into(), json!(m.funding_rate));
+            o.insert("next_funding_time_ns".into(), json!(m.next_funding_time_ns));
+        }
+        Payload::Liquidation(l) => {
+            o.insert("side".into(), json!(side(l.side)));
+            o.insert("order_type".into(), json!(l.order_type));
+            o.insert("time_in_force".into(), json!(l.time_in_force));
+            o.insert("price".into(), json!(l.price));
+            o.insert("avg_price".into(), json!(l.avg_price));
+            o.insert("qty".into(), json!(l.qty));
+            o.insert("filled_qty".into(), json!(l.filled_qty));
+            o.insert("status".into(), json!(l.status));
+        }
+        Payload::OpenInterest(x) => {
+            o.insert("open_interest".into(), json!(x.open_interest));
+            if !x.open_interest_value.is_empty() {
+                o.insert("open_interest_value".into(), json!(x.open_interest_value));
+            }
+        }
+        Payload::LongShortRatio(r) => {
+            o.insert("kind".into(), json!(r.kind));
+            o.insert("period".into(), json!(r.period));
+            o.insert("long_short_ratio".into(), json!(r.long_short_ratio));
+            o.insert("long_account".into(), json!(r.long_account));
+            o.insert("short_account".into(), json!(r.short_account));
+        }
+        Payload::FundingRate(f) => {
+            o.insert("funding_rate".into(), json!(f.funding_rate));
+            o.insert("funding_time_ns".into(), json!(f.funding_time_ns));
+            o.insert("mark_price".into(), json!(f.mark_price));
         }
         Payload::BookSnapshot(b) => {
             o.insert("update_id".into(), json!(b.update_id));

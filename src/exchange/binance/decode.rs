@@ -116,6 +116,10 @@ struct Fields<'t, 'i> {
     b: Option<Value<'t, 'i>>,
     B: Option<Value<'t, 'i>>,
     A: Option<Value<'t, 'i>>,
+    P: Option<Value<'t, 'i>>,
+    i: Option<Value<'t, 'i>>,
+    r: Option<Value<'t, 'i>>,
+    o: Option<Value<'t, 'i>>,
 }
 
 fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, DecodeError> {
@@ -140,6 +144,10 @@ fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, Dec
             "b" => f.b = Some(v),
             "B" => f.B = Some(v),
             "A" => f.A = Some(v),
+            "P" => f.P = Some(v),
+            "i" => f.i = Some(v),
+            "r" => f.r = Some(v),
+            "o" => f.o = Some(v),
             _ => {}
         }
     }
@@ -179,6 +187,22 @@ fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, Dec
             levels(ev, f.a, "a", false)?;
             ev.kind = Some(EventKind::DepthDiff);
         }
+        Some("bookTicker") => book_ticker(ev, &f)?,
+        Some("markPriceUpdate") => {
+            symbol(ev, f.s)?;
+            ev.header.exchange_ts_ns = millis(f.E, "E")?;
+            let m = &mut ev.mark_price;
+            set(&mut m.mark_price, decimal(f.p, "p")?);
+            set(&mut m.index_price, decimal_or_empty(f.i, "i")?);
+            set(&mut m.estimated_settle_price, decimal_or_empty(f.P, "P")?);
+            set(&mut m.funding_rate, decimal_or_empty(f.r, "r")?);
+            m.next_funding_time_ns = match f.T {
+                Some(_) => millis(f.T, "T")?,
+                None => 0,
+            };
+            ev.kind = Some(EventKind::MarkPrice);
+        }
+        Some("forceOrder") => force_order(ev, f.o, f.E)?,
         Some("serverShutdown") => return Ok(Decoded::ServerShutdown),
         Some(_) => return Err(DecodeError::UnknownEvent),
         // bookTicker has no `e` (spot has no `E` either; USD-M adds `e`,`E`,`T` in newer payloads).
@@ -202,6 +226,79 @@ fn book_ticker(ev: &mut Event, f: &Fields<'_, '_>) -> Result<(), DecodeError> {
     set(&mut b.ask_qty, decimal(f.A, "A")?);
     ev.kind = Some(EventKind::BookTicker);
     Ok(())
+}
+
+/// `forceOrder`: the order sits in `o` with its own one-letter keys.
+fn force_order(
+    ev: &mut Event,
+    o: Option<Value<'_, '_>>,
+    e_time: Option<Value<'_, '_>>,
+) -> Result<(), DecodeError> {
+    let obj = o
+        .and_then(|o| o.as_object())
+        .ok_or(DecodeError::Shape("o"))?;
+    let (mut s, mut side, mut ot, mut tif, mut q, mut p, mut ap, mut st, mut z, mut t) =
+        (None, None, None, None, None, None, None, None, None, None);
+    for (k, v) in obj.iter() {
+        match k {
+            "s" => s = Some(v),
+            "S" => side = Some(v),
+            "o" => ot = Some(v),
+            "f" => tif = Some(v),
+            "q" => q = Some(v),
+            "p" => p = Some(v),
+            "ap" => ap = Some(v),
+            "X" => st = Some(v),
+            "z" => z = Some(v),
+            "T" => t = Some(v),
+            _ => {}
+        }
+    }
+    symbol(ev, s)?;
+    ev.header.exchange_ts_ns = match t {
+        Some(_) => millis(t, "o.T")?,
+        None => millis(e_time, "E")?,
+    };
+    let l = &mut ev.liquidation;
+    l.set_side(match side.and_then(|v| v.into_string()) {
+        Some("BUY") => Side::Buy,
+        Some("SELL") => Side::Sell,
+        _ => return Err(DecodeError::Shape("o.S")),
+    });
+    set(&mut l.order_type, text(ot, "o.o")?);
+    set(&mut l.time_in_force, text(tif, "o.f")?);
+    set(&mut l.price, decimal(p, "o.p")?);
+    set(&mut l.avg_price, decimal(ap, "o.ap")?);
+    set(&mut l.qty, decimal(q, "o.q")?);
+    set(&mut l.filled_qty, decimal(z, "o.z")?);
+    set(&mut l.status, text(st, "o.X")?);
+    ev.kind = Some(EventKind::Liquidation);
+    Ok(())
+}
+
+/// A short enumeration string (order type, status): letters, digits and `_`.
+#[inline]
+fn text<'i>(v: Option<Value<'_, 'i>>, name: &'static str) -> Result<&'i str, DecodeError> {
+    let s = v
+        .and_then(|v| v.into_string())
+        .ok_or(DecodeError::Shape(name))?;
+    if s.len() > 32 || !s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        return Err(DecodeError::Shape(name));
+    }
+    Ok(s)
+}
+
+/// A decimal, or `""` where the exchange sends an empty string (no funding on delivery contracts).
+#[inline]
+fn decimal_or_empty<'i>(
+    v: Option<Value<'_, 'i>>,
+    name: &'static str,
+) -> Result<&'i str, DecodeError> {
+    match v {
+        None => Ok(""),
+        Some(x) if x.into_string() == Some("") => Ok(""),
+        _ => decimal(v, name),
+    }
 }
 
 #[inline]

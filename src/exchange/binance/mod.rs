@@ -9,8 +9,10 @@
 //! by the reader.
 
 pub mod decode;
+pub mod poll;
 pub mod snapshot;
 pub mod spot;
+pub mod usdm;
 
 use crate::config::{ConfigError, section};
 use crate::exchange::{ConnectionSpec, Decoder, ExchangePlan};
@@ -36,8 +38,9 @@ pub struct Profile {
     /// Channels this market serves (the part after `<symbol>@`).
     pub channels: &'static [&'static str],
     pub default_channels: &'static [&'static str],
-    /// Upper bound (and default) of streams per connection.
+    /// Upper bound of streams per connection, and the default.
     pub max_streams: usize,
+    pub default_streams: usize,
     /// Book sync procedure of this market.
     pub rules: crate::book::sync::Rules,
     /// REST path of depth snapshots and the largest `limit` it serves.
@@ -45,6 +48,12 @@ pub struct Profile {
     pub max_snapshot_limit: u32,
     /// Exchange limit of messages we may send per second per connection.
     pub max_messages_per_sec: u32,
+    /// Routed WebSocket paths by channel name (the part before the first `@`): USD-M serves
+    /// `/public` and `/market` and a stream on the wrong path silently delivers nothing. Empty for
+    /// markets without routing (spot: `/stream`).
+    pub routes: &'static [(&'static str, &'static str)],
+    /// Channels polled over REST instead of streamed (USD-M open interest, ratios, funding).
+    pub rest_channels: &'static [&'static str],
 }
 
 /// The config section `exchanges.<binance market>`, as written by the user.
@@ -64,12 +73,22 @@ struct Section {
     max_streams_per_connection: Option<usize>,
     /// Messages we send per second per connection, pongs included (Binance spot: 5).
     max_messages_per_sec: Option<u32>,
+    /// USD-M: routed path per channel (`public` | `market`), overriding the built-in table.
+    routes: Option<std::collections::BTreeMap<String, String>>,
+    /// USD-M REST series: poll settings.
+    #[serde(default)]
+    rest: Option<serde_yaml::Value>,
 }
 
 /// A validated Binance market configuration.
 #[derive(Debug)]
 pub struct BinancePlan {
     profile: &'static Profile,
+    /// Routed path per channel name (empty when the market has no routing).
+    routes: std::collections::BTreeMap<String, String>,
+    /// REST-polled series among the channels, and their settings.
+    pub rest_series: Vec<String>,
+    pub rest_plan: poll::RestPlan,
     ws_url: String,
     rest_url: String,
     symbols: Vec<String>,
@@ -96,7 +115,10 @@ impl BinancePlan {
         let mut symbols = Vec::with_capacity(s.symbols.len());
         for (i, sym) in s.symbols.iter().enumerate() {
             let k = format!("{prefix}.symbols[{i}]");
-            if sym.is_empty() || sym.len() > 32 || !sym.bytes().all(|c| c.is_ascii_alphanumeric()) {
+            if sym.is_empty()
+                || sym.len() > 32
+                || !sym.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+            {
                 return Err(ConfigError::new(
                     k,
                     format!("`{sym}` is not a Binance symbol (letters and digits, e.g. BTCUSDT)"),
@@ -124,20 +146,23 @@ impl BinancePlan {
         }
         for (i, ch) in channels.iter().enumerate() {
             let k = format!("{prefix}.channels[{i}]");
-            if !profile.channels.contains(&ch.as_str()) {
+            if !profile.channels.contains(&ch.as_str())
+                && !profile.rest_channels.contains(&ch.as_str())
+            {
+                let mut known = profile.channels.to_vec();
+                known.extend_from_slice(profile.rest_channels);
                 return Err(ConfigError::new(
                     k,
-                    format!(
-                        "unknown channel `{ch}` (known: {})",
-                        profile.channels.join(", ")
-                    ),
+                    format!("unknown channel `{ch}` (known: {})", known.join(", ")),
                 ));
             }
             if channels[..i].contains(ch) {
                 return Err(ConfigError::new(k, format!("`{ch}` is listed twice")));
             }
         }
-        let max_streams = s.max_streams_per_connection.unwrap_or(profile.max_streams);
+        let max_streams = s
+            .max_streams_per_connection
+            .unwrap_or(profile.default_streams);
         if max_streams == 0 || max_streams > profile.max_streams {
             return Err(ConfigError::new(
                 key("max_streams_per_connection"),
@@ -156,11 +181,59 @@ impl BinancePlan {
                 "must be between 1 and 100",
             ));
         }
-        if symbols.is_empty() {
+        let mut routes: std::collections::BTreeMap<String, String> = profile
+            .routes
+            .iter()
+            .map(|(c, r)| (c.to_string(), r.to_string()))
+            .collect();
+        if let Some(user) = s.routes {
+            if profile.routes.is_empty() {
+                return Err(ConfigError::new(
+                    key("routes"),
+                    "this market has no routed paths",
+                ));
+            }
+            for (c, r) in user {
+                if r.is_empty() || !r.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(ConfigError::new(
+                        format!("{prefix}.routes.{c}"),
+                        format!("`{r}` is not a path segment like public or market"),
+                    ));
+                }
+                routes.insert(c, r);
+            }
+        }
+        if let Some(ch) = channels.iter().find(|c| {
+            !profile.routes.is_empty()
+                && !profile.rest_channels.contains(&c.as_str())
+                && !routes.contains_key(channel_base(c))
+        }) {
+            return Err(ConfigError::new(
+                key("routes"),
+                format!(
+                    "no routed path for channel `{ch}` (add routes.{}: public|market)",
+                    channel_base(ch)
+                ),
+            ));
+        }
+        let rest_plan = poll::RestPlan::from_section(&prefix, s.rest)?;
+        let rest_series: Vec<String> = channels
+            .iter()
+            .filter(|c| profile.rest_channels.contains(&c.as_str()))
+            .cloned()
+            .collect();
+        let channels: Vec<String> = channels
+            .into_iter()
+            .filter(|c| !profile.rest_channels.contains(&c.as_str()))
+            .collect();
+        if symbols.is_empty() && !channels.iter().any(|c| c.starts_with('!')) {
             return Ok(None);
         }
         Ok(Some(BinancePlan {
             profile,
+            routes,
+            rest_series,
+            rest_plan,
             ws_url,
             rest_url,
             symbols,
@@ -170,16 +243,31 @@ impl BinancePlan {
         }))
     }
 
-    /// Every stream name, `<symbol lower>@<channel>`, symbol-major.
+    /// Every stream name, `<symbol lower>@<channel>` (symbol-major), then the all-market
+    /// channels (`!markPrice@arr`, ...) once each.
     pub fn streams(&self) -> Vec<String> {
         let mut out = Vec::with_capacity(self.symbols.len() * self.channels.len());
         for sym in &self.symbols {
             let lower = sym.to_ascii_lowercase();
-            for ch in &self.channels {
+            for ch in self.channels.iter().filter(|c| !c.starts_with('!')) {
                 out.push(format!("{lower}@{ch}"));
             }
         }
+        out.extend(self.channels.iter().filter(|c| c.starts_with('!')).cloned());
         out
+    }
+
+    /// The routed path of a stream (`""` without routing).
+    fn route_of(&self, stream: &str) -> &str {
+        let ch = if stream.starts_with('!') {
+            stream
+        } else {
+            stream.split_once('@').map(|(_, c)| c).unwrap_or("")
+        };
+        self.routes
+            .get(channel_base(ch))
+            .map(String::as_str)
+            .unwrap_or("")
     }
 }
 
@@ -193,11 +281,25 @@ impl ExchangePlan for BinancePlan {
     }
 
     fn connections(&self) -> Vec<ConnectionSpec> {
-        let base = format!("{}/stream", self.ws_url.trim_end_matches('/'));
         let mut id = 0u64;
-        self.streams()
-            .chunks(self.max_streams)
-            .map(|streams| {
+        // One group of connections per routed path (a single group without routing).
+        let mut groups: std::collections::BTreeMap<String, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for s in self.streams() {
+            groups
+                .entry(self.route_of(&s).to_string())
+                .or_default()
+                .push(s);
+        }
+        let mut out = Vec::new();
+        for (route, streams) in groups {
+            let root = self.ws_url.trim_end_matches('/');
+            let base = if route.is_empty() {
+                format!("{root}/stream")
+            } else {
+                format!("{root}/{route}/stream")
+            };
+            out.extend(streams.chunks(self.max_streams).map(|streams| {
                 // As many streams as fit go into the URL; the rest are subscribed by message.
                 let mut in_url = 0;
                 let mut bytes = 0;
@@ -221,8 +323,9 @@ impl ExchangePlan for BinancePlan {
                         .collect(),
                     max_messages_per_sec: self.max_messages_per_sec,
                 }
-            })
-            .collect()
+            }));
+        }
+        out
     }
 
     fn decoder(&self) -> Box<dyn Decoder> {
@@ -238,6 +341,8 @@ impl ExchangePlan for BinancePlan {
             channels: &'a [String],
             max_streams_per_connection: usize,
             max_messages_per_sec: u32,
+            #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+            routes: &'a std::collections::BTreeMap<String, String>,
         }
         serde_yaml::to_value(Effective {
             ws_url: &self.ws_url,
@@ -246,11 +351,24 @@ impl ExchangePlan for BinancePlan {
             channels: &self.channels,
             max_streams_per_connection: self.max_streams,
             max_messages_per_sec: self.max_messages_per_sec,
+            routes: &self.routes,
         })
         .unwrap_or(serde_yaml::Value::Null)
     }
 
+    fn poll_jobs(&self) -> Vec<crate::pipeline::poller::PollJob> {
+        poll::jobs(
+            &self.rest_url,
+            &self.symbols,
+            &self.rest_series,
+            &self.rest_plan,
+        )
+    }
+
     fn books(&self) -> Option<crate::book::BookSpec> {
+        if self.symbols.is_empty() {
+            return None;
+        }
         if !self
             .channels
             .iter()
@@ -280,6 +398,11 @@ pub fn subscribe_message(streams: &[String], id: u64) -> String {
         "{{\"method\":\"SUBSCRIBE\",\"params\":[{}],\"id\":{id}}}",
         params.join(",")
     )
+}
+
+/// `depth@100ms` -> `depth`, `!markPrice@arr` -> `!markPrice`.
+pub fn channel_base(ch: &str) -> &str {
+    ch.split('@').next().unwrap_or(ch)
 }
 
 fn check_url(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {

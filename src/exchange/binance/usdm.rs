@@ -1,0 +1,84 @@
+//! `exchanges.binance_usdm`: Binance USD-M futures market data (`market: "usdm"`).
+//!
+//! Streams are routed by path (EXCHANGES.md 4.2): `/public` for high-frequency data (depth,
+//! bookTicker, trade), `/market` for the rest; a connection on the wrong path receives nothing and
+//! reports no error, so the table is configurable (`routes`) and silent streams are detected.
+
+use super::{BinancePlan, Profile};
+use crate::config::ConfigError;
+use crate::exchange::{ExchangeFactory, ExchangePlan};
+
+/// USD-M endpoints and limits.
+pub static PROFILE: Profile = Profile {
+    name: "binance_usdm",
+    market: "usdm",
+    default_ws_url: "wss://fstream.binance.com",
+    default_rest_url: "https://fapi.binance.com",
+    channels: &[
+        "trade",
+        "aggTrade",
+        "depth",
+        "depth@100ms",
+        "depth@250ms",
+        "depth@500ms",
+        "depth@0ms",
+        "bookTicker",
+        "markPrice",
+        "markPrice@1s",
+        "forceOrder",
+        "!markPrice@arr",
+        "!markPrice@arr@1s",
+        "!forceOrder@arr",
+    ],
+    default_channels: &[
+        "trade",
+        "aggTrade",
+        "depth@100ms",
+        "bookTicker",
+        "markPrice@1s",
+        "forceOrder",
+    ],
+    // 1024 per the current docs; 200 was the limit for years and is the safe default.
+    max_streams: 1024,
+    default_streams: 200,
+    max_messages_per_sec: 10,
+    routes: &[
+        ("depth", "public"),
+        ("bookTicker", "public"),
+        ("trade", "public"),
+        ("aggTrade", "market"),
+        ("markPrice", "market"),
+        ("forceOrder", "market"),
+        ("!markPrice", "market"),
+        ("!forceOrder", "market"),
+    ],
+    rest_channels: &[
+        "openInterest",
+        "topLongShortPositionRatio",
+        "topLongShortAccountRatio",
+        "globalLongShortAccountRatio",
+        "fundingRate",
+    ],
+    rules: crate::book::sync::Rules::Futures,
+    depth_path: "/fapi/v1/depth",
+    max_snapshot_limit: 1000,
+};
+
+/// Registry entry.
+pub struct Factory;
+/// The instance listed in [`crate::exchange::REGISTRY`].
+pub static FACTORY: Factory = Factory;
+
+impl ExchangeFactory for Factory {
+    fn name(&self) -> &'static str {
+        PROFILE.name
+    }
+
+    fn plan(
+        &self,
+        section: serde_yaml::Value,
+    ) -> Result<Option<Box<dyn ExchangePlan>>, ConfigError> {
+        Ok(BinancePlan::from_section(&PROFILE, section)?
+            .map(|p| Box::new(p) as Box<dyn ExchangePlan>))
+    }
+}

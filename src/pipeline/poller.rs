@@ -1,0 +1,140 @@
+//! REST-polled series (open interest, long/short ratios, funding history): one thread runs every
+//! exchange's poll jobs on their schedules, inside the same request-weight budget as the book
+//! snapshots, and writes each *new* data point as a record into its own ring to the publisher.
+//!
+//! A job remembers the time of the newest point it published, so a point the exchange returns
+//! again is never published twice; its events carry the point's own time as `exchange_ts_ns`.
+
+use super::parser::fill;
+use super::record::Record;
+use super::ring::Producer;
+use crate::book::rest::Limiter;
+use crate::clock::realtime_ns;
+use crate::encode::Formats;
+use crate::event::Event;
+use crate::metrics::LogThrottle;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Parses a response body into events newer than `since_ns` (exchange time); returns the newest
+/// point's time it emitted.
+pub type ParseFn = Box<
+    dyn FnMut(&str, i64, &mut Event, &mut dyn FnMut(&Event)) -> Result<Option<i64>, String> + Send,
+>;
+
+/// One polled series of one symbol.
+pub struct PollJob {
+    pub name: String,
+    pub url: String,
+    pub weight: u32,
+    pub interval: Duration,
+    /// First run after this delay (spreads jobs evenly over the interval).
+    pub offset: Duration,
+    pub parse: ParseFn,
+    /// Newest point published so far (exchange time, ns).
+    pub newest_ns: i64,
+    /// The reusable event the parser fills.
+    pub event: Event,
+}
+
+/// The poller thread.
+pub struct Poller {
+    pub jobs: Vec<PollJob>,
+    pub output: Producer<Record>,
+    pub formats: Formats,
+    pub limiter: Arc<Mutex<Limiter>>,
+    pub points: Arc<AtomicU64>,
+    pub errors: Arc<AtomicU64>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+impl Poller {
+    pub fn run(mut self) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let start = Instant::now();
+        let mut due: Vec<Instant> = self.jobs.iter().map(|j| start + j.offset).collect();
+        let mut log = LogThrottle::default();
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let Some((i, at)) = due
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, d)| **d)
+                .map(|(i, d)| (i, *d))
+            else {
+                return;
+            };
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep((at - now).min(Duration::from_millis(50)));
+                continue;
+            }
+            let wait = self
+                .limiter
+                .lock()
+                .ok()
+                .and_then(|mut l| l.acquire(self.jobs[i].weight, now));
+            if let Some(w) = wait {
+                std::thread::sleep(w.min(Duration::from_millis(50)));
+                continue;
+            }
+            let job = &mut self.jobs[i];
+            due[i] = at.max(now - job.interval) + job.interval;
+            let result = match agent.get(&job.url).call() {
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse().ok())
+                        .map(Duration::from_secs);
+                    let used = resp
+                        .headers()
+                        .get("x-mbx-used-weight-1m")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse().ok());
+                    if let Ok(mut l) = self.limiter.lock() {
+                        l.on_response(status, used, retry_after, Instant::now());
+                    }
+                    match (status, resp.body_mut().read_to_string()) {
+                        (200, Ok(body)) => Ok(body),
+                        (s, _) => Err(format!("HTTP {s}")),
+                    }
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let out = &mut self.output;
+            let formats = self.formats;
+            let points = &self.points;
+            let parsed = result.and_then(|body| {
+                (job.parse)(&body, job.newest_ns, &mut job.event, &mut |ev: &Event| {
+                    points.fetch_add(1, Ordering::Relaxed);
+                    while out.write_with(|r| fill(r, ev, formats)).is_none() {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                })
+            });
+            match parsed {
+                Ok(Some(newest)) => job.newest_ns = job.newest_ns.max(newest),
+                Ok(None) => {}
+                Err(e) => {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    if log.hit() {
+                        log::warn!(
+                            "event=poll_failed job={} url={} error=\"{e}\" count={}",
+                            job.name,
+                            job.url,
+                            log.count()
+                        );
+                    }
+                }
+            }
+            let _ = realtime_ns;
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Binance USD-M end to end: the simulator in USD-M mode (futures payloads, routed paths
+//! `/public` and `/market`) -> the real `mdc` binary -> files. Every event of every streamed type
+//! exactly once; depth diffs feed local books with the futures rules (`pu` chain).
+
+mod common;
+
+use common::*;
+use mdc::simulator::{SimConfig, Simulator};
+use std::time::Duration;
+
+#[test]
+fn every_streamed_type_exactly_once_over_routed_paths() {
+    let total = 20_000u64;
+    let sim = Simulator::start(SimConfig {
+        rate: 5_000,
+        total: Some(total),
+        record: true,
+        seed: 77,
+        futures: true,
+        rest_listen: Some("127.0.0.1:0".into()),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_usdm:
+    ws_url: "{}"
+    rest_url: "{}"
+    symbols: ["BTCUSDT", "ETHUSDT"]
+    channels: ["trade", "aggTrade", "depth@100ms", "bookTicker", "markPrice@1s", "forceOrder", "!markPrice@arr", "!forceOrder@arr"]
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: ""
+book:
+  snapshot_every_updates: 100
+"#,
+        sim.ws_url(),
+        sim.rest_url().unwrap()
+    );
+    let dir = temp_dir("usdm");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let data = dir.join("data");
+    let written = || read_types(&data, &USDM_TYPES).len();
+    // Arrays carry 3 events per message: wait for the simulator, then for the files.
+    assert!(
+        wait_until(Duration::from_secs(60), || sim.sent() >= total),
+        "log:\n{}",
+        mdc.log_text()
+    );
+    let expected: usize = sim
+        .sent_messages()
+        .iter()
+        .map(|m| expected_events(m, "usdm").len())
+        .sum();
+    assert!(
+        wait_until(Duration::from_secs(30), || written() >= expected),
+        "{} of {expected}; log:\n{}",
+        written(),
+        mdc.log_text()
+    );
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let got = read_types(&data, &USDM_TYPES);
+    assert_exactly_once_market(&sim.sent_messages(), &got, "usdm");
+    for t in USDM_TYPES {
+        assert!(got.iter().any(|e| e["type"] == t), "{t} present");
+    }
+    assert!(
+        got.iter()
+            .any(|e| e["type"] == "depth_diff" && e["prev_last_update_id"].is_u64())
+    );
+    // Two routed paths, each with its own connection.
+    let subs = sim.subscriptions();
+    assert_eq!(subs.len(), 2, "{subs:?}");
+    // The books synced under the futures rules and were published.
+    let log = mdc.log_text();
+    assert!(log.matches("event=book_synced").count() >= 2, "{log}");
+    assert!(
+        !log.contains("reason=gap"),
+        "no false gap under the pu rule: {log}"
+    );
+    assert!(!files(&data, "book_snapshot").is_empty());
+}
+
+/// The REST-only series (open interest, the three long/short ratios, funding history), polled on
+/// their schedules: every data point the exchange served is published exactly once (the exchange
+/// returns the same point again on faster polls), with the point's own time as `exchange_ts_ns`.
+#[test]
+fn rest_series_publish_each_point_once() {
+    let sim = Simulator::start(SimConfig {
+        rate: 200,
+        futures: true,
+        rest_listen: Some("127.0.0.1:0".into()),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_usdm:
+    ws_url: "{}"
+    rest_url: "{}"
+    symbols: ["BTCUSDT", "ETHUSDT"]
+    channels: ["trade", "openInterest", "topLongShortPositionRatio", "topLongShortAccountRatio", "globalLongShortAccountRatio", "fundingRate"]
+    rest: {{ open_interest_interval: "100ms", ratio_interval: "150ms", funding_rate_interval: "250ms", ratio_period: "5m" }}
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: ""
+book:
+  rest_weight_budget: 100000
+"#,
+        sim.ws_url(),
+        sim.rest_url().unwrap()
+    );
+    let dir = temp_dir("usdm-rest");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let data = dir.join("data");
+    let got = read_types(
+        &data,
+        &["open_interest", "long_short_ratio", "funding_rate"],
+    );
+    let mut seen = std::collections::BTreeMap::new();
+    for e in &got {
+        let ts = e["exchange_ts_ns"].as_i64().unwrap();
+        assert_eq!(ts % 1_000_000, 0);
+        assert_eq!(e["market"], "usdm");
+        let key = (
+            e["type"].as_str().unwrap().to_string(),
+            e["symbol"].as_str().unwrap().to_string(),
+            ts / 1_000_000,
+            e["kind"].as_str().unwrap_or("").to_string(),
+        );
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "duplicates: {:?}",
+        seen.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    let served = sim.served_points();
+    let kinds = ["top_position", "top_account", "global_account"];
+    let mut want = std::collections::BTreeSet::new();
+    for (t, s, ts) in &served {
+        if t == "long_short_ratio" {
+            for k in kinds {
+                want.insert((t.clone(), s.clone(), *ts, k.to_string()));
+            }
+        } else {
+            want.insert((t.clone(), s.clone(), *ts, String::new()));
+        }
+    }
+    let have: std::collections::BTreeSet<_> = seen.keys().cloned().collect();
+    // Every point the collector published was served, and each served point of each series was
+    // published (the three ratio endpoints serve the same time buckets).
+    assert!(
+        have.is_subset(&want),
+        "published points nobody served: {:?}",
+        have.difference(&want).take(5).collect::<Vec<_>>()
+    );
+    let missing: Vec<_> = want.difference(&have).collect();
+    assert!(
+        missing.is_empty(),
+        "served but not published: {:?}",
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+    for t in ["open_interest", "long_short_ratio", "funding_rate"] {
+        assert!(
+            got.iter().filter(|e| e["type"] == t).count() >= 4,
+            "{t} polled repeatedly"
+        );
+    }
+    let fr = got.iter().find(|e| e["type"] == "funding_rate").unwrap();
+    assert_eq!(fr["funding_time_ns"], fr["exchange_ts_ns"]);
+}
