@@ -178,3 +178,85 @@ book:
     let fr = got.iter().find(|e| e["type"] == "funding_rate").unwrap();
     assert_eq!(fr["funding_time_ns"], fr["exchange_ts_ns"]);
 }
+
+/// A stream configured on the wrong routed path (here `markPrice` sent to `/public`) receives
+/// nothing and Binance reports no error: the collector notices within the deadline while the
+/// connection is healthy, and says so in the log and in `/metrics`; correctly routed streams are
+/// not reported.
+#[test]
+fn stream_on_the_wrong_routed_path_is_reported() {
+    let sim = Simulator::start(SimConfig {
+        rate: 2_000,
+        futures: true,
+        seed: 3,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let port = free_port();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_usdm:
+    ws_url: "{}"
+    rest_url: "http://127.0.0.1:1"
+    symbols: ["BTCUSDT", "ETHUSDT"]
+    channels: ["trade", "bookTicker", "markPrice@1s", "aggTrade"]
+    routes: {{ markPrice: public }}
+    silent_stream_timeout: "2s"
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: "127.0.0.1:{port}"
+"#,
+        sim.ws_url()
+    );
+    let dir = temp_dir("usdm-route");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    assert!(
+        wait_until(Duration::from_secs(15), || mdc
+            .log_text()
+            .contains("event=stream_silent")),
+        "log:\n{}",
+        mdc.log_text()
+    );
+    let log = mdc.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("event=stream_silent"))
+        .unwrap();
+    assert!(
+        line.contains("btcusdt@markPrice@1s") && line.contains("ethusdt@markPrice@1s"),
+        "{line}"
+    );
+    assert!(
+        line.contains("silent=2 "),
+        "only the misrouted streams: {line}"
+    );
+    assert!(
+        !line.contains("@trade") && !line.contains("@bookTicker"),
+        "{line}"
+    );
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
+    };
+    assert!(
+        metrics.lines().any(|l| l == "streams_silent 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "stream_silence_detected_total 2")
+    );
+    // The connection itself was healthy: correctly routed streams kept flowing.
+    assert!(
+        read_types(&dir.join("data"), &["trade"]).len() > 10 || count_lines(&dir.join("data")) > 10
+    );
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+}

@@ -59,6 +59,11 @@ pub struct ConnectionSpec {
     pub subscribe: Vec<String>,
     /// The exchange's limit on messages we send per second on one connection (pongs included).
     pub max_messages_per_sec: u32,
+    /// Streams expected to deliver within `silence_timeout` of connecting (sparse streams such as
+    /// liquidations are left out). A watched stream that stays silent on a healthy connection is
+    /// reported (e.g. a USD-M stream on the wrong routed path, which fails silently).
+    pub watched: Vec<String>,
+    pub silence_timeout: std::time::Duration,
 }
 
 /// Decodes one exchange's frames into normalized events. One instance per parser thread; it owns
@@ -73,6 +78,11 @@ pub trait Decoder: Send {
         recv_ts_ns: i64,
         emit: &mut dyn FnMut(&mut Event),
     ) -> Result<Decoded, DecodeError>;
+
+    /// The stream name of the last decoded frame, where the protocol names it (`""` otherwise).
+    fn last_stream(&self) -> &str {
+        ""
+    }
 }
 
 /// What a successfully decoded frame was.

@@ -17,3 +17,4 @@ pub mod publisher;
 pub mod reader;
 pub mod record;
 pub mod ring;
+pub mod watch;

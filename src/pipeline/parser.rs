@@ -8,6 +8,7 @@
 use super::frame::{Frame, FrameKind};
 use super::record::Record;
 use super::ring::{Consumer, Producer};
+use super::watch::StreamWatch;
 use crate::book::Books;
 use crate::clock::realtime_ns;
 use crate::encode::{Formats, json, protobuf};
@@ -38,6 +39,9 @@ pub struct Stage {
     pub frame_bytes: usize,
     /// Local order books of the symbols this parser decodes (when `book.enabled`).
     pub books: Option<Books>,
+    /// Silent-stream detection of this parser's connections.
+    pub watch: Option<StreamWatch>,
+    last_watch_check_ns: i64,
 }
 
 impl Stage {
@@ -55,6 +59,8 @@ impl Stage {
             shrink_above: SHRINK_ABOVE,
             frame_bytes: 4096,
             books: None,
+            watch: None,
+            last_watch_check_ns: 0,
         }
     }
 
@@ -68,9 +74,17 @@ impl Stage {
                 if let Some(b) = self.books.as_mut() {
                     b.on_disconnect(frame.conn);
                 }
+                if let Some(w) = self.watch.as_mut() {
+                    w.on_disconnected(frame.conn);
+                }
                 return;
             }
-            FrameKind::Connected => return,
+            FrameKind::Connected => {
+                if let Some(w) = self.watch.as_mut() {
+                    w.on_connected(frame.conn, frame.recv_ts_ns);
+                }
+                return;
+            }
         }
         let Some(decoder) = self.decoders.get_mut(frame.source as usize) else {
             return;
@@ -93,6 +107,9 @@ impl Stage {
                 emit(out, formats, events, idle, snap);
             }
         });
+        if let Some(w) = self.watch.as_mut() {
+            w.on_frame(frame.conn, decoder.last_stream());
+        }
         match res {
             Ok(Decoded::Events(_) | Decoded::Control) => {}
             Ok(Decoded::ServerShutdown) => {
@@ -103,8 +120,16 @@ impl Stage {
         frame.shrink_if_above(self.shrink_above, self.frame_bytes);
     }
 
-    /// Applies REST snapshots that arrived for this parser's books (off the per-frame path).
+    /// Applies REST snapshots that arrived for this parser's books and checks for silent streams
+    /// (off the per-frame path).
     pub fn poll_books(&mut self, out: &mut Producer<Record>, idle: &mut Idle) {
+        if let Some(w) = self.watch.as_mut() {
+            let now = realtime_ns();
+            if now - self.last_watch_check_ns >= 500_000_000 {
+                self.last_watch_check_ns = now;
+                w.check(now);
+            }
+        }
         let formats = self.formats;
         let events = &mut self.events;
         if let Some(b) = self.books.as_mut() {

@@ -14,6 +14,7 @@ use crate::pipeline::publisher::Publisher;
 use crate::pipeline::reader::Reader;
 use crate::pipeline::record::Record;
 use crate::pipeline::ring::{self, Consumer, Producer};
+use crate::pipeline::watch::StreamWatch;
 use crate::runtime::idle::Idle;
 use crate::runtime::placement::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -190,6 +191,17 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         spawn("rest-poll", move || poller.run())?;
     }
 
+    let silent = metrics.gauge(
+        "streams_silent",
+        "Watched streams without data on an open connection past their deadline (wrong routed path?).",
+        &[],
+    );
+    let silence_detected = metrics.counter(
+        "stream_silence_detected_total",
+        "Streams reported silent on an open connection.",
+        &[],
+    );
+
     let idle = || Idle::new(rt.idle, rt.idle_sleep_us);
     let stop_aux = Arc::new(AtomicBool::new(false));
     let http = metrics::server::start(&config.http.listen, metrics.clone(), stop_aux.clone())?;
@@ -215,6 +227,12 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         let mut stage = Stage::new(decoders, formats, &metrics);
         stage.frame_bytes = rt.frame_bytes;
         stage.shrink_above = crate::pipeline::parser::SHRINK_ABOVE.max(rt.frame_bytes * 4);
+        let mut watch = StreamWatch::new(silent.clone(), silence_detected.clone());
+        for t in targets.iter().filter(|t| t.parser == i) {
+            let label = format!("{}#{}", config.exchanges[t.source as usize].name(), t.conn);
+            watch.add(t.conn, label, &t.spec.watched, t.spec.silence_timeout);
+        }
+        stage.watch = Some(watch);
         let replies = snap_reply_rx.next();
         if with_books && let Some(replies) = replies {
             stage.books = Some(Books::new(

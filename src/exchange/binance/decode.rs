@@ -17,6 +17,8 @@ pub struct BinanceDecoder {
     buffers: Buffers,
     /// Reused tape; its lifetime is reset between frames (`Tape::reset`).
     tape: Tape<'static>,
+    /// Combined-stream name of the last frame.
+    stream: String,
 }
 
 impl BinanceDecoder {
@@ -26,6 +28,7 @@ impl BinanceDecoder {
             event: Event::new("binance", market),
             buffers: Buffers::new(64 * 1024),
             tape: Tape(Vec::with_capacity(1024)),
+            stream: String::with_capacity(64),
         }
     }
 }
@@ -40,17 +43,28 @@ impl Decoder for BinanceDecoder {
     ) -> Result<Decoded, DecodeError> {
         let mut tape: Tape<'_> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let res = match fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
-            Ok(()) => decode_root(tape.as_value(), &mut self.event, recv_ts_ns, emit),
+            Ok(()) => decode_root(
+                tape.as_value(),
+                &mut self.event,
+                &mut self.stream,
+                recv_ts_ns,
+                emit,
+            ),
             Err(_) => Err(DecodeError::Json),
         };
         self.tape = tape.reset();
         res
+    }
+
+    fn last_stream(&self) -> &str {
+        &self.stream
     }
 }
 
 fn decode_root(
     root: Value<'_, '_>,
     ev: &mut Event,
+    stream: &mut String,
     recv_ts_ns: i64,
     emit: &mut dyn FnMut(&mut Event),
 ) -> Result<Decoded, DecodeError> {
@@ -61,6 +75,13 @@ fn decode_root(
     for (k, v) in obj.iter() {
         match k {
             "data" => data = Some(v),
+            "stream" => {
+                if let Some(name) = v.into_string()
+                    && name.len() <= 128
+                {
+                    set(stream, name);
+                }
+            }
             "result" | "id" => is_reply = true,
             "error" => is_error = true,
             _ => {}

@@ -78,6 +78,9 @@ struct Section {
     /// USD-M REST series: poll settings.
     #[serde(default)]
     rest: Option<serde_yaml::Value>,
+    /// A watched stream without data this long after connecting, on a healthy connection, is
+    /// reported (log `event=stream_silent`, metric `streams_silent`).
+    silent_stream_timeout: Option<String>,
 }
 
 /// A validated Binance market configuration.
@@ -86,6 +89,8 @@ pub struct BinancePlan {
     profile: &'static Profile,
     /// Routed path per channel name (empty when the market has no routing).
     routes: std::collections::BTreeMap<String, String>,
+    /// See `silent_stream_timeout`.
+    silence_timeout: std::time::Duration,
     /// REST-polled series among the channels, and their settings.
     pub rest_series: Vec<String>,
     pub rest_plan: poll::RestPlan,
@@ -217,6 +222,9 @@ impl BinancePlan {
             ));
         }
         let rest_plan = poll::RestPlan::from_section(&prefix, s.rest)?;
+        let silence_timeout =
+            crate::config::duration::parse(s.silent_stream_timeout.as_deref().unwrap_or("5m"))
+                .map_err(|r| ConfigError::new(key("silent_stream_timeout"), r))?;
         let rest_series: Vec<String> = channels
             .iter()
             .filter(|c| profile.rest_channels.contains(&c.as_str()))
@@ -234,6 +242,7 @@ impl BinancePlan {
             routes,
             rest_series,
             rest_plan,
+            silence_timeout,
             ws_url,
             rest_url,
             symbols,
@@ -322,6 +331,13 @@ impl ExchangePlan for BinancePlan {
                         })
                         .collect(),
                     max_messages_per_sec: self.max_messages_per_sec,
+                    // Liquidations are sparse by nature: silence proves nothing.
+                    watched: streams
+                        .iter()
+                        .filter(|s| !s.contains("forceOrder"))
+                        .cloned()
+                        .collect(),
+                    silence_timeout: self.silence_timeout,
                 }
             }));
         }
