@@ -200,3 +200,48 @@ fn mark_prices_including_the_all_market_array() {
 fn liquidations() {
     assert_eq!(check("forceOrder.jsonl"), 1);
 }
+
+/// The recorded REST `openInterest` bodies parse into `open_interest` events with the point's own
+/// time, exactly as the poller publishes them; the same point is not published twice.
+#[test]
+fn open_interest_rest_bodies() {
+    use mdc::exchange::binance::poll::{RestPlan, jobs};
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/binance_usdm/openInterest.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let plan = RestPlan::from_section("exchanges.binance_usdm", None).unwrap();
+    let mut js = jobs(
+        "http://x",
+        &["BTCUSDT".to_string()],
+        &["openInterest".to_string()],
+        &plan,
+    );
+    assert_eq!(js.len(), 1);
+    assert_eq!(js[0].url, "http://x/fapi/v1/openInterest?symbol=BTCUSDT");
+    for line in text.lines() {
+        let raw: Value = serde_json::from_str(line).unwrap();
+        let job = &mut js[0];
+        let mut got = Vec::new();
+        let newest = (job.parse)(line, 0, &mut job.event, &mut |ev| {
+            let mut j = Vec::new();
+            json::write_event(ev, &mut j);
+            got.push(serde_json::from_slice::<Value>(&j).unwrap());
+        })
+        .unwrap();
+        let t = raw["time"].as_i64().unwrap() * 1_000_000;
+        assert_eq!(newest, Some(t));
+        assert_eq!(got.len(), 1);
+        let g = &got[0];
+        assert_eq!(g["type"], "open_interest");
+        assert_eq!(g["market"], "usdm");
+        assert_eq!(g["symbol"], raw["symbol"]);
+        assert_eq!(g["open_interest"], raw["openInterest"]);
+        assert_eq!(g["exchange_ts_ns"], t);
+        assert!(g.get("open_interest_value").is_none());
+        // Returned again: nothing new.
+        let again = (job.parse)(line, t, &mut job.event, &mut |_| panic!("duplicate")).unwrap();
+        assert_eq!(again, None);
+    }
+}

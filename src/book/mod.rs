@@ -128,6 +128,8 @@ pub fn counters(
 struct SymbolState {
     book: SymbolBook,
     c: BookCounters,
+    /// Receive time of the last diff applied (start of a `book_resync` gap).
+    last_applied_ns: i64,
 }
 
 struct SourceBooks {
@@ -145,6 +147,8 @@ pub struct Books {
     responses: Receiver<SnapshotResponse>,
     event: Event,
     log: LogThrottle,
+    /// Set by `on_diff` when the diff revealed a sequence break: start of the hole.
+    gap_from_ns: Option<i64>,
 }
 
 impl Books {
@@ -172,6 +176,7 @@ impl Books {
                             let state = SymbolState {
                                 book: SymbolBook::new(spec.rules, cfg.max_buffered_diffs),
                                 c: c.get(sym)?.clone(),
+                                last_applied_ns: 0,
                             };
                             Some((sym.clone(), state))
                         })
@@ -187,6 +192,7 @@ impl Books {
             responses,
             event: Event::new("", ""),
             log: LogThrottle::default(),
+            gap_from_ns: None,
         }
     }
 
@@ -219,6 +225,17 @@ impl Books {
             d.last_update_id,
         );
         ev.depth.resyncing = !st.book.is_live();
+        match out {
+            Outcome::Applied => st.last_applied_ns = now_ns,
+            Outcome::Gap => {
+                self.gap_from_ns = Some(if st.last_applied_ns > 0 {
+                    st.last_applied_ns
+                } else {
+                    now_ns
+                });
+            }
+            _ => {}
+        }
         if st.book.take_request() {
             let _ = self.requests.send(SnapshotRequest {
                 parser: self.parser,
@@ -234,6 +251,11 @@ impl Books {
             && b.updates_since_emit >= self.cfg.snapshot_every_updates)
             || (self.cfg.snapshot_interval_ms > 0
                 && now_ns - b.last_emit_ns >= self.cfg.snapshot_interval_ms as i64 * 1_000_000)
+    }
+
+    /// The start of the hole revealed by the last `on_diff`, if it found a sequence break.
+    pub fn take_gap(&mut self) -> Option<i64> {
+        self.gap_from_ns.take()
     }
 
     /// Builds the `book_snapshot` event of a synced symbol (`None` when not synced).

@@ -161,6 +161,33 @@ pub struct RuntimeConfig {
     pub idle_sleep_us: u64,
     /// Deadline for draining and flushing after SIGINT/SIGTERM.
     pub shutdown_timeout: String,
+    /// Reconnect backoff of every exchange connection.
+    pub reconnect: ReconnectConfig,
+}
+
+/// `runtime.reconnect`: exponential backoff with full jitter, per connection, forever.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconnectConfig {
+    /// First delay cap.
+    pub initial: String,
+    /// Largest delay cap.
+    pub max: String,
+    /// Growth of the cap per failed attempt.
+    pub factor: u32,
+    /// A session that lived this long starts the backoff again from `initial`.
+    pub reset_after: String,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        ReconnectConfig {
+            initial: "100ms".into(),
+            max: "30s".into(),
+            factor: 2,
+            reset_after: "2m".into(),
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -175,6 +202,7 @@ impl Default for RuntimeConfig {
             idle: IdlePolicy::Sleep,
             idle_sleep_us: 50,
             shutdown_timeout: "5s".into(),
+            reconnect: ReconnectConfig::default(),
         }
     }
 }
@@ -219,6 +247,8 @@ pub struct Config {
     pub book: crate::book::BookConfig,
     /// Parsed `runtime.shutdown_timeout`.
     pub shutdown_timeout: Duration,
+    /// Parsed `runtime.reconnect`.
+    pub reconnect: crate::pipeline::connector::Backoff,
     /// The merged tree (file + environment), for `mdc check-config`.
     pub merged: Value,
 }
@@ -322,6 +352,28 @@ impl Config {
         }
         let shutdown_timeout = duration::parse(&rt.shutdown_timeout)
             .map_err(|r| ConfigError::new("runtime.shutdown_timeout", r))?;
+        let rc = &rt.reconnect;
+        let d = |k: &str, v: &str| {
+            duration::parse(v).map_err(|r| ConfigError::new(format!("runtime.reconnect.{k}"), r))
+        };
+        let reconnect = crate::pipeline::connector::Backoff {
+            initial: d("initial", &rc.initial)?,
+            max: d("max", &rc.max)?,
+            factor: rc.factor,
+            reset_after: d("reset_after", &rc.reset_after)?,
+        };
+        if reconnect.factor == 0 || reconnect.factor > 10 {
+            return Err(ConfigError::new(
+                "runtime.reconnect.factor",
+                "between 1 and 10",
+            ));
+        }
+        if reconnect.initial.is_zero() || reconnect.max < reconnect.initial {
+            return Err(ConfigError::new(
+                "runtime.reconnect.max",
+                "must be at least initial (> 0)",
+            ));
+        }
         if !raw.http.listen.is_empty() && raw.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::new(
                 "http.listen",
@@ -386,6 +438,7 @@ impl Config {
             log: raw.log,
             book: raw.book,
             shutdown_timeout,
+            reconnect,
             merged: root,
         })
     }

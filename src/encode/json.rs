@@ -94,6 +94,15 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             int(out, f.funding_time_ns);
             field_str(out, "mark_price", &f.mark_price);
         }
+        EventKind::Gap => {
+            let g = &ev.gap;
+            field_str(out, "stream", &g.stream);
+            field_str(out, "reason", &g.reason);
+            key(out, "from_ts_ns");
+            int(out, g.from_ts_ns);
+            key(out, "to_ts_ns");
+            int(out, g.to_ts_ns);
+        }
         EventKind::BookSnapshot => {
             let b = &ev.book;
             field_u64(out, "update_id", b.update_id);

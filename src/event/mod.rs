@@ -20,11 +20,12 @@ pub enum EventKind {
     OpenInterest = 7,
     LongShortRatio = 8,
     FundingRate = 9,
+    Gap = 10,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (index = `kind as usize`).
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Trade,
         EventKind::AggTrade,
         EventKind::DepthDiff,
@@ -35,6 +36,7 @@ impl EventKind {
         EventKind::OpenInterest,
         EventKind::LongShortRatio,
         EventKind::FundingRate,
+        EventKind::Gap,
     ];
     /// Number of kinds; sinks size per-kind tables with it.
     pub const COUNT: usize = Self::ALL.len();
@@ -52,6 +54,7 @@ impl EventKind {
             EventKind::OpenInterest => "open_interest",
             EventKind::LongShortRatio => "long_short_ratio",
             EventKind::FundingRate => "funding_rate",
+            EventKind::Gap => "gap",
         }
     }
 
@@ -68,6 +71,7 @@ impl EventKind {
             EventKind::OpenInterest => 17,
             EventKind::LongShortRatio => 18,
             EventKind::FundingRate => 19,
+            EventKind::Gap => 20,
         }
     }
 }
@@ -102,6 +106,7 @@ pub struct Event {
     pub open_interest: wire::OpenInterest,
     pub long_short_ratio: wire::LongShortRatio,
     pub funding_rate: wire::FundingRate,
+    pub gap: wire::Gap,
     /// Levels parked between messages so their strings keep their capacity.
     level_pool: Vec<wire::Level>,
 }

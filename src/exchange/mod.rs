@@ -30,6 +30,9 @@ pub trait ExchangeFactory: Sync {
 pub trait ExchangePlan: Send + Sync + fmt::Debug {
     /// The config section name it came from.
     fn name(&self) -> &'static str;
+    /// `exchange` and `market` of its events (e.g. "binance", "usdm").
+    fn exchange(&self) -> &'static str;
+    fn market(&self) -> &'static str;
     /// The symbols it collects (exchange spelling, upper case).
     fn symbols(&self) -> &[String];
     /// Connections to open, with their streams split under the per-connection limit.
@@ -64,6 +67,11 @@ pub struct ConnectionSpec {
     /// reported (e.g. a USD-M stream on the wrong routed path, which fails silently).
     pub watched: Vec<String>,
     pub silence_timeout: std::time::Duration,
+    /// We ping the server this often (its pong proves the connection alive).
+    pub ping_interval: std::time::Duration,
+    /// Nothing at all received for this long (no data, no pong, no ping): the connection is dead
+    /// (half-open TCP, a stalled server) and is replaced.
+    pub liveness_timeout: std::time::Duration,
 }
 
 /// Decodes one exchange's frames into normalized events. One instance per parser thread; it owns

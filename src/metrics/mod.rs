@@ -179,7 +179,14 @@ pub mod disconnect {
     pub const EOF: usize = 1;
     pub const ERROR: usize = 2;
     pub const PROTOCOL: usize = 3;
-    pub const VALUES: &[&str] = &["server_close", "eof", "io_error", "protocol_error"];
+    pub const LIVENESS: usize = 4;
+    pub const VALUES: &[&str] = &[
+        "server_close",
+        "eof",
+        "io_error",
+        "protocol_error",
+        "liveness",
+    ];
 }
 
 /// Labels of `processor_parse_errors_total` (see `DecodeError::reason`).

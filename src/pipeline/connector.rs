@@ -39,6 +39,8 @@ pub struct Established {
     /// Subscription messages still to send, paced by `max_messages_per_sec`.
     pub subscribe: Vec<String>,
     pub max_messages_per_sec: u32,
+    pub ping_interval: Duration,
+    pub liveness_timeout: Duration,
 }
 
 /// A reader's report that a connection ended.
@@ -188,6 +190,8 @@ impl Connector {
                             ws,
                             subscribe: t.spec.subscribe.clone(),
                             max_messages_per_sec: t.spec.max_messages_per_sec,
+                            ping_interval: t.spec.ping_interval,
+                            liveness_timeout: t.spec.liveness_timeout,
                         };
                         if self.to_readers[t.reader].send(est).is_err() {
                             return; // reader gone: shutting down

@@ -29,6 +29,8 @@ pub enum FrameKind {
     Connected,
     /// The connection ended; data after the last frame may be missing until the next `Connected`.
     Disconnected,
+    /// The reader skipped a message of this connection (e.g. larger than `max_message_bytes`).
+    Dropped,
 }
 
 impl Frame {

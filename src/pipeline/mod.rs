@@ -11,6 +11,7 @@
 
 pub mod connector;
 pub mod frame;
+pub mod gaps;
 pub mod parser;
 pub mod poller;
 pub mod publisher;

@@ -6,6 +6,7 @@
 //! counted by reason and logged with a throttle; they never stop the thread.
 
 use super::frame::{Frame, FrameKind};
+use super::gaps::Gaps;
 use super::record::Record;
 use super::ring::{Consumer, Producer};
 use super::watch::StreamWatch;
@@ -41,6 +42,8 @@ pub struct Stage {
     pub books: Option<Books>,
     /// Silent-stream detection of this parser's connections.
     pub watch: Option<StreamWatch>,
+    /// Gap markers of this parser's connections.
+    pub gaps: Gaps,
     last_watch_check_ns: i64,
 }
 
@@ -60,6 +63,7 @@ impl Stage {
             frame_bytes: 4096,
             books: None,
             watch: None,
+            gaps: Gaps::default(),
             last_watch_check_ns: 0,
         }
     }
@@ -68,8 +72,9 @@ impl Stage {
     /// Depth diffs go through the symbol's local book first; a due `book_snapshot` follows its diff.
     #[inline]
     pub fn process(&mut self, frame: &mut Frame, out: &mut Producer<Record>, idle: &mut Idle) {
+        let formats = self.formats;
         match frame.kind {
-            FrameKind::Data => {}
+            FrameKind::Data => self.gaps.on_data(frame.conn, frame.recv_ts_ns),
             FrameKind::Disconnected => {
                 if let Some(b) = self.books.as_mut() {
                     b.on_disconnect(frame.conn);
@@ -77,27 +82,46 @@ impl Stage {
                 if let Some(w) = self.watch.as_mut() {
                     w.on_disconnected(frame.conn);
                 }
+                self.gaps.on_disconnected(frame.conn, frame.recv_ts_ns);
                 return;
             }
             FrameKind::Connected => {
                 if let Some(w) = self.watch.as_mut() {
                     w.on_connected(frame.conn, frame.recv_ts_ns);
                 }
+                let events = &mut self.events;
+                self.gaps
+                    .on_connected(frame.conn, frame.recv_ts_ns, &mut |ev: &Event| {
+                        emit(out, formats, events, idle, ev)
+                    });
+                return;
+            }
+            FrameKind::Dropped => {
+                let events = &mut self.events;
+                self.gaps
+                    .on_dropped(frame.conn, frame.recv_ts_ns, &mut |ev: &Event| {
+                        emit(out, formats, events, idle, ev)
+                    });
                 return;
             }
         }
         let Some(decoder) = self.decoders.get_mut(frame.source as usize) else {
             return;
         };
-        let formats = self.formats;
         let events = &mut self.events;
         let books = &mut self.books;
+        let gaps = &mut self.gaps;
         let (source, conn, len, recv_ts) = (frame.source, frame.conn, frame.len, frame.recv_ts_ns);
         let res = decoder.decode(&mut frame.buf, len, recv_ts, &mut |ev: &mut Event| {
             let due = match (ev.kind, books.as_mut()) {
                 (Some(EventKind::DepthDiff), Some(b)) => b.on_diff(source, conn, ev, recv_ts),
                 _ => false,
             };
+            if let Some(from) = books.as_mut().and_then(|b| b.take_gap()) {
+                gaps.on_book_gap(conn, &ev.header.symbol, from, recv_ts, &mut |g: &Event| {
+                    emit(out, formats, events, idle, g)
+                });
+            }
             emit(out, formats, events, idle, ev);
             if due
                 && let Some(b) = books.as_mut()

@@ -34,6 +34,14 @@ struct Conn {
     interval: Duration,
     subscribed: bool,
     opened: Instant,
+    /// Receive time (CLOCK_REALTIME ns) of the last message of any kind.
+    last_rx_ns: i64,
+    last_ping: Instant,
+    ping_interval: Duration,
+    liveness_ns: i64,
+    pings_sent: u64,
+    /// Set when a ping of ours is out, cleared by any pong.
+    awaiting_pong_since: Option<Instant>,
 }
 
 /// A reader thread's state.
@@ -113,6 +121,12 @@ impl Reader {
                     interval: Duration::from_secs(1) / rate + Duration::from_millis(5),
                     subscribed: false,
                     opened: Instant::now(),
+                    last_rx_ns: realtime_ns(),
+                    last_ping: Instant::now(),
+                    ping_interval: est.ping_interval,
+                    liveness_ns: est.liveness_timeout.as_nanos().min(i64::MAX as u128) as i64,
+                    pings_sent: 0,
+                    awaiting_pong_since: None,
                 };
                 self.marker(id as u32, &conn, FrameKind::Connected);
                 self.metrics.connections.fetch_add(1, Ordering::Relaxed);
@@ -154,6 +168,7 @@ impl Reader {
                 if let Err(reason) = self.pace(conn, now)
                     && let Some(conn) = slot.take()
                 {
+                    stats.disconnects.add(reason.0, 1);
                     self.end(&poll, id as u32, conn, reason);
                 }
             }
@@ -196,14 +211,19 @@ impl Reader {
         stats: &mut Stats,
     ) -> Result<(), (usize, String)> {
         loop {
-            match conn.ws.read() {
+            let msg = conn.ws.read();
+            if msg.is_ok() {
+                conn.last_rx_ns = realtime_ns();
+            }
+            match msg {
                 Ok(Message::Text(text)) => {
-                    let ts = realtime_ns();
+                    let ts = conn.last_rx_ns;
                     let bytes = text.as_bytes();
                     stats.frames.add(frame::TEXT, 1);
                     stats.bytes.add(frame::TEXT, bytes.len() as u64);
                     if bytes.len() > self.max_message_bytes {
                         stats.skipped.add(skip::OVERSIZE, 1);
+                        self.marker(id, conn, FrameKind::Dropped);
                         if stats.oversize_log.hit() {
                             log::warn!(
                                 "event=frame_skipped reason=oversize conn={id} bytes={} limit={} count={}",
@@ -239,7 +259,10 @@ impl Reader {
                     stats.frames.add(frame::PING, 1);
                     conn.next_send = conn.next_send.max(Instant::now()) + conn.interval;
                 }
-                Ok(Message::Pong(_)) => stats.frames.add(frame::PONG, 1),
+                Ok(Message::Pong(_)) => {
+                    conn.awaiting_pong_since = None;
+                    stats.frames.add(frame::PONG, 1);
+                }
                 Ok(Message::Frame(_)) => {}
                 Ok(Message::Close(cf)) => {
                     stats.frames.add(frame::CLOSE, 1);
@@ -280,6 +303,42 @@ impl Reader {
     /// Sends the next pending subscription when the outgoing budget allows; marks the connection
     /// subscribed once nothing is pending (streams carried in the URL need no message).
     fn pace(&mut self, conn: &mut Conn, now: Instant) -> Result<(), (usize, String)> {
+        let silent_ns = realtime_ns() - conn.last_rx_ns;
+        if silent_ns > conn.liveness_ns {
+            return Err((
+                disconnect::LIVENESS,
+                format!(
+                    "liveness: nothing received for {} ms (pings unanswered)",
+                    silent_ns / 1_000_000
+                ),
+            ));
+        }
+        if let Some(since) = conn.awaiting_pong_since
+            && now.duration_since(since).as_nanos() as i64 > conn.liveness_ns
+        {
+            return Err((
+                disconnect::LIVENESS,
+                format!(
+                    "liveness: no pong for {} ms",
+                    now.duration_since(since).as_millis()
+                ),
+            ));
+        }
+        if now.duration_since(conn.last_ping) >= conn.ping_interval {
+            conn.last_ping = now;
+            conn.awaiting_pong_since.get_or_insert(now);
+            conn.pings_sent += 1;
+            // Our ping counts against the outgoing message budget like any message.
+            conn.next_send = conn.next_send.max(now) + conn.interval;
+            match conn
+                .ws
+                .send(Message::Ping(conn.pings_sent.to_be_bytes().to_vec().into()))
+            {
+                Ok(()) => {}
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err((disconnect::ERROR, format!("ping: {e}"))),
+            }
+        }
         if now >= conn.next_send
             && let Some(msg) = conn.pending.pop_front()
         {

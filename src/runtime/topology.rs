@@ -6,7 +6,7 @@ use crate::book::{self, BookSpec, Books, rest};
 use crate::config::{Config, IdlePolicy};
 use crate::encode::Formats;
 use crate::metrics::{self, Metrics};
-use crate::pipeline::connector::{Backoff, ConnTarget, Connector};
+use crate::pipeline::connector::{ConnTarget, Connector};
 use crate::pipeline::frame::Frame;
 use crate::pipeline::parser::{Parser, Stage};
 use crate::pipeline::poller::Poller;
@@ -229,8 +229,12 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         stage.shrink_above = crate::pipeline::parser::SHRINK_ABOVE.max(rt.frame_bytes * 4);
         let mut watch = StreamWatch::new(silent.clone(), silence_detected.clone());
         for t in targets.iter().filter(|t| t.parser == i) {
-            let label = format!("{}#{}", config.exchanges[t.source as usize].name(), t.conn);
+            let plan = &config.exchanges[t.source as usize];
+            let label = format!("{}#{}", plan.name(), t.conn);
             watch.add(t.conn, label, &t.spec.watched, t.spec.silence_timeout);
+            stage
+                .gaps
+                .add(t.conn, plan.exchange(), plan.market(), &t.spec.streams);
         }
         stage.watch = Some(watch);
         let replies = snap_reply_rx.next();
@@ -286,7 +290,7 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         targets,
         to_readers,
         ended: ended_rx,
-        backoff: Backoff::default(),
+        backoff: config.reconnect,
         max_message_bytes: rt.max_message_bytes,
         connect_timeout: Duration::from_secs(10),
         shutdown: shutdown.clone(),

@@ -34,6 +34,10 @@ pub enum Fault {
     CutMidFrame,
     /// A clean WebSocket close.
     Close,
+    /// Stop sending and stop reading (no pongs) while keeping the TCP connection open.
+    Stall,
+    /// Keep sending data but stop reading, so pings are never answered.
+    NoPong,
 }
 
 /// What to serve.
@@ -68,6 +72,9 @@ pub struct SimConfig {
     /// Binance USD-M instead of spot: futures payload shapes, routed paths (`/public/stream`,
     /// `/market/stream` only deliver their own streams; a stream on the wrong path gets nothing).
     pub futures: bool,
+    /// On every connection after the first, this many messages are generated before the handshake
+    /// completes and never sent: the data a real exchange streamed while we were away.
+    pub lose_on_reconnect: u64,
 }
 
 /// An abnormal REST answer.
@@ -104,6 +111,7 @@ impl Default for SimConfig {
             rest_listen: None,
             rest_faults: Vec::new(),
             futures: false,
+            lose_on_reconnect: 0,
         }
     }
 }
@@ -132,6 +140,8 @@ pub(crate) struct Shared {
     pub rest_times: Mutex<Vec<(std::time::Instant, u16)>>,
     /// Every data point served by the REST series endpoints: (type, symbol, time ms).
     pub served_points: Mutex<std::collections::BTreeSet<(String, String, i64)>>,
+    /// Messages generated and never sent (`lose_on_reconnect`).
+    pub lost_log: Mutex<Vec<String>>,
 }
 
 /// A running simulator; stops when dropped.
@@ -169,6 +179,7 @@ impl Simulator {
             rest_faults: Mutex::new(rest_faults.into()),
             rest_times: Mutex::new(Vec::new()),
             served_points: Mutex::new(std::collections::BTreeSet::new()),
+            lost_log: Mutex::new(Vec::new()),
         });
         let rest_addr = match &shared.cfg.rest_listen {
             Some(addr) => Some(server::start_rest(addr, shared.clone())?),
@@ -225,6 +236,15 @@ impl Simulator {
                 .map(|t| t.clone())
                 .unwrap_or_default(),
         )
+    }
+
+    /// Messages generated but never sent (`lose_on_reconnect`), in order.
+    pub fn lost_messages(&self) -> Vec<String> {
+        self.shared
+            .lost_log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// Every REST series point served: (type, symbol, time in ms).

@@ -50,8 +50,17 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
     let _ = stream.set_nodelay(true);
     let _ = stream.set_nonblocking(false);
     let mut path = String::new();
+    let lose = if index > 0 {
+        shared.cfg.lose_on_reconnect
+    } else {
+        0
+    };
     let mut ws = tungstenite::accept_hdr(stream, |req: &Request, resp: Response| {
         path = req.uri().to_string();
+        if lose > 0 {
+            // Before our handshake answer: the collector cannot have received these.
+            lose_messages(&shared, &path, lose);
+        }
         Ok(resp)
     })
     .map_err(|e| match e {
@@ -93,6 +102,7 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
     let mut pending_pings: Vec<String> = Vec::new();
     let mut pick = super::generator::Rng(shared.cfg.seed ^ index as u64);
     let mut msg = String::with_capacity(2048);
+    let mut no_pong = false;
 
     loop {
         if shared.stop.load(Ordering::Relaxed) {
@@ -100,8 +110,11 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
             let _ = flush_all(&mut ws);
             return Ok(());
         }
-        // Incoming: subscriptions, pongs, close.
+        // Incoming: subscriptions, pongs, close (not read at all after `NoPong`).
         loop {
+            if no_pong {
+                break;
+            }
             match ws.read() {
                 Ok(Message::Text(t)) => {
                     if let Some((id, streams)) = parse_subscribe(t.as_str()) {
@@ -182,8 +195,20 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                     && *after <= sent_here
                 {
                     let (_, fault) = faults.remove(0);
-                    if inject(&mut ws, fault)? {
-                        return Ok(());
+                    match fault {
+                        Fault::Stall => {
+                            // Silent but open: no data, no reads (so no pongs) until stopped.
+                            while !shared.stop.load(Ordering::Relaxed) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            return Ok(());
+                        }
+                        Fault::NoPong => no_pong = true,
+                        f => {
+                            if inject(&mut ws, f)? {
+                                return Ok(());
+                            }
+                        }
                     }
                 }
                 let reserved = shared.sent.fetch_add(1, Ordering::Relaxed);
@@ -233,6 +258,35 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
         flush_all(&mut ws)?;
         if wrote == 0 {
             std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+}
+
+/// Generates `n` messages over the streams named in `path` and records them as lost.
+fn lose_messages(shared: &Shared, path: &str, n: u64) {
+    let Some((_, q)) = path.split_once("streams=") else {
+        return;
+    };
+    let streams: Vec<String> = q
+        .split('&')
+        .next()
+        .unwrap_or("")
+        .split('/')
+        .map(str::to_string)
+        .collect();
+    ensure_streams(shared, &streams);
+    let Ok(mut map) = shared.streams.lock() else {
+        return;
+    };
+    let Ok(mut lost) = shared.lost_log.lock() else {
+        return;
+    };
+    for i in 0..n {
+        let name = &streams[i as usize % streams.len()];
+        if let Some(g) = map.get_mut(name) {
+            let mut m = String::new();
+            g.next_message((crate::clock::realtime_ns() / 1_000_000) as u64, &mut m);
+            lost.push(m);
         }
     }
 }
@@ -511,6 +565,7 @@ fn inject(ws: &mut WebSocket<TcpStream>, fault: Fault) -> Result<bool, WsError> 
             flush_all(ws)?;
             return Ok(true);
         }
+        Fault::Stall | Fault::NoPong => unreachable!("handled by the connection loop"),
         Fault::CutMidFrame => {
             flush_all(ws)?;
             let payload = br#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT"}}"#;

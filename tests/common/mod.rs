@@ -422,6 +422,12 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
             o.insert("funding_time_ns".into(), json!(f.funding_time_ns));
             o.insert("mark_price".into(), json!(f.mark_price));
         }
+        Payload::Gap(g) => {
+            o.insert("stream".into(), json!(g.stream));
+            o.insert("reason".into(), json!(g.reason));
+            o.insert("from_ts_ns".into(), json!(g.from_ts_ns));
+            o.insert("to_ts_ns".into(), json!(g.to_ts_ns));
+        }
         Payload::BookSnapshot(b) => {
             o.insert("update_id".into(), json!(b.update_id));
             o.insert("depth".into(), json!(b.depth));

@@ -81,6 +81,10 @@ struct Section {
     /// A watched stream without data this long after connecting, on a healthy connection, is
     /// reported (log `event=stream_silent`, metric `streams_silent`).
     silent_stream_timeout: Option<String>,
+    /// How often we ping the server (default 30s).
+    ping_interval: Option<String>,
+    /// Nothing received for this long -> the connection is dead and replaced (default 60s).
+    liveness_timeout: Option<String>,
 }
 
 /// A validated Binance market configuration.
@@ -91,6 +95,8 @@ pub struct BinancePlan {
     routes: std::collections::BTreeMap<String, String>,
     /// See `silent_stream_timeout`.
     silence_timeout: std::time::Duration,
+    ping_interval: std::time::Duration,
+    liveness_timeout: std::time::Duration,
     /// REST-polled series among the channels, and their settings.
     pub rest_series: Vec<String>,
     pub rest_plan: poll::RestPlan,
@@ -225,6 +231,20 @@ impl BinancePlan {
         let silence_timeout =
             crate::config::duration::parse(s.silent_stream_timeout.as_deref().unwrap_or("5m"))
                 .map_err(|r| ConfigError::new(key("silent_stream_timeout"), r))?;
+        let ping_interval =
+            crate::config::duration::parse(s.ping_interval.as_deref().unwrap_or("30s"))
+                .map_err(|r| ConfigError::new(key("ping_interval"), r))?;
+        let liveness_timeout =
+            crate::config::duration::parse(s.liveness_timeout.as_deref().unwrap_or("60s"))
+                .map_err(|r| ConfigError::new(key("liveness_timeout"), r))?;
+        if ping_interval < std::time::Duration::from_millis(100)
+            || liveness_timeout <= ping_interval
+        {
+            return Err(ConfigError::new(
+                key("liveness_timeout"),
+                "must exceed ping_interval (and ping_interval be at least 100ms)",
+            ));
+        }
         let rest_series: Vec<String> = channels
             .iter()
             .filter(|c| profile.rest_channels.contains(&c.as_str()))
@@ -243,6 +263,8 @@ impl BinancePlan {
             rest_series,
             rest_plan,
             silence_timeout,
+            ping_interval,
+            liveness_timeout,
             ws_url,
             rest_url,
             symbols,
@@ -283,6 +305,14 @@ impl BinancePlan {
 impl ExchangePlan for BinancePlan {
     fn name(&self) -> &'static str {
         self.profile.name
+    }
+
+    fn exchange(&self) -> &'static str {
+        "binance"
+    }
+
+    fn market(&self) -> &'static str {
+        self.profile.market
     }
 
     fn symbols(&self) -> &[String] {
@@ -338,6 +368,8 @@ impl ExchangePlan for BinancePlan {
                         .cloned()
                         .collect(),
                     silence_timeout: self.silence_timeout,
+                    ping_interval: self.ping_interval,
+                    liveness_timeout: self.liveness_timeout,
                 }
             }));
         }

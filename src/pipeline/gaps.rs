@@ -1,0 +1,191 @@
+//! Gap markers: when data of a stream may be missing, the parser emits an explicit `gap` event
+//! (`stream`, `reason`, `from_ts_ns`, `to_ts_ns`) into every sink, so consumers never have to guess.
+//!
+//! Reasons: `disconnect` (an unplanned disconnect: from the last frame received on the connection
+//! to the moment it is back, one event per stream it carries), `dropped_frame` (the reader skipped
+//! a message, e.g. over `max_message_bytes`: the stream is unknown, so every stream of the
+//! connection), `book_resync` (a depth sequence break: from the last applied diff to the diff that
+//! revealed it). Per-frame cost: one store into a vector slot.
+
+use crate::event::{Event, EventKind, set};
+
+struct ConnGaps {
+    exchange: &'static str,
+    market: &'static str,
+    /// (stream, symbol upper case or "" for all-market streams).
+    streams: Vec<(String, String)>,
+    last_data_ns: i64,
+    down_since_ns: Option<i64>,
+}
+
+/// One parser's gap bookkeeping, by connection id.
+pub struct Gaps {
+    conns: Vec<Option<ConnGaps>>,
+    event: Event,
+}
+
+impl Default for Gaps {
+    fn default() -> Self {
+        Gaps {
+            conns: Vec::new(),
+            event: Event::new("", ""),
+        }
+    }
+}
+
+impl Gaps {
+    /// Tracks connection `conn` carrying `streams`.
+    pub fn add(
+        &mut self,
+        conn: u32,
+        exchange: &'static str,
+        market: &'static str,
+        streams: &[String],
+    ) {
+        let i = conn as usize;
+        if self.conns.len() <= i {
+            self.conns.resize_with(i + 1, || None);
+        }
+        self.conns[i] = Some(ConnGaps {
+            exchange,
+            market,
+            streams: streams
+                .iter()
+                .map(|s| {
+                    let sym = if s.starts_with('!') {
+                        String::new()
+                    } else {
+                        s.split('@').next().unwrap_or("").to_ascii_uppercase()
+                    };
+                    (s.clone(), sym)
+                })
+                .collect(),
+            last_data_ns: 0,
+            down_since_ns: None,
+        });
+    }
+
+    /// A data frame arrived.
+    #[inline]
+    pub fn on_data(&mut self, conn: u32, ts: i64) {
+        if let Some(Some(c)) = self.conns.get_mut(conn as usize) {
+            c.last_data_ns = ts;
+        }
+    }
+
+    /// The connection went down (unplanned).
+    pub fn on_disconnected(&mut self, conn: u32, ts: i64) {
+        if let Some(Some(c)) = self.conns.get_mut(conn as usize)
+            && c.down_since_ns.is_none()
+        {
+            c.down_since_ns = Some(if c.last_data_ns > 0 {
+                c.last_data_ns
+            } else {
+                ts
+            });
+        }
+    }
+
+    /// The connection is back: one `disconnect` gap per stream.
+    pub fn on_connected(&mut self, conn: u32, ts: i64, emit: &mut dyn FnMut(&Event)) {
+        let Some(Some(c)) = self.conns.get_mut(conn as usize) else {
+            return;
+        };
+        let Some(from) = c.down_since_ns.take() else {
+            return;
+        };
+        c.last_data_ns = ts;
+        for (stream, symbol) in &c.streams {
+            fill(
+                &mut self.event,
+                c.exchange,
+                c.market,
+                stream,
+                symbol,
+                "disconnect",
+                from,
+                ts,
+            );
+            emit(&self.event);
+        }
+    }
+
+    /// The reader dropped a frame of this connection.
+    pub fn on_dropped(&mut self, conn: u32, ts: i64, emit: &mut dyn FnMut(&Event)) {
+        let Some(Some(c)) = self.conns.get_mut(conn as usize) else {
+            return;
+        };
+        let from = if c.last_data_ns > 0 {
+            c.last_data_ns
+        } else {
+            ts
+        };
+        for (stream, symbol) in &c.streams {
+            fill(
+                &mut self.event,
+                c.exchange,
+                c.market,
+                stream,
+                symbol,
+                "dropped_frame",
+                from,
+                ts,
+            );
+            emit(&self.event);
+        }
+    }
+
+    /// A depth sequence break of `symbol` on `conn`: a gap on its depth stream.
+    pub fn on_book_gap(
+        &mut self,
+        conn: u32,
+        symbol: &str,
+        from: i64,
+        ts: i64,
+        emit: &mut dyn FnMut(&Event),
+    ) {
+        let Some(Some(c)) = self.conns.get_mut(conn as usize) else {
+            return;
+        };
+        if let Some((stream, sym)) = c
+            .streams
+            .iter()
+            .find(|(s, sym)| sym == symbol && s.contains("@depth"))
+        {
+            fill(
+                &mut self.event,
+                c.exchange,
+                c.market,
+                stream,
+                sym,
+                "book_resync",
+                from,
+                ts,
+            );
+            emit(&self.event);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fill(
+    e: &mut Event,
+    exchange: &'static str,
+    market: &'static str,
+    stream: &str,
+    symbol: &str,
+    reason: &str,
+    from: i64,
+    to: i64,
+) {
+    e.kind = Some(EventKind::Gap);
+    e.header.exchange = exchange;
+    e.header.market = market;
+    set(&mut e.header.symbol, symbol);
+    e.header.exchange_ts_ns = 0;
+    e.header.receive_ts_ns = to;
+    set(&mut e.gap.stream, stream);
+    set(&mut e.gap.reason, reason);
+    e.gap.from_ts_ns = from;
+    e.gap.to_ts_ns = to;
+}
