@@ -56,6 +56,23 @@ pub struct Profile {
     pub rest_channels: &'static [&'static str],
 }
 
+/// Registry entry of one Binance market (its profile names the config section).
+pub struct Factory(pub &'static Profile);
+
+impl crate::exchange::ExchangeFactory for Factory {
+    fn name(&self) -> &'static str {
+        self.0.name
+    }
+
+    fn plan(
+        &self,
+        section: serde_yaml::Value,
+    ) -> Result<Option<Box<dyn ExchangePlan>>, ConfigError> {
+        Ok(BinancePlan::from_section(self.0, section)?
+            .map(|p| Box::new(p) as Box<dyn ExchangePlan>))
+    }
+}
+
 /// The config section `exchanges.<binance market>`, as written by the user.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

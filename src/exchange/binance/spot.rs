@@ -1,8 +1,6 @@
 //! `exchanges.binance_spot`: Binance spot market data (`market: "spot"`).
 
-use super::{BinancePlan, Profile};
-use crate::config::ConfigError;
-use crate::exchange::{ExchangeFactory, ExchangePlan};
+use super::{Factory, Profile};
 
 /// Spot endpoints and limits (EXCHANGES.md 4.1).
 pub static PROFILE: Profile = Profile {
@@ -22,21 +20,5 @@ pub static PROFILE: Profile = Profile {
     max_snapshot_limit: 5000,
 };
 
-/// Registry entry.
-pub struct Factory;
 /// The instance listed in [`crate::exchange::REGISTRY`].
-pub static FACTORY: Factory = Factory;
-
-impl ExchangeFactory for Factory {
-    fn name(&self) -> &'static str {
-        PROFILE.name
-    }
-
-    fn plan(
-        &self,
-        section: serde_yaml::Value,
-    ) -> Result<Option<Box<dyn ExchangePlan>>, ConfigError> {
-        Ok(BinancePlan::from_section(&PROFILE, section)?
-            .map(|p| Box::new(p) as Box<dyn ExchangePlan>))
-    }
-}
+pub static FACTORY: Factory = Factory(&PROFILE);

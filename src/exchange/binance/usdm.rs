@@ -4,9 +4,7 @@
 //! bookTicker, trade), `/market` for the rest; a connection on the wrong path receives nothing and
 //! reports no error, so the table is configurable (`routes`) and silent streams are detected.
 
-use super::{BinancePlan, Profile};
-use crate::config::ConfigError;
-use crate::exchange::{ExchangeFactory, ExchangePlan};
+use super::{Factory, Profile};
 
 /// USD-M endpoints and limits.
 pub static PROFILE: Profile = Profile {
@@ -64,21 +62,5 @@ pub static PROFILE: Profile = Profile {
     max_snapshot_limit: 1000,
 };
 
-/// Registry entry.
-pub struct Factory;
 /// The instance listed in [`crate::exchange::REGISTRY`].
-pub static FACTORY: Factory = Factory;
-
-impl ExchangeFactory for Factory {
-    fn name(&self) -> &'static str {
-        PROFILE.name
-    }
-
-    fn plan(
-        &self,
-        section: serde_yaml::Value,
-    ) -> Result<Option<Box<dyn ExchangePlan>>, ConfigError> {
-        Ok(BinancePlan::from_section(&PROFILE, section)?
-            .map(|p| Box::new(p) as Box<dyn ExchangePlan>))
-    }
-}
+pub static FACTORY: Factory = Factory(&PROFILE);
