@@ -215,3 +215,31 @@ fn broker_down_longer_than_deadline_is_reported() {
     assert!(err.to_string().contains("10 failed"), "{err}");
     let _ = Arc::clone(&metrics);
 }
+
+/// `backpressure: drop_newest`: with the broker down and a tiny queue, writes never wait; what does
+/// not fit is dropped and counted. (`block`, the default, waits instead: see tests/kafka.rs.)
+#[test]
+fn drop_newest_never_waits_and_counts_drops() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("md.trade", 1, 1).unwrap();
+    let metrics = Metrics::new(&["kafka"]);
+    let s = settings(
+        &mock.bootstrap_servers(),
+        "backpressure: drop_newest\nqueue_max_messages: 10\nmessage_timeout: \"30s\"",
+    );
+    let mut sink = KafkaSink::start(&s, &metrics).unwrap();
+    mock.broker_down(1).unwrap();
+    let t0 = Instant::now();
+    for i in 0..1000 {
+        sink.write(&record(i)).unwrap();
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "never blocked: {:?}",
+        t0.elapsed()
+    );
+    let dropped = metric(&metrics, "kafka_dropped_total");
+    let enqueued = metric(&metrics, "kafka_enqueued_total");
+    assert_eq!(dropped + enqueued, 1000);
+    assert!(dropped >= 990, "dropped {dropped}");
+}

@@ -177,6 +177,8 @@ pub struct ReconnectConfig {
     pub factor: u32,
     /// A session that lived this long starts the backoff again from `initial`.
     pub reset_after: String,
+    /// New connections allowed per 5 minutes, all exchanges together (Binance: 300 per IP).
+    pub max_per_5m: usize,
 }
 
 impl Default for ReconnectConfig {
@@ -186,6 +188,7 @@ impl Default for ReconnectConfig {
             max: "30s".into(),
             factor: 2,
             reset_after: "2m".into(),
+            max_per_5m: 300,
         }
     }
 }
@@ -362,6 +365,12 @@ impl Config {
             factor: rc.factor,
             reset_after: d("reset_after", &rc.reset_after)?,
         };
+        if rc.max_per_5m == 0 {
+            return Err(ConfigError::new(
+                "runtime.reconnect.max_per_5m",
+                "must be positive",
+            ));
+        }
         if reconnect.factor == 0 || reconnect.factor > 10 {
             return Err(ConfigError::new(
                 "runtime.reconnect.factor",

@@ -90,6 +90,41 @@ impl Backoff {
     }
 }
 
+/// New connections allowed per sliding window, for all exchange connections of the process
+/// (Binance: 300 per 5 minutes per IP; exceeding it gets the IP banned).
+#[derive(Debug)]
+pub struct ConnRate {
+    limit: usize,
+    window: Duration,
+    recent: std::collections::VecDeque<Instant>,
+}
+
+impl ConnRate {
+    pub fn new(limit: usize, window: Duration) -> ConnRate {
+        ConnRate {
+            limit: limit.max(1),
+            window,
+            recent: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Takes a slot now (`None`) or says how long to wait for one.
+    pub fn acquire(&mut self, now: Instant) -> Option<Duration> {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= self.limit {
+            return self.recent.front().map(|t| *t + self.window - now);
+        }
+        self.recent.push_back(now);
+        None
+    }
+}
+
 /// Opens `url` (ws:// or wss://) with timeouts, then switches the socket to non-blocking mode for
 /// the reader's poll loop.
 pub fn connect(url: &str, max_message_bytes: usize, timeout: Duration) -> Result<WsStream, String> {
@@ -155,12 +190,14 @@ pub struct Connector {
     pub backoff: Backoff,
     pub max_message_bytes: usize,
     pub connect_timeout: Duration,
+    /// Shared budget of new connections.
+    pub rate: ConnRate,
     pub shutdown: Arc<AtomicBool>,
 }
 
 impl Connector {
     /// Runs until shutdown: connect everything, then reconnect whatever ends.
-    pub fn run(self) {
+    pub fn run(mut self) {
         let n = self.targets.len();
         let mut due: Vec<Option<Instant>> = vec![Some(Instant::now()); n];
         let mut attempts = vec![0u32; n];
@@ -172,6 +209,15 @@ impl Connector {
                     return;
                 }
                 if due[i].is_none_or(|d| d > now) {
+                    continue;
+                }
+                if let Some(wait) = self.rate.acquire(Instant::now()) {
+                    log::warn!(
+                        "event=connection_rate_limited conn={} wait_ms={} note=\"new-connection budget per window spent\"",
+                        t.conn,
+                        wait.as_millis()
+                    );
+                    due[i] = Some(Instant::now() + wait);
                     continue;
                 }
                 match connect(&t.spec.url, self.max_message_bytes, self.connect_timeout) {
@@ -238,6 +284,41 @@ impl Connector {
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_budget_is_a_sliding_window() {
+        let t0 = Instant::now();
+        let mut r = ConnRate::new(3, Duration::from_secs(300));
+        for i in 0..3 {
+            assert_eq!(r.acquire(t0 + Duration::from_secs(i)), None);
+        }
+        assert_eq!(
+            r.acquire(t0 + Duration::from_secs(10)),
+            Some(Duration::from_secs(290))
+        );
+        assert_eq!(
+            r.acquire(t0 + Duration::from_secs(300)),
+            None,
+            "the first slot came free"
+        );
+        assert!(r.acquire(t0 + Duration::from_secs(300)).is_some());
+    }
+
+    #[test]
+    fn backoff_is_capped_with_full_jitter() {
+        let b = Backoff::default();
+        let mut rng = 7u64;
+        for attempt in 1..40 {
+            let d = b.delay(attempt, &mut rng);
+            assert!(d <= b.max);
+            assert!(d <= b.initial * 2u32.saturating_pow(attempt - 1));
         }
     }
 }

@@ -293,6 +293,10 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         backoff: config.reconnect,
         max_message_bytes: rt.max_message_bytes,
         connect_timeout: Duration::from_secs(10),
+        rate: crate::pipeline::connector::ConnRate::new(
+            rt.reconnect.max_per_5m,
+            Duration::from_secs(300),
+        ),
         shutdown: shutdown.clone(),
     };
     spawn("connector", move || connector.run())?;

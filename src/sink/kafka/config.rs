@@ -63,6 +63,11 @@ pub struct KafkaConfig {
     /// Bound on librdkafka's queue in KiB (`queue.buffering.max.kbytes`).
     #[serde(default = "d_queue_kbytes")]
     pub queue_max_kbytes: u32,
+    /// What a full queue does: `block` (default: the publisher waits, the rings fill, the readers
+    /// stop reading and TCP pushes back on the exchange; nothing is dropped inside the process) or
+    /// `drop_newest` (the record is dropped and counted in `kafka_dropped_total`).
+    #[serde(default = "d_backpressure")]
+    pub backpressure: String,
     /// Refuse to start when the brokers cannot be reached within `metadata_timeout`.
     #[serde(default)]
     pub required: bool,
@@ -139,6 +144,9 @@ fn d_queue_messages() -> u32 {
 }
 fn d_queue_kbytes() -> u32 {
     1 << 20
+}
+fn d_backpressure() -> String {
+    "block".into()
 }
 fn d_metadata_timeout() -> String {
     "3s".into()
@@ -292,6 +300,12 @@ impl KafkaSettings {
             return Err(ConfigError::new(
                 k("ssl_ca_location"),
                 format!("`{ca}` is not a readable file"),
+            ));
+        }
+        if raw.backpressure != "block" && raw.backpressure != "drop_newest" {
+            return Err(ConfigError::new(
+                k("backpressure"),
+                format!("`{}` is not one of block, drop_newest", raw.backpressure),
             ));
         }
         if raw.queue_max_messages == 0 || raw.queue_max_kbytes == 0 {

@@ -87,6 +87,10 @@ pub struct KafkaSink {
     next_retry_id: usize,
     latency_gauges: [(f64, Arc<AtomicU64>); 4],
     last_latency_export_ns: i64,
+    /// `backpressure: drop_newest`.
+    drop_newest: bool,
+    dropped: Arc<AtomicU64>,
+    drop_log: crate::metrics::LogThrottle,
 }
 
 impl KafkaSink {
@@ -195,6 +199,13 @@ impl KafkaSink {
                 (1.0, q("1")),
             ],
             last_latency_export_ns: 0,
+            drop_newest: s.raw.backpressure == "drop_newest",
+            dropped: metrics.counter(
+                "kafka_dropped_total",
+                "Records dropped because librdkafka's queue was full (backpressure: drop_newest).",
+                L,
+            ),
+            drop_log: crate::metrics::LogThrottle::default(),
         })
     }
 
@@ -344,6 +355,33 @@ impl Sink for KafkaSink {
             .topics
             .resolve(rec.exchange, rec.market, &rec.symbol, rec.kind);
         let opaque = realtime_ns().max(0) as usize & !RETRY_FLAG;
+        if self.drop_newest {
+            // Policy drop_newest: never wait on a full queue; count what is dropped.
+            let mut r = BaseRecord::with_opaque_to(topic, opaque).payload(payload);
+            if let Some(k) = key {
+                r = r.key(k.as_bytes());
+            }
+            return match self.producer.send(r) {
+                Ok(()) => {
+                    self.enqueued.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    if self.drop_log.hit() {
+                        log::warn!(
+                            "event=kafka_dropped policy=drop_newest topic={topic} count={}",
+                            self.drop_log.count()
+                        );
+                    }
+                    Ok(())
+                }
+                Err((e, _)) => {
+                    self.delivery.failed.fetch_add(1, Ordering::Relaxed);
+                    Err(SinkError(format!("produce to {topic}: {e}")))
+                }
+            };
+        }
         produce(
             &self.producer,
             &self.enqueued,
