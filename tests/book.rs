@@ -78,17 +78,6 @@ fn read_type(dir: &std::path::Path, t: &str) -> Vec<Value> {
     out
 }
 
-fn http(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = write!(s, "GET {path} HTTP/1.0\r\n\r\n");
-    let mut r = String::new();
-    let _ = s.read_to_string(&mut r);
-    r
-}
-
 fn metric(text: &str, name: &str, symbol: &str) -> u64 {
     text.lines()
         .find(|l| l.starts_with(name) && l.contains(&format!("symbol=\"{symbol}\"")))
@@ -164,7 +153,7 @@ book:
         mdc.log_text()
     );
     std::thread::sleep(Duration::from_millis(1500));
-    let metrics = http(port, "/metrics");
+    let metrics = http_get(port, "/metrics").1;
     let (status, _) = mdc.terminate(Duration::from_secs(10));
     assert!(status.success());
 

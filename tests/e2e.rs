@@ -198,24 +198,6 @@ fn metric(text: &str, name_and_labels: &str) -> u64 {
         .unwrap_or_else(|| panic!("metric {name_and_labels} missing in:\n{text}"))
 }
 
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let code = resp
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
 /// Malformed JSON, an unknown event type, a wrong field type, a 16 MiB text frame, a binary frame
 /// and a connection cut in the middle of a frame: each is counted and logged, the process keeps
 /// running, reconnects, and no other message is lost or duplicated.

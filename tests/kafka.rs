@@ -167,21 +167,6 @@ fn required_but_unreachable_fails_fast() {
     );
 }
 
-fn http_status(port: u16, path: &str) -> u16 {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET {path} HTTP/1.0\r\n\r\n");
-    let mut r = String::new();
-    let _ = s.read_to_string(&mut r);
-    r.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The broker process is stopped for 10 s mid-run and started again: with the default settings
 /// nothing is lost and nothing duplicated (idempotent producer), and `/readyz` was 503 meanwhile.
 #[test]
@@ -212,7 +197,7 @@ fn broker_outage_loses_and_duplicates_nothing() {
         &[],
     );
     assert!(
-        wait_until(Duration::from_secs(20), || http_status(port, "/readyz")
+        wait_until(Duration::from_secs(20), || http_get(port, "/readyz").0
             == 200),
         "ready; log:\n{}",
         mdc.log_text()
@@ -222,7 +207,7 @@ fn broker_outage_loses_and_duplicates_nothing() {
     let outage = Instant::now();
     let mut saw_503 = false;
     while outage.elapsed() < Duration::from_secs(10) {
-        if http_status(port, "/readyz") == 503 {
+        if http_get(port, "/readyz").0 == 503 {
             saw_503 = true;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -234,7 +219,7 @@ fn broker_outage_loses_and_duplicates_nothing() {
         mdc.log_text()
     );
     assert!(
-        wait_until(Duration::from_secs(30), || http_status(port, "/readyz")
+        wait_until(Duration::from_secs(30), || http_get(port, "/readyz").0
             == 200),
         "ready again"
     );

@@ -236,14 +236,7 @@ http:
         !line.contains("@trade") && !line.contains("@bookTicker"),
         "{line}"
     );
-    let metrics = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut r = String::new();
-        s.read_to_string(&mut r).unwrap();
-        r
-    };
+    let metrics = http_get(port, "/metrics").1;
     assert!(
         metrics.lines().any(|l| l == "streams_silent 2"),
         "{metrics}"

@@ -14,7 +14,7 @@ pub mod side;
 pub mod sync;
 
 use crate::event::{Event, EventKind, set};
-use crate::metrics::{LogThrottle, Metrics};
+use crate::metrics::Metrics;
 use crossbeam_channel::{Receiver, Sender};
 use rest::{SnapshotRequest, SnapshotResponse, SnapshotSource};
 use serde::{Deserialize, Serialize};
@@ -146,7 +146,8 @@ pub struct Books {
     requests: Sender<SnapshotRequest>,
     responses: Receiver<SnapshotResponse>,
     event: Event,
-    log: LogThrottle,
+    /// Re-syncs logged by this parser (the `count` of the log line).
+    resyncs_logged: u64,
     /// Set by `on_diff` when the diff revealed a sequence break: start of the hole.
     gap_from_ns: Option<i64>,
 }
@@ -191,7 +192,7 @@ impl Books {
             requests,
             responses,
             event: Event::new("", ""),
-            log: LogThrottle::default(),
+            resyncs_logged: 0,
             gap_from_ns: None,
         }
     }
@@ -216,7 +217,7 @@ impl Books {
         });
         let exchange = sb.exchange;
         note(
-            &mut self.log,
+            &mut self.resyncs_logged,
             exchange,
             &ev.header.symbol,
             st,
@@ -319,7 +320,15 @@ impl Books {
                     Outcome::SnapshotTooOld
                 }
             };
-            note(&mut self.log, exchange, &resp.symbol, st, out, 0, 0);
+            note(
+                &mut self.resyncs_logged,
+                exchange,
+                &resp.symbol,
+                st,
+                out,
+                0,
+                0,
+            );
             if st.book.take_request() {
                 let _ = self.requests.send(SnapshotRequest {
                     parser: self.parser,
@@ -364,7 +373,7 @@ impl Books {
 
 /// Counts and logs what a diff or snapshot did.
 fn note(
-    log: &mut LogThrottle,
+    logged: &mut u64,
     exchange: &str,
     symbol: &str,
     st: &SymbolState,
@@ -382,13 +391,10 @@ fn note(
         c.fetch_add(1, Ordering::Relaxed);
     }
     st.c.resyncs.fetch_add(1, Ordering::Relaxed);
-    // Every gap is logged: they are bounded by the snapshot rate (one per re-sync).
-    let _ = log.hit();
-    {
-        log::warn!(
-            "event=book_resync reason={what} exchange={exchange} symbol={symbol} first_update_id={first} last_update_id={last} book_update_id={} count={}",
-            st.book.last_update_id,
-            log.count()
-        );
-    }
+    // Every re-sync is logged: they are bounded by the snapshot rate (one per re-sync).
+    *logged += 1;
+    log::warn!(
+        "event=book_resync reason={what} exchange={exchange} symbol={symbol} first_update_id={first} last_update_id={last} book_update_id={} count={logged}",
+        st.book.last_update_id
+    );
 }

@@ -95,24 +95,12 @@ impl Gaps {
             return;
         };
         c.last_data_ns = ts;
-        for (stream, symbol) in &c.streams {
-            fill(
-                &mut self.event,
-                c.exchange,
-                c.market,
-                stream,
-                symbol,
-                "disconnect",
-                from,
-                ts,
-            );
-            emit(&self.event);
-        }
+        self.every_stream(conn, "disconnect", from, ts, emit);
     }
 
-    /// The reader dropped a frame of this connection.
+    /// The reader dropped a frame of this connection (its stream is unknown: all of them).
     pub fn on_dropped(&mut self, conn: u32, ts: i64, emit: &mut dyn FnMut(&Event)) {
-        let Some(Some(c)) = self.conns.get_mut(conn as usize) else {
+        let Some(Some(c)) = self.conns.get(conn as usize) else {
             return;
         };
         let from = if c.last_data_ns > 0 {
@@ -120,6 +108,21 @@ impl Gaps {
         } else {
             ts
         };
+        self.every_stream(conn, "dropped_frame", from, ts, emit);
+    }
+
+    /// One gap event per stream of `conn`.
+    fn every_stream(
+        &mut self,
+        conn: u32,
+        reason: &str,
+        from: i64,
+        to: i64,
+        emit: &mut dyn FnMut(&Event),
+    ) {
+        let Some(Some(c)) = self.conns.get(conn as usize) else {
+            return;
+        };
         for (stream, symbol) in &c.streams {
             fill(
                 &mut self.event,
@@ -127,9 +130,9 @@ impl Gaps {
                 c.market,
                 stream,
                 symbol,
-                "dropped_frame",
+                reason,
                 from,
-                ts,
+                to,
             );
             emit(&self.event);
         }

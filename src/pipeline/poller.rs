@@ -9,7 +9,6 @@ use super::parser::fill;
 use super::record::Record;
 use super::ring::Producer;
 use crate::book::rest::Limiter;
-use crate::clock::realtime_ns;
 use crate::encode::Formats;
 use crate::event::Event;
 use crate::metrics::LogThrottle;
@@ -134,7 +133,6 @@ impl Poller {
                     }
                 }
             }
-            let _ = realtime_ns;
         }
     }
 }

@@ -183,7 +183,7 @@ impl Reader {
                 self.idle.reset();
             }
         }
-        for (id, slot) in conns.iter_mut().enumerate() {
+        for slot in conns.iter_mut() {
             if let Some(mut conn) = slot.take() {
                 let _ = conn.ws.close(None);
                 let _ = conn.ws.flush();
@@ -191,7 +191,6 @@ impl Reader {
                     .registry()
                     .deregister(&mut SourceFd(&tcp_of(&conn.ws).as_raw_fd()));
                 // No Disconnected marker: the pipeline is draining, books need no re-sync.
-                let _ = id;
                 self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
                 if conn.subscribed {
                     self.metrics

@@ -230,9 +230,10 @@ impl KafkaSink {
                 r.key.as_deref(),
                 &r.payload,
                 id | RETRY_FLAG,
+                true,
             );
             match sent {
-                Ok(()) => {
+                Ok(_) => {
                     if let Ok(mut m) = self.delivery.in_flight_retries.lock() {
                         m.insert(id, r);
                     }
@@ -265,8 +266,10 @@ impl KafkaSink {
     }
 }
 
-/// Enqueues one message, waiting (polling, so delivery reports keep flowing) while librdkafka's
-/// queue is full: backpressure instead of loss.
+/// Enqueues one message. While librdkafka's queue is full it waits, polling so delivery reports
+/// keep flowing (`block`: backpressure instead of loss), or gives up at once (`Ok(false)`, the
+/// `drop_newest` policy). `Ok(true)` when enqueued.
+#[allow(clippy::too_many_arguments)]
 fn produce(
     producer: &BaseProducer<Ctx>,
     enqueued: &AtomicU64,
@@ -275,7 +278,8 @@ fn produce(
     key: Option<&[u8]>,
     payload: &[u8],
     opaque: usize,
-) -> Result<(), KafkaError> {
+    block: bool,
+) -> Result<bool, KafkaError> {
     loop {
         let mut rec = BaseRecord::with_opaque_to(topic, opaque).payload(payload);
         if let Some(k) = key {
@@ -284,7 +288,10 @@ fn produce(
         match producer.send(rec) {
             Ok(()) => {
                 enqueued.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
+                return Ok(true);
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !block => {
+                return Ok(false);
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 waits.fetch_add(1, Ordering::Relaxed);
@@ -355,34 +362,7 @@ impl Sink for KafkaSink {
             .topics
             .resolve(rec.exchange, rec.market, &rec.symbol, rec.kind);
         let opaque = realtime_ns().max(0) as usize & !RETRY_FLAG;
-        if self.drop_newest {
-            // Policy drop_newest: never wait on a full queue; count what is dropped.
-            let mut r = BaseRecord::with_opaque_to(topic, opaque).payload(payload);
-            if let Some(k) = key {
-                r = r.key(k.as_bytes());
-            }
-            return match self.producer.send(r) {
-                Ok(()) => {
-                    self.enqueued.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    if self.drop_log.hit() {
-                        log::warn!(
-                            "event=kafka_dropped policy=drop_newest topic={topic} count={}",
-                            self.drop_log.count()
-                        );
-                    }
-                    Ok(())
-                }
-                Err((e, _)) => {
-                    self.delivery.failed.fetch_add(1, Ordering::Relaxed);
-                    Err(SinkError(format!("produce to {topic}: {e}")))
-                }
-            };
-        }
-        produce(
+        let sent = produce(
             &self.producer,
             &self.enqueued,
             &self.queue_full_waits,
@@ -390,8 +370,18 @@ impl Sink for KafkaSink {
             key.map(str::as_bytes),
             payload,
             opaque,
-        )
-        .map_err(|e| {
+            !self.drop_newest,
+        );
+        if let Ok(false) = sent {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            if self.drop_log.hit() {
+                log::warn!(
+                    "event=kafka_dropped policy=drop_newest topic={topic} count={}",
+                    self.drop_log.count()
+                );
+            }
+        }
+        sent.map(|_| ()).map_err(|e| {
             self.delivery.failed.fetch_add(1, Ordering::Relaxed);
             SinkError(format!("produce to {topic}: {e}"))
         })
