@@ -132,3 +132,99 @@ fn stalled_and_pong_less_servers_are_replaced_within_the_deadline() {
         assert!(status.success());
     }
 }
+
+/// Every gap event written to `data`.
+fn unexpected_gaps(data: &std::path::Path) -> Vec<Value> {
+    read_types(data, &["gap"])
+}
+
+/// (b) Planned make-before-break rollovers every 5 s for a minute (`max_connection_age: "5s"`):
+/// every message the exchange sent arrives exactly once, and no gap is reported.
+#[test]
+fn planned_rollovers_every_5s_for_a_minute_lose_and_duplicate_nothing() {
+    let sim = Simulator::start(SimConfig {
+        rate: 500,
+        record: true,
+        seed: 21,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("rollover");
+    let extra = "    max_connection_age: \"5s\"";
+    let port = free_port();
+    let cfg = config(&sim.ws_url(), extra)
+        .replace("listen: \"\"", &format!("listen: \"127.0.0.1:{port}\""));
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(61) {
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(mdc.alive(), "still running; log:\n{}", mdc.log_text());
+    }
+    let (_, metrics) = http_get(port, "/metrics");
+    let dups: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rollover_duplicates_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        dups > 0.0,
+        "the overlaps delivered copies, dropped: {metrics}"
+    );
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    let log = mdc.log_text();
+    let done = log.matches("event=rollover_done").count();
+    assert!(
+        done >= 10,
+        "about 11 rollovers in a minute, got {done}; log:\n{log}"
+    );
+    assert!(!log.contains("event=rollover_forced"), "{log}");
+    assert!(!log.contains("event=disconnected"), "{log}");
+    assert!(sim.connections() as usize > done);
+    let data = dir.join("data");
+    assert_exactly_once(&sim.sent_messages(), &read_jsonl(&data));
+    assert_eq!(unexpected_gaps(&data), Vec::<Value>::new());
+}
+
+/// (e) The exchange announces `serverShutdown` and closes 3 s later: the collector rolls over at
+/// once, without loss, copies or gaps, twice in a row.
+#[test]
+fn server_shutdown_rolls_over_without_loss() {
+    let grace = Duration::from_secs(3);
+    let sim = Simulator::start(SimConfig {
+        rate: 500,
+        record: true,
+        seed: 22,
+        faults: vec![
+            (0, 1000, Fault::ServerShutdown(grace)),
+            (1, 1000, Fault::ServerShutdown(grace)),
+        ],
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("shutdown");
+    let extra = "    max_connection_age: \"off\"";
+    let mut mdc = Collector::start(&dir, &config(&sim.ws_url(), extra), &[]);
+    assert!(
+        wait_until(Duration::from_secs(30), || mdc
+            .log_text()
+            .matches("event=rollover_done")
+            .count()
+            >= 2),
+        "two rollovers; log:\n{}",
+        mdc.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    let log = mdc.log_text();
+    assert!(log.contains("event=server_shutdown"), "{log}");
+    assert!(
+        !log.contains("event=disconnected"),
+        "closed by us first: {log}"
+    );
+    assert_eq!(sim.connections(), 3);
+    let data = dir.join("data");
+    assert_exactly_once(&sim.sent_messages(), &read_jsonl(&data));
+    assert_eq!(unexpected_gaps(&data), Vec::<Value>::new());
+}

@@ -50,9 +50,39 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{s}`: too large"))
 }
 
+/// Writes a duration the way [`parse`] reads it, largest units first (`"23h30m"`, `"250ms"`).
+pub fn format(d: Duration) -> String {
+    let mut ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("h", 3_600_000_000_000u128),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+        ("ns", 1),
+    ] {
+        if ns >= size {
+            out.push_str(&format!("{}{unit}", ns / size));
+            ns %= size;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_what_it_parses() {
+        for s in ["23h30m", "250ms", "30s", "1h1s", "5m"] {
+            assert_eq!(format(parse(s).unwrap()), s);
+        }
+    }
 
     #[test]
     fn parses() {

@@ -123,6 +123,21 @@ impl Event {
     }
 
     /// Empties the depth payload, parking its levels for reuse.
+    /// Position of the event in its stream, increasing from one event to the next: the
+    /// exchange's id where it gives one (trade id, aggregate id, last update id), else its event
+    /// time. Lets two overlapping sessions of a rollover be merged without loss or copies.
+    pub fn position(&self) -> Option<u64> {
+        match self.kind? {
+            EventKind::Trade => Some(self.trade.trade_id),
+            EventKind::AggTrade => Some(self.agg_trade.agg_id),
+            EventKind::DepthDiff => Some(self.depth.last_update_id),
+            EventKind::BookTicker if self.book_ticker.update_id > 0 => {
+                Some(self.book_ticker.update_id)
+            }
+            _ => u64::try_from(self.header.exchange_ts_ns).ok(),
+        }
+    }
+
     pub fn clear_depth(&mut self) {
         self.level_pool.append(&mut self.depth.bids);
         self.level_pool.append(&mut self.depth.asks);

@@ -72,6 +72,11 @@ pub struct ConnectionSpec {
     /// Nothing at all received for this long (no data, no pong, no ping): the connection is dead
     /// (half-open TCP, a stalled server) and is replaced.
     pub liveness_timeout: std::time::Duration,
+    /// Roll the connection over (make-before-break) before it reaches this age; `None`: never.
+    pub max_age: Option<std::time::Duration>,
+    /// Longest overlap of a rollover: past it the old session is closed anyway, and a `gap`
+    /// names every stream the two sessions did not prove continuous.
+    pub rollover_timeout: std::time::Duration,
 }
 
 /// Decodes one exchange's frames into normalized events. One instance per parser thread; it owns

@@ -33,6 +33,8 @@ pub struct ConnTarget {
 /// A freshly opened connection for a reader.
 pub struct Established {
     pub conn: u32,
+    /// Session number of this connection (see [`crate::pipeline::frame::Frame::session`]).
+    pub session: u32,
     pub source: u16,
     pub parser: usize,
     pub ws: WsStream,
@@ -43,10 +45,32 @@ pub struct Established {
     pub liveness_timeout: Duration,
 }
 
-/// A reader's report that a connection ended.
+/// What the connector tells a reader.
+pub enum ToReader {
+    /// Drive this new session.
+    Open(Box<Established>),
+    /// A planned rollover finished: close this session cleanly, without a gap (its replacement
+    /// already delivers everything it did).
+    Retire { conn: u32, session: u32 },
+}
+
+/// What readers and parsers tell the connector.
+#[derive(Debug)]
+pub enum Report {
+    /// A session ended (readers).
+    Ended(Ended),
+    /// The replacement session delivers everything the old one does: retire the old (parsers).
+    RolloverDone { conn: u32, old_gen: u32 },
+    /// The exchange announced it will close this session (`serverShutdown`): roll over now
+    /// (parsers).
+    RolloverWanted { conn: u32, session: u32 },
+}
+
+/// A reader's report that a session ended.
 #[derive(Debug)]
 pub struct Ended {
     pub conn: u32,
+    pub session: u32,
     pub reason: String,
     /// How long the session lasted (long sessions reset the backoff).
     pub lived: Duration,
@@ -185,8 +209,8 @@ pub fn tcp_of(ws: &WsStream) -> &TcpStream {
 /// The connector thread's state.
 pub struct Connector {
     pub targets: Vec<ConnTarget>,
-    pub to_readers: Vec<Sender<Established>>,
-    pub ended: Receiver<Ended>,
+    pub to_readers: Vec<Sender<ToReader>>,
+    pub reports: Receiver<Report>,
     pub backoff: Backoff,
     pub max_message_bytes: usize,
     pub connect_timeout: Duration,
@@ -195,42 +219,88 @@ pub struct Connector {
     pub shutdown: Arc<AtomicBool>,
 }
 
+/// Life of one configured connection: its live session, the replacement being rolled in, and
+/// when the next (re)connect or planned rollover is due.
+#[derive(Debug, Default)]
+struct Slot {
+    active: Option<u32>,
+    replacing: Option<u32>,
+    next_session: u32,
+    /// Reconnect due (no live session).
+    reconnect_at: Option<Instant>,
+    /// Planned rollover due (a live session that reaches its maximum age).
+    roll_at: Option<Instant>,
+    attempts: u32,
+    roll_attempts: u32,
+}
+
 impl Connector {
-    /// Runs until shutdown: connect everything, then reconnect whatever ends.
+    /// Maximum age of connection `i`: staggered over the last 5 % below the configured age so
+    /// that connections opened together do not all roll over at the same moment.
+    fn age_of(&self, i: usize) -> Option<Duration> {
+        let age = self.targets[i].spec.max_age?;
+        let n = self.targets.len().max(1) as u32;
+        Some(age - age / 20 * i as u32 / n)
+    }
+
+    /// Runs until shutdown: connect everything, reconnect whatever ends, roll over sessions that
+    /// reach their maximum age or that the exchange announces it will close.
     pub fn run(mut self) {
         let n = self.targets.len();
-        let mut due: Vec<Option<Instant>> = vec![Some(Instant::now()); n];
-        let mut attempts = vec![0u32; n];
+        let mut slots: Vec<Slot> = (0..n)
+            .map(|_| Slot {
+                reconnect_at: Some(Instant::now()),
+                ..Slot::default()
+            })
+            .collect();
         let mut rng = (crate::clock::realtime_ns() as u64) | 1;
         while !self.shutdown.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            for (i, t) in self.targets.iter().enumerate() {
+            #[allow(clippy::needless_range_loop)] // `slots` and `targets` share the index
+            for i in 0..n {
                 if self.shutdown.load(Ordering::Relaxed) {
                     return;
                 }
-                if due[i].is_none_or(|d| d > now) {
+                let now = Instant::now();
+                let reconnect = slots[i].reconnect_at.is_some_and(|d| d <= now);
+                let roll = slots[i].roll_at.is_some_and(|d| d <= now)
+                    && slots[i].active.is_some()
+                    && slots[i].replacing.is_none();
+                if !reconnect && !roll {
                     continue;
                 }
-                if let Some(wait) = self.rate.acquire(Instant::now()) {
+                if let Some(wait) = self.rate.acquire(now) {
                     log::warn!(
                         "event=connection_rate_limited conn={} wait_ms={} note=\"new-connection budget per window spent\"",
-                        t.conn,
+                        self.targets[i].conn,
                         wait.as_millis()
                     );
-                    due[i] = Some(Instant::now() + wait);
+                    let at = Some(now + wait);
+                    if reconnect {
+                        slots[i].reconnect_at = at;
+                    } else {
+                        slots[i].roll_at = at;
+                    }
                     continue;
                 }
+                let session = slots[i].next_session;
+                let t = &self.targets[i];
                 match connect(&t.spec.url, self.max_message_bytes, self.connect_timeout) {
                     Ok(ws) => {
+                        slots[i].next_session += 1;
                         log::info!(
-                            "event=connected conn={} url={} streams={}",
+                            "event={} conn={} session={session} url={} streams={}",
+                            if reconnect {
+                                "connected"
+                            } else {
+                                "rollover_started"
+                            },
                             t.conn,
                             t.spec.url,
                             t.spec.streams.len()
                         );
-                        due[i] = None;
                         let est = Established {
                             conn: t.conn,
+                            session,
                             source: t.source,
                             parser: t.parser,
                             ws,
@@ -239,50 +309,145 @@ impl Connector {
                             ping_interval: t.spec.ping_interval,
                             liveness_timeout: t.spec.liveness_timeout,
                         };
-                        if self.to_readers[t.reader].send(est).is_err() {
+                        if self.to_readers[t.reader]
+                            .send(ToReader::Open(Box::new(est)))
+                            .is_err()
+                        {
                             return; // reader gone: shutting down
+                        }
+                        let s = &mut slots[i];
+                        if reconnect {
+                            s.active = Some(session);
+                            s.reconnect_at = None;
+                            s.roll_at = self.age_of(i).map(|a| Instant::now() + a);
+                        } else {
+                            s.replacing = Some(session);
+                            s.roll_at = None;
                         }
                     }
                     Err(e) => {
-                        attempts[i] += 1;
-                        let d = self.backoff.delay(attempts[i], &mut rng);
+                        let s = &mut slots[i];
+                        let attempt = if reconnect {
+                            s.attempts += 1;
+                            s.attempts
+                        } else {
+                            s.roll_attempts += 1;
+                            s.roll_attempts
+                        };
+                        let d = self.backoff.delay(attempt, &mut rng);
                         log::warn!(
-                            "event=connect_failed conn={} attempt={} retry_in_ms={} error=\"{}\"",
+                            "event={} conn={} attempt={attempt} retry_in_ms={} error=\"{e}\"",
+                            if reconnect {
+                                "connect_failed"
+                            } else {
+                                "rollover_connect_failed"
+                            },
                             t.conn,
-                            attempts[i],
                             d.as_millis(),
-                            e
                         );
-                        due[i] = Some(Instant::now() + d);
+                        if reconnect {
+                            s.reconnect_at = Some(Instant::now() + d);
+                        } else {
+                            s.roll_at = Some(Instant::now() + d);
+                        }
                     }
                 }
             }
-            let next = due.iter().flatten().min().copied();
+            let next = slots
+                .iter()
+                .flat_map(|s| [s.reconnect_at, s.roll_at])
+                .flatten()
+                .min();
             let wait = next
                 .map(|d| d.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_millis(100))
                 .min(Duration::from_millis(100));
-            match self.ended.recv_timeout(wait) {
-                Ok(ended) => {
-                    let Some(i) = self.targets.iter().position(|t| t.conn == ended.conn) else {
-                        continue;
-                    };
-                    if ended.lived >= self.backoff.reset_after {
-                        attempts[i] = 0;
-                    }
-                    attempts[i] += 1;
-                    let d = self.backoff.delay(attempts[i], &mut rng);
+            let report = match self.reports.recv_timeout(wait) {
+                Ok(r) => r,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            };
+            let conn = match &report {
+                Report::Ended(e) => e.conn,
+                Report::RolloverDone { conn, .. } | Report::RolloverWanted { conn, .. } => *conn,
+            };
+            let Some(i) = self.targets.iter().position(|t| t.conn == conn) else {
+                continue;
+            };
+            let age = self.age_of(i);
+            let s = &mut slots[i];
+            match report {
+                Report::Ended(ended) if s.replacing == Some(ended.session) => {
+                    // The replacement failed during the overlap; the old session carries on.
+                    s.replacing = None;
+                    s.roll_attempts += 1;
+                    let d = self.backoff.delay(s.roll_attempts, &mut rng);
                     log::warn!(
-                        "event=disconnected conn={} reason=\"{}\" lived_ms={} reconnect_in_ms={}",
-                        ended.conn,
+                        "event=rollover_failed conn={conn} session={} reason=\"{}\" retry_in_ms={}",
+                        ended.session,
+                        ended.reason,
+                        d.as_millis()
+                    );
+                    s.roll_at = Some(Instant::now() + d);
+                }
+                Report::Ended(ended) if s.active == Some(ended.session) => {
+                    if let Some(r) = s.replacing.take() {
+                        // The old session died during the overlap: the replacement takes over.
+                        log::warn!(
+                            "event=disconnected conn={conn} session={} reason=\"{}\" note=\"during rollover, replacement session={r} takes over\"",
+                            ended.session,
+                            ended.reason
+                        );
+                        s.active = Some(r);
+                        s.roll_attempts = 0;
+                        s.roll_at = age.map(|a| Instant::now() + a);
+                        continue;
+                    }
+                    if ended.lived >= self.backoff.reset_after {
+                        s.attempts = 0;
+                    }
+                    s.attempts += 1;
+                    let d = self.backoff.delay(s.attempts, &mut rng);
+                    log::warn!(
+                        "event=disconnected conn={conn} session={} reason=\"{}\" lived_ms={} reconnect_in_ms={}",
+                        ended.session,
                         ended.reason,
                         ended.lived.as_millis(),
                         d.as_millis()
                     );
-                    due[i] = Some(Instant::now() + d);
+                    s.active = None;
+                    s.roll_at = None;
+                    s.reconnect_at = Some(Instant::now() + d);
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                Report::Ended(_) => {} // a session already retired
+                Report::RolloverDone { old_gen, .. } => {
+                    let (Some(old), Some(new)) = (s.active, s.replacing) else {
+                        continue;
+                    };
+                    if old != old_gen {
+                        continue;
+                    }
+                    log::info!("event=rollover_done conn={conn} old_gen={old} new_gen={new}");
+                    s.active = Some(new);
+                    s.replacing = None;
+                    s.roll_attempts = 0;
+                    s.roll_at = age.map(|a| Instant::now() + a);
+                    let reader = self.targets[i].reader;
+                    if self.to_readers[reader]
+                        .send(ToReader::Retire { conn, session: old })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Report::RolloverWanted { session, .. } => {
+                    if s.active == Some(session) && s.replacing.is_none() {
+                        log::warn!(
+                            "event=server_shutdown conn={conn} session={session} action=rollover"
+                        );
+                        s.roll_at = Some(Instant::now());
+                    }
+                }
             }
         }
     }

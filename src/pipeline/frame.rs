@@ -8,6 +8,9 @@ pub const PADDING: usize = simd_json::INPUT_PADDING;
 pub struct Frame {
     /// Connection that received it (index into the topology's connection table).
     pub conn: u32,
+    /// Session of that connection: a planned rollover runs two sessions of one connection side by
+    /// side for a moment, and the parser tells their frames apart by this number.
+    pub session: u32,
     /// Exchange plan that decodes it (index into the topology's exchange table).
     pub source: u16,
     /// What the frame carries.
@@ -29,6 +32,8 @@ pub enum FrameKind {
     Connected,
     /// The connection ended; data after the last frame may be missing until the next `Connected`.
     Disconnected,
+    /// Every subscription message of the session has been sent.
+    Subscribed,
     /// The reader skipped a message of this connection (e.g. larger than `max_message_bytes`).
     Dropped,
 }
@@ -38,6 +43,7 @@ impl Frame {
     pub fn with_capacity(capacity: usize) -> Self {
         Frame {
             conn: 0,
+            session: 0,
             source: 0,
             kind: FrameKind::Data,
             recv_ts_ns: 0,

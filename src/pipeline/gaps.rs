@@ -170,6 +170,36 @@ impl Gaps {
     }
 }
 
+impl Gaps {
+    /// A gap on one named stream of `conn` (e.g. a rollover that could not prove continuity).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_stream_gap(
+        &mut self,
+        conn: u32,
+        stream: &str,
+        symbol: &str,
+        reason: &str,
+        from: i64,
+        to: i64,
+        emit: &mut dyn FnMut(&Event),
+    ) {
+        let Some(Some(c)) = self.conns.get(conn as usize) else {
+            return;
+        };
+        fill(
+            &mut self.event,
+            c.exchange,
+            c.market,
+            stream,
+            symbol,
+            reason,
+            from,
+            to,
+        );
+        emit(&self.event);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn fill(
     e: &mut Event,

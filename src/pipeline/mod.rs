@@ -18,4 +18,5 @@ pub mod publisher;
 pub mod reader;
 pub mod record;
 pub mod ring;
+pub mod sessions;
 pub mod watch;

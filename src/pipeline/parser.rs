@@ -9,6 +9,7 @@ use super::frame::{Frame, FrameKind};
 use super::gaps::Gaps;
 use super::record::Record;
 use super::ring::{Consumer, Producer};
+use super::sessions::{Marker, Sessions};
 use super::watch::StreamWatch;
 use crate::book::Books;
 use crate::clock::realtime_ns;
@@ -44,7 +45,10 @@ pub struct Stage {
     pub watch: Option<StreamWatch>,
     /// Gap markers of this parser's connections.
     pub gaps: Gaps,
+    /// Live session per connection, and rollovers in progress.
+    pub sessions: Sessions,
     last_watch_check_ns: i64,
+    last_rollover_check_ns: i64,
 }
 
 impl Stage {
@@ -64,7 +68,9 @@ impl Stage {
             books: None,
             watch: None,
             gaps: Gaps::default(),
+            sessions: Sessions::default(),
             last_watch_check_ns: 0,
+            last_rollover_check_ns: 0,
         }
     }
 
@@ -73,19 +79,37 @@ impl Stage {
     #[inline]
     pub fn process(&mut self, frame: &mut Frame, out: &mut Producer<Record>, idle: &mut Idle) {
         let formats = self.formats;
+        let (conn, session, ts) = (frame.conn, frame.session, frame.recv_ts_ns);
         match frame.kind {
-            FrameKind::Data => self.gaps.on_data(frame.conn, frame.recv_ts_ns),
+            FrameKind::Data => {
+                if !self.sessions.wants(conn, session) {
+                    return; // a retired session's last frames
+                }
+                self.gaps.on_data(conn, ts)
+            }
             FrameKind::Disconnected => {
+                match self.sessions.on_disconnected(conn, session, ts) {
+                    Marker::Live => {}
+                    Marker::Promoted => self.unproven(out, idle, "disconnect"),
+                    Marker::Replacement | Marker::Ignore => return,
+                }
                 if let Some(b) = self.books.as_mut() {
-                    b.on_disconnect(frame.conn);
+                    b.on_disconnect(conn);
                 }
                 if let Some(w) = self.watch.as_mut() {
-                    w.on_disconnected(frame.conn);
+                    w.on_disconnected(conn);
                 }
-                self.gaps.on_disconnected(frame.conn, frame.recv_ts_ns);
+                self.gaps.on_disconnected(conn, ts);
+                return;
+            }
+            FrameKind::Subscribed => {
+                self.sessions.on_subscribed(conn, session, ts);
                 return;
             }
             FrameKind::Connected => {
+                if self.sessions.on_connected(conn, session, ts) != Marker::Live {
+                    return; // a rollover's replacement: no gap, the old session still delivers
+                }
                 if let Some(w) = self.watch.as_mut() {
                     w.on_connected(frame.conn, frame.recv_ts_ns);
                 }
@@ -111,8 +135,12 @@ impl Stage {
         let events = &mut self.events;
         let books = &mut self.books;
         let gaps = &mut self.gaps;
-        let (source, conn, len, recv_ts) = (frame.source, frame.conn, frame.len, frame.recv_ts_ns);
+        let sessions = &mut self.sessions;
+        let (source, len, recv_ts) = (frame.source, frame.len, frame.recv_ts_ns);
         let res = decoder.decode(&mut frame.buf, len, recv_ts, &mut |ev: &mut Event| {
+            if !sessions.admit(conn, session, ev) {
+                return; // the other session of a rollover delivers (or delivered) this one
+            }
             let due = match (ev.kind, books.as_mut()) {
                 (Some(EventKind::DepthDiff), Some(b)) => b.on_diff(source, conn, ev, recv_ts),
                 _ => false,
@@ -134,10 +162,14 @@ impl Stage {
         if let Some(w) = self.watch.as_mut() {
             w.on_frame(frame.conn, decoder.last_stream());
         }
+        if self.sessions.rolling() {
+            self.sessions.name_streams(conn, decoder.last_stream());
+        }
         match res {
             Ok(Decoded::Events(_) | Decoded::Control) => {}
             Ok(Decoded::ServerShutdown) => {
-                log::warn!("event=server_shutdown conn={}", frame.conn);
+                log::warn!("event=server_shutdown conn={conn} session={session}");
+                self.sessions.on_server_shutdown(conn, session);
             }
             Err(e) => self.skip(frame, e),
         }
@@ -154,12 +186,38 @@ impl Stage {
                 w.check(now);
             }
         }
+        if self.sessions.rolling() {
+            let now = realtime_ns();
+            if now - self.last_rollover_check_ns >= 10_000_000 {
+                self.last_rollover_check_ns = now;
+                self.sessions.check(now);
+                self.unproven(out, idle, "rollover");
+            }
+        }
         let formats = self.formats;
         let events = &mut self.events;
         if let Some(b) = self.books.as_mut() {
             b.poll(realtime_ns(), &mut |ev: &Event| {
                 emit(out, formats, events, idle, ev)
             });
+        }
+    }
+
+    /// A `gap` per stream a rollover could not prove continuous.
+    fn unproven(&mut self, out: &mut Producer<Record>, idle: &mut Idle, reason: &str) {
+        let formats = self.formats;
+        let events = &mut self.events;
+        let gaps = &mut self.gaps;
+        for u in self.sessions.take_unproven() {
+            gaps.on_stream_gap(
+                u.conn,
+                &u.stream,
+                &u.symbol,
+                reason,
+                u.from_ts_ns,
+                u.to_ts_ns,
+                &mut |g: &Event| emit(out, formats, events, idle, g),
+            );
         }
     }
 
@@ -181,9 +239,10 @@ impl Stage {
     }
 
     /// Makes counters visible to the exporter.
-    pub fn publish(&self) {
+    pub fn publish(&mut self) {
         self.events.publish();
         self.errors.publish();
+        self.sessions.publish();
     }
 }
 

@@ -7,7 +7,7 @@
 //! are counted and skipped. When a ring is full the reader waits for the parser instead of dropping
 //! (the socket then stops being read and TCP pushes back on the exchange).
 
-use super::connector::{Ended, Established, WsStream, tcp_of};
+use super::connector::{Ended, Report, ToReader, WsStream, tcp_of};
 use super::frame::{Frame, FrameKind};
 use super::ring::Producer;
 use crate::clock::realtime_ns;
@@ -26,6 +26,9 @@ use tungstenite::{Error as WsError, Message};
 
 /// One open connection owned by this reader.
 struct Conn {
+    /// Configured connection and session (see [`Frame::session`]).
+    conn: u32,
+    session: u32,
     source: u16,
     parser: usize,
     ws: WsStream,
@@ -49,8 +52,8 @@ pub struct Reader {
     pub name: String,
     /// One ring per parser thread.
     pub outputs: Vec<Producer<Frame>>,
-    pub incoming: Receiver<Established>,
-    pub ended: Sender<Ended>,
+    pub incoming: Receiver<ToReader>,
+    pub ended: Sender<Report>,
     pub metrics: Arc<Metrics>,
     pub max_message_bytes: usize,
     pub spin: bool,
@@ -91,8 +94,25 @@ impl Reader {
         let mut ready: Vec<usize> = Vec::new();
 
         while !self.shutdown.load(Ordering::Relaxed) {
-            while let Ok(est) = self.incoming.try_recv() {
-                let id = est.conn as usize;
+            while let Ok(cmd) = self.incoming.try_recv() {
+                let est = match cmd {
+                    ToReader::Open(est) => *est,
+                    ToReader::Retire { conn, session } => {
+                        let slot = conns.iter_mut().find(|c| {
+                            c.as_ref()
+                                .is_some_and(|c| c.conn == conn && c.session == session)
+                        });
+                        if let Some(c) = slot.and_then(Option::take) {
+                            self.retire(&poll, c);
+                        }
+                        continue;
+                    }
+                };
+                // Sessions live in the first free slot; the slot index is the poll token.
+                let id = conns
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or(conns.len());
                 let fd = tcp_of(&est.ws).as_raw_fd();
                 if let Err(e) = poll.registry().register(
                     &mut SourceFd(&fd),
@@ -100,11 +120,12 @@ impl Reader {
                     Interest::READABLE | Interest::WRITABLE,
                 ) {
                     log::error!("event=register_failed conn={id} error=\"{e}\"");
-                    let _ = self.ended.send(Ended {
+                    let _ = self.ended.send(Report::Ended(Ended {
                         conn: est.conn,
+                        session: est.session,
                         reason: format!("poll register: {e}"),
                         lived: Duration::ZERO,
-                    });
+                    }));
                     continue;
                 }
                 if conns.len() <= id {
@@ -112,6 +133,8 @@ impl Reader {
                 }
                 let rate = est.max_messages_per_sec.max(1);
                 let conn = Conn {
+                    conn: est.conn,
+                    session: est.session,
                     source: est.source,
                     parser: est.parser,
                     ws: est.ws,
@@ -128,7 +151,7 @@ impl Reader {
                     pings_sent: 0,
                     awaiting_pong_since: None,
                 };
-                self.marker(id as u32, &conn, FrameKind::Connected);
+                self.marker(&conn, FrameKind::Connected);
                 self.metrics.connections.fetch_add(1, Ordering::Relaxed);
                 conns[id] = Some(conn);
                 // Data may already sit in the handshake buffers: read before waiting on the poll.
@@ -156,20 +179,20 @@ impl Reader {
                 let Some(conn) = conns.get_mut(id).and_then(Option::as_mut) else {
                     continue;
                 };
-                if let Err(reason) = self.read_conn(id as u32, conn, &mut stats)
+                if let Err(reason) = self.read_conn(conn, &mut stats)
                     && let Some(conn) = conns[id].take()
                 {
-                    self.end(&poll, id as u32, conn, reason);
+                    self.end(&poll, conn, reason);
                 }
             }
             let now = Instant::now();
-            for (id, slot) in conns.iter_mut().enumerate() {
+            for slot in conns.iter_mut() {
                 let Some(conn) = slot else { continue };
                 if let Err(reason) = self.pace(conn, now)
                     && let Some(conn) = slot.take()
                 {
                     stats.disconnects.add(reason.0, 1);
-                    self.end(&poll, id as u32, conn, reason);
+                    self.end(&poll, conn, reason);
                 }
             }
             if now.duration_since(last_publish) >= Duration::from_millis(10) {
@@ -203,12 +226,8 @@ impl Reader {
     }
 
     /// Reads until the socket would block. `Err(reason)` when the connection is finished.
-    fn read_conn(
-        &mut self,
-        id: u32,
-        conn: &mut Conn,
-        stats: &mut Stats,
-    ) -> Result<(), (usize, String)> {
+    fn read_conn(&mut self, conn: &mut Conn, stats: &mut Stats) -> Result<(), (usize, String)> {
+        let id = conn.conn;
         loop {
             let msg = conn.ws.read();
             if msg.is_ok() {
@@ -222,7 +241,7 @@ impl Reader {
                     stats.bytes.add(frame::TEXT, bytes.len() as u64);
                     if bytes.len() > self.max_message_bytes {
                         stats.skipped.add(skip::OVERSIZE, 1);
-                        self.marker(id, conn, FrameKind::Dropped);
+                        self.marker(conn, FrameKind::Dropped);
                         if stats.oversize_log.hit() {
                             log::warn!(
                                 "event=frame_skipped reason=oversize conn={id} bytes={} limit={} count={}",
@@ -233,9 +252,11 @@ impl Reader {
                         }
                         continue;
                     }
+                    let session = conn.session;
                     self.push(conn.parser, |f| {
                         f.fill(bytes);
                         f.conn = id;
+                        f.session = session;
                         f.source = conn.source;
                         f.recv_ts_ns = ts;
                     });
@@ -354,35 +375,61 @@ impl Reader {
             self.metrics
                 .connections_subscribed
                 .fetch_add(1, Ordering::Relaxed);
+            self.marker(conn, FrameKind::Subscribed);
         }
         Ok(())
     }
 
-    fn end(&mut self, poll: &Poll, id: u32, conn: Conn, (_, reason): (usize, String)) {
+    fn end(&mut self, poll: &Poll, conn: Conn, (_, reason): (usize, String)) {
         let _ = poll
             .registry()
             .deregister(&mut SourceFd(&tcp_of(&conn.ws).as_raw_fd()));
-        self.marker(id, &conn, FrameKind::Disconnected);
+        self.marker(&conn, FrameKind::Disconnected);
         self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         if conn.subscribed {
             self.metrics
                 .connections_subscribed
                 .fetch_sub(1, Ordering::Relaxed);
         }
-        let _ = self.ended.send(Ended {
-            conn: id,
+        let _ = self.ended.send(Report::Ended(Ended {
+            conn: conn.conn,
+            session: conn.session,
             reason,
             lived: conn.opened.elapsed(),
-        });
+        }));
+    }
+
+    /// Closes a session a rollover replaced: a clean WebSocket close, no marker (the parser has
+    /// already switched to the replacement), no report.
+    fn retire(&mut self, poll: &Poll, mut conn: Conn) {
+        let _ = conn.ws.close(None);
+        let _ = conn.ws.flush();
+        let _ = poll
+            .registry()
+            .deregister(&mut SourceFd(&tcp_of(&conn.ws).as_raw_fd()));
+        self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        if conn.subscribed {
+            self.metrics
+                .connections_subscribed
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        log::info!(
+            "event=session_retired conn={} session={} lived_s={}",
+            conn.conn,
+            conn.session,
+            conn.opened.elapsed().as_secs()
+        );
     }
 
     /// Queues a connection-level marker so the parser sees it in order with the data.
-    fn marker(&mut self, id: u32, conn: &Conn, kind: FrameKind) {
+    fn marker(&mut self, conn: &Conn, kind: FrameKind) {
         let ts = realtime_ns();
+        let (id, session) = (conn.conn, conn.session);
         self.push(conn.parser, |f| {
             f.len = 0;
             f.kind = kind;
             f.conn = id;
+            f.session = session;
             f.source = conn.source;
             f.recv_ts_ns = ts;
         });

@@ -14,6 +14,7 @@ use crate::pipeline::publisher::Publisher;
 use crate::pipeline::reader::Reader;
 use crate::pipeline::record::Record;
 use crate::pipeline::ring::{self, Consumer, Producer};
+use crate::pipeline::sessions::{RolloverMetrics, Sessions};
 use crate::pipeline::watch::StreamWatch;
 use crate::runtime::idle::Idle;
 use crate::runtime::placement::pin;
@@ -220,6 +221,9 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         let _ = done_tx.send(failed);
     })?;
 
+    let rollover_metrics = RolloverMetrics::register(&metrics);
+    // Readers (ended sessions) and parsers (rollover progress) report to the connector.
+    let (ended_tx, ended_rx) = crossbeam_channel::unbounded();
     for (i, (inputs, output)) in parser_inputs.into_iter().zip(parser_outputs).enumerate() {
         let name = format!("parser-{i}");
         let cpu = rt.cpus.parsers.get(i).copied();
@@ -228,7 +232,10 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         stage.frame_bytes = rt.frame_bytes;
         stage.shrink_above = crate::pipeline::parser::SHRINK_ABOVE.max(rt.frame_bytes * 4);
         let mut watch = StreamWatch::new(silent.clone(), silence_detected.clone());
+        stage.sessions = Sessions::new(Some(ended_tx.clone()));
+        stage.sessions.metrics = Some(rollover_metrics.clone());
         for t in targets.iter().filter(|t| t.parser == i) {
+            stage.sessions.add(t.conn, t.spec.rollover_timeout);
             let plan = &config.exchanges[t.source as usize];
             let label = format!("{}#{}", plan.name(), t.conn);
             watch.add(t.conn, label, &t.spec.watched, t.spec.silence_timeout);
@@ -261,7 +268,6 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         })?;
     }
 
-    let (ended_tx, ended_rx) = crossbeam_channel::unbounded();
     let mut to_readers = Vec::new();
     for (i, outputs) in to_parsers.into_iter().enumerate() {
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -289,7 +295,7 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
     let connector = Connector {
         targets,
         to_readers,
-        ended: ended_rx,
+        reports: ended_rx,
         backoff: config.reconnect,
         max_message_bytes: rt.max_message_bytes,
         connect_timeout: Duration::from_secs(10),

@@ -38,6 +38,8 @@ pub enum Fault {
     Stall,
     /// Keep sending data but stop reading, so pings are never answered.
     NoPong,
+    /// Send Binance's `serverShutdown` event, keep serving for this long, then close.
+    ServerShutdown(Duration),
 }
 
 /// What to serve.
@@ -116,6 +118,9 @@ impl Default for SimConfig {
     }
 }
 
+/// A connection subscribed to a stream: its index and where copies of the stream go.
+pub(crate) type Subscriber = (usize, crossbeam_channel::Sender<String>);
+
 /// State shared by the accept loop and connection threads.
 pub(crate) struct Shared {
     pub cfg: SimConfig,
@@ -128,6 +133,8 @@ pub(crate) struct Shared {
     pub subscribe_messages: AtomicU64,
     /// Arrival of every SUBSCRIBE: (connection index, time).
     pub subscribe_log: Mutex<Vec<(usize, std::time::Instant)>>,
+    /// Arrival of every message from the client (text, ping, pong): (connection index, time).
+    pub inbound_log: Mutex<Vec<(usize, std::time::Instant)>>,
     /// Streams each connection asked for (URL and SUBSCRIBE), by connection index.
     pub subscribed: Mutex<HashMap<usize, Vec<String>>>,
     pub stop: AtomicBool,
@@ -142,6 +149,10 @@ pub(crate) struct Shared {
     pub served_points: Mutex<std::collections::BTreeSet<(String, String, i64)>>,
     /// Messages generated and never sent (`lose_on_reconnect`).
     pub lost_log: Mutex<Vec<String>>,
+    /// Live subscribers per stream, in subscription order: the first generates the stream's
+    /// messages and every other one gets a copy of each (an exchange broadcasts a stream to every
+    /// connection subscribed to it; two connections never split it).
+    pub subscribers: Mutex<HashMap<String, Vec<Subscriber>>>,
 }
 
 /// A running simulator; stops when dropped.
@@ -169,6 +180,7 @@ impl Simulator {
             pongs_matched: AtomicU64::new(0),
             subscribe_messages: AtomicU64::new(0),
             subscribe_log: Mutex::new(Vec::new()),
+            inbound_log: Mutex::new(Vec::new()),
             subscribed: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
             paused: AtomicBool::new(cfg_paused),
@@ -180,6 +192,7 @@ impl Simulator {
             rest_times: Mutex::new(Vec::new()),
             served_points: Mutex::new(std::collections::BTreeSet::new()),
             lost_log: Mutex::new(Vec::new()),
+            subscribers: Mutex::new(HashMap::new()),
         });
         let rest_addr = match &shared.cfg.rest_listen {
             Some(addr) => Some(server::start_rest(addr, shared.clone())?),
@@ -292,6 +305,15 @@ impl Simulator {
     pub fn subscribe_log(&self) -> Vec<(usize, std::time::Instant)> {
         self.shared
             .subscribe_log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// Arrival times of every message the client sent (SUBSCRIBE, pings, pongs), by connection.
+    pub fn inbound_log(&self) -> Vec<(usize, std::time::Instant)> {
+        self.shared
+            .inbound_log
             .lock()
             .map(|l| l.clone())
             .unwrap_or_default()

@@ -84,8 +84,14 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
     } else if let Some(s) = path.strip_prefix("/ws/") {
         subscribed.push(s.to_string());
     }
+    let (mirror_tx, mirror_rx) = crossbeam_channel::unbounded::<String>();
+    // Leaves every stream's subscriber list when this connection ends, however it ends.
+    let _member = Membership {
+        shared: shared.clone(),
+        index,
+    };
     ensure_streams(&shared, &subscribed);
-    note_subscribed(&shared, index, &subscribed);
+    note_subscribed(&shared, index, &subscribed, &mirror_tx);
 
     let mut faults: Vec<(u64, Fault)> = shared
         .cfg
@@ -103,8 +109,14 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
     let mut pick = super::generator::Rng(shared.cfg.seed ^ index as u64);
     let mut msg = String::with_capacity(2048);
     let mut no_pong = false;
+    let mut close_at: Option<Instant> = None;
 
     loop {
+        if close_at.is_some_and(|t| Instant::now() >= t) {
+            let _ = ws.close(None);
+            let _ = flush_all(&mut ws);
+            return Ok(());
+        }
         if shared.stop.load(Ordering::Relaxed) {
             let _ = ws.close(None);
             let _ = flush_all(&mut ws);
@@ -115,7 +127,15 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
             if no_pong {
                 break;
             }
-            match ws.read() {
+            let msg = ws.read();
+            if matches!(
+                msg,
+                Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))
+            ) && let Ok(mut l) = shared.inbound_log.lock()
+            {
+                l.push((index, Instant::now()));
+            }
+            match msg {
                 Ok(Message::Text(t)) => {
                     if let Some((id, streams)) = parse_subscribe(t.as_str()) {
                         shared.subscribe_messages.fetch_add(1, Ordering::Relaxed);
@@ -123,7 +143,7 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                             l.push((index, Instant::now()));
                         }
                         ensure_streams(&shared, &streams);
-                        note_subscribed(&shared, index, &streams);
+                        note_subscribed(&shared, index, &streams, &mirror_tx);
                         for s in streams {
                             if !subscribed.contains(&s) {
                                 subscribed.push(s);
@@ -176,16 +196,29 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                     .streams
                     .lock()
                     .map_err(|_| WsError::ConnectionClosed)?;
+                let subs = shared
+                    .subscribers
+                    .lock()
+                    .map_err(|_| WsError::ConnectionClosed)?;
                 subscribed
                     .iter()
                     .map(|s| {
+                        // Only the stream's first live subscriber generates it.
+                        let owner = subs.get(s).and_then(|v| v.first()).map(|(i, _)| *i);
                         map.get(s)
                             .filter(|g| route.is_none_or(|r| g.channel.route() == r))
+                            .filter(|_| owner == Some(index))
                             .map(|g| g.channel.weight())
                             .unwrap_or(0)
                     })
                     .collect()
             };
+            // Copies of streams another connection generates, sent before anything generated
+            // here (after an ownership change, this keeps each stream in order).
+            while let Ok(m) = mirror_rx.try_recv() {
+                queue(&mut ws, Message::text(m))?;
+                wrote += 1;
+            }
             let total_weight: u64 = weights.iter().sum();
             for _ in 0..due {
                 if total_weight == 0 {
@@ -204,6 +237,16 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                             return Ok(());
                         }
                         Fault::NoPong => no_pong = true,
+                        Fault::ServerShutdown(grace) => {
+                            let now_ms = crate::clock::realtime_ns() / 1_000_000;
+                            queue(
+                                &mut ws,
+                                Message::text(format!(
+                                    "{{\"stream\":\"!serverShutdown\",\"data\":{{\"e\":\"serverShutdown\",\"E\":{now_ms}}}}}"
+                                )),
+                            )?;
+                            close_at = Some(Instant::now() + grace);
+                        }
                         f => {
                             if inject(&mut ws, f)? {
                                 return Ok(());
@@ -245,6 +288,16 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                         && let Ok(mut log) = shared.sent_log.lock()
                     {
                         log.push(msg.clone());
+                    }
+                    if !drop_it
+                        && let Ok(subs) = shared.subscribers.lock()
+                        && let Some(list) = subs.get(&subscribed[idx])
+                    {
+                        for (i, tx) in list {
+                            if *i != index {
+                                let _ = tx.send(msg.clone());
+                            }
+                        }
                     }
                 }
                 if drop_it {
@@ -488,9 +541,40 @@ pub(crate) fn start_rest(addr: &str, shared: Arc<Shared>) -> std::io::Result<std
     Ok(local)
 }
 
-fn note_subscribed(shared: &Shared, index: usize, streams: &[String]) {
+fn note_subscribed(
+    shared: &Shared,
+    index: usize,
+    streams: &[String],
+    mirror: &crossbeam_channel::Sender<String>,
+) {
     if let Ok(mut m) = shared.subscribed.lock() {
         m.entry(index).or_default().extend(streams.iter().cloned());
+    }
+    if let Ok(mut subs) = shared.subscribers.lock() {
+        for s in streams {
+            let list = subs.entry(s.clone()).or_default();
+            if !list.iter().any(|(i, _)| *i == index) {
+                list.push((index, mirror.clone()));
+            }
+        }
+    }
+}
+
+/// A connection's place in the subscriber lists; dropping it hands each stream it generated to
+/// the next subscriber.
+struct Membership {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        // Taken after `streams` everywhere else; here alone, so no lock-order inversion.
+        if let Ok(mut subs) = self.shared.subscribers.lock() {
+            for list in subs.values_mut() {
+                list.retain(|(i, _)| *i != self.index);
+            }
+        }
     }
 }
 
@@ -565,7 +649,9 @@ fn inject(ws: &mut WebSocket<TcpStream>, fault: Fault) -> Result<bool, WsError> 
             flush_all(ws)?;
             return Ok(true);
         }
-        Fault::Stall | Fault::NoPong => unreachable!("handled by the connection loop"),
+        Fault::Stall | Fault::NoPong | Fault::ServerShutdown(_) => {
+            unreachable!("handled by the connection loop")
+        }
         Fault::CutMidFrame => {
             flush_all(ws)?;
             let payload = br#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT"}}"#;

@@ -102,6 +102,11 @@ struct Section {
     ping_interval: Option<String>,
     /// Nothing received for this long -> the connection is dead and replaced (default 60s).
     liveness_timeout: Option<String>,
+    /// Planned make-before-break rollover before this age (default "23h30m"; Binance closes at
+    /// 24 h), staggered across connections; "off" disables it.
+    max_connection_age: Option<String>,
+    /// Longest overlap of old and new session during a rollover (default "10s").
+    rollover_timeout: Option<String>,
 }
 
 /// A validated Binance market configuration.
@@ -114,6 +119,8 @@ pub struct BinancePlan {
     silence_timeout: std::time::Duration,
     ping_interval: std::time::Duration,
     liveness_timeout: std::time::Duration,
+    max_age: Option<std::time::Duration>,
+    rollover_timeout: std::time::Duration,
     /// REST-polled series among the channels, and their settings.
     pub rest_series: Vec<String>,
     pub rest_plan: poll::RestPlan,
@@ -262,6 +269,25 @@ impl BinancePlan {
                 "must exceed ping_interval (and ping_interval be at least 100ms)",
             ));
         }
+        let max_age = match s.max_connection_age.as_deref().unwrap_or("23h30m") {
+            "off" => None,
+            v => {
+                let d = crate::config::duration::parse(v)
+                    .map_err(|r| ConfigError::new(key("max_connection_age"), r))?;
+                if d < std::time::Duration::from_secs(1)
+                    || d > std::time::Duration::from_secs(86_400)
+                {
+                    return Err(ConfigError::new(
+                        key("max_connection_age"),
+                        "must be between 1s and 24h (Binance closes connections at 24h), or \"off\"",
+                    ));
+                }
+                Some(d)
+            }
+        };
+        let rollover_timeout =
+            crate::config::duration::parse(s.rollover_timeout.as_deref().unwrap_or("10s"))
+                .map_err(|r| ConfigError::new(key("rollover_timeout"), r))?;
         let rest_series: Vec<String> = channels
             .iter()
             .filter(|c| profile.rest_channels.contains(&c.as_str()))
@@ -282,6 +308,8 @@ impl BinancePlan {
             silence_timeout,
             ping_interval,
             liveness_timeout,
+            max_age,
+            rollover_timeout,
             ws_url,
             rest_url,
             symbols,
@@ -387,6 +415,8 @@ impl ExchangePlan for BinancePlan {
                     silence_timeout: self.silence_timeout,
                     ping_interval: self.ping_interval,
                     liveness_timeout: self.liveness_timeout,
+                    max_age: self.max_age,
+                    rollover_timeout: self.rollover_timeout,
                 }
             }));
         }
@@ -398,6 +428,7 @@ impl ExchangePlan for BinancePlan {
     }
 
     fn effective(&self) -> serde_yaml::Value {
+        use crate::config::duration::format as fmt;
         #[derive(serde::Serialize)]
         struct Effective<'a> {
             ws_url: &'a str,
@@ -408,6 +439,11 @@ impl ExchangePlan for BinancePlan {
             max_messages_per_sec: u32,
             #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
             routes: &'a std::collections::BTreeMap<String, String>,
+            ping_interval: String,
+            liveness_timeout: String,
+            silent_stream_timeout: String,
+            max_connection_age: String,
+            rollover_timeout: String,
         }
         serde_yaml::to_value(Effective {
             ws_url: &self.ws_url,
@@ -417,6 +453,11 @@ impl ExchangePlan for BinancePlan {
             max_streams_per_connection: self.max_streams,
             max_messages_per_sec: self.max_messages_per_sec,
             routes: &self.routes,
+            ping_interval: fmt(self.ping_interval),
+            liveness_timeout: fmt(self.liveness_timeout),
+            silent_stream_timeout: fmt(self.silence_timeout),
+            max_connection_age: self.max_age.map(fmt).unwrap_or_else(|| "off".into()),
+            rollover_timeout: fmt(self.rollover_timeout),
         })
         .unwrap_or(serde_yaml::Value::Null)
     }
