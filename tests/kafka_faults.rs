@@ -1,6 +1,8 @@
 //! Fault injection with librdkafka's mock cluster (in-process, loopback): the Kafka sink driven the
 //! way the publisher drives it (`write` + `tick`), with errors and outages injected per request.
 
+mod common;
+
 use mdc::clock::realtime_ns;
 use mdc::event::EventKind;
 use mdc::metrics::Metrics;
@@ -220,10 +222,11 @@ fn broker_down_longer_than_deadline_is_reported() {
 fn drop_newest_never_waits_and_counts_drops() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("md.trade", 1, 1).unwrap();
+    mock.create_topic("md.gap", 1, 1).unwrap();
     let metrics = Metrics::new(&["kafka"]);
     let s = settings(
         &mock.bootstrap_servers(),
-        "backpressure: drop_newest\nqueue_max_messages: 10\nmessage_timeout: \"30s\"",
+        "backpressure: drop_newest\nqueue_max_messages: 10\nmessage_timeout: \"1s\"\nretry_deadline: \"60s\"",
     );
     let mut sink = KafkaSink::start(&s, &metrics).unwrap();
     mock.broker_down(1).unwrap();
@@ -240,4 +243,35 @@ fn drop_newest_never_waits_and_counts_drops() {
     let enqueued = metric(&metrics, "kafka_enqueued_total");
     assert_eq!(dropped + enqueued, 1000);
     assert!(dropped >= 990, "dropped {dropped}");
+
+    // Back up: the queue drains and the loss is announced in the sink itself as a `gap`.
+    mock.broker_up(1).unwrap();
+    assert!(
+        drive(&mut sink, Duration::from_secs(30), || metric(
+            &metrics,
+            "kafka_acked_total"
+        ) == enqueued + 1),
+        "the enqueued records and the gap acknowledged: {}",
+        metric(&metrics, "kafka_acked_total")
+    );
+    sink.close().unwrap();
+    let gaps = common::kafka::consume_all(
+        &mock.bootstrap_servers(),
+        "md.gap",
+        1,
+        1,
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        gaps.len(),
+        1,
+        "one gap for the one stream that lost records"
+    );
+    let env = <mdc::wire::Envelope as prost::Message>::decode(gaps[0].1.as_slice()).unwrap();
+    let v = common::envelope_json(&env);
+    assert_eq!(v["type"], "gap");
+    assert_eq!(v["reason"], "sink_dropped");
+    assert_eq!(v["stream"], "trade");
+    assert_eq!(v["symbol"], "BTCUSDT");
+    assert!(v["from_ts_ns"].as_i64() < v["to_ts_ns"].as_i64(), "{v}");
 }

@@ -11,12 +11,14 @@
 
 pub mod config;
 pub mod delivery;
+pub mod drops;
 pub mod topics;
 
 use super::{Sink, SinkError, SinkFactory, SinkPlan};
 use crate::clock::realtime_ns;
 use crate::config::ConfigError;
 use crate::encode::Formats;
+use crate::event::EventKind;
 use crate::metrics::{Metrics, SinkHealth};
 use crate::pipeline::record::Record;
 use config::{KafkaFormat, KafkaSettings};
@@ -91,6 +93,8 @@ pub struct KafkaSink {
     drop_newest: bool,
     dropped: Arc<AtomicU64>,
     drop_log: crate::metrics::LogThrottle,
+    /// Dropped ranges still to be announced as `gap` events.
+    drops: drops::Drops,
 }
 
 impl KafkaSink {
@@ -206,6 +210,7 @@ impl KafkaSink {
                 L,
             ),
             drop_log: crate::metrics::LogThrottle::default(),
+            drops: drops::Drops::default(),
         })
     }
 
@@ -347,6 +352,30 @@ fn spawn_health(
         });
 }
 
+impl KafkaSink {
+    /// Publishes a `gap` per stream with dropped records, as far as the queue has room.
+    fn report_drops(&mut self) {
+        if self.drops.is_empty() {
+            return;
+        }
+        let json = matches!(self.format, KafkaFormat::Json);
+        let (producer, topics) = (&self.producer, &mut self.topics);
+        let (enqueued, waits) = (&self.enqueued, &self.queue_full_waits);
+        self.drops
+            .report(json, |exchange, market, symbol, payload| {
+                let (topic, key) = topics.resolve(exchange, market, symbol, EventKind::Gap);
+                let opaque = realtime_ns().max(0) as usize & !RETRY_FLAG;
+                let key = key.map(str::as_bytes);
+                matches!(
+                    produce(
+                        producer, enqueued, waits, topic, key, payload, opaque, false
+                    ),
+                    Ok(true)
+                )
+            });
+    }
+}
+
 impl Sink for KafkaSink {
     fn name(&self) -> &'static str {
         "kafka"
@@ -374,6 +403,7 @@ impl Sink for KafkaSink {
         );
         if let Ok(false) = sent {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.drops.note(rec);
             if self.drop_log.hit() {
                 log::warn!(
                     "event=kafka_dropped policy=drop_newest topic={topic} count={}",
@@ -389,6 +419,7 @@ impl Sink for KafkaSink {
 
     fn tick(&mut self, now_ns: i64) -> Result<(), SinkError> {
         self.producer.poll(Duration::ZERO);
+        self.report_drops();
         self.run_retries(now_ns);
         self.export_latency(now_ns);
         Ok(())
@@ -396,6 +427,7 @@ impl Sink for KafkaSink {
 
     fn close(&mut self) -> Result<(), SinkError> {
         let deadline = Instant::now() + self.flush_timeout;
+        self.report_drops();
         // Flush in slices so due retries are re-enqueued while we wait.
         loop {
             let _ = self.producer.flush(Duration::from_millis(100));
