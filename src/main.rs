@@ -162,6 +162,12 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             conns.len()
         );
     }
+    if let Some(sh) = config.shard {
+        println!("# shard {sh} owns:");
+        for plan in &config.exchanges {
+            println!("#   {}: [{}]", plan.name(), plan.symbols().join(", "));
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -206,9 +206,14 @@ fn broker_outage_loses_and_duplicates_nothing() {
     broker.pause();
     let outage = Instant::now();
     let mut saw_503 = false;
+    let mut health_named_it = false;
     while outage.elapsed() < Duration::from_secs(10) {
         if http_get(port, "/readyz").0 == 503 {
             saw_503 = true;
+        }
+        let (code, body) = http_get(port, "/health");
+        if code == 503 && body.contains("sink kafka unreachable") {
+            health_named_it = true;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -223,6 +228,13 @@ fn broker_outage_loses_and_duplicates_nothing() {
             == 200),
         "ready again"
     );
+    assert!(health_named_it, "/health named the unreachable sink");
+    let m = http_get(port, "/metrics").1;
+    assert!(
+        m.contains("pipeline_stage_latency_seconds_count{stage=\"sink_to_ack\",sink=\"kafka\"}"),
+        "{m}"
+    );
+    assert!(m.contains("processor_publish_latency_seconds{"), "{m}");
     let data = dir.join("data");
     assert!(wait_until(Duration::from_secs(60), || count_lines(&data)
         as u64

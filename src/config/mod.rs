@@ -105,12 +105,46 @@ struct Raw {
 pub struct HttpConfig {
     /// Listen address; an empty string disables the endpoint.
     pub listen: String,
+    /// `/health` freshness: a stream whose last message is older than this (by channel, e.g.
+    /// `depth`, `trade`; `default` for the rest; "off" for none) makes the process unhealthy.
+    /// Entries given here replace the built-in ones of the same channel.
+    pub stale_after: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8086".into(),
+            stale_after: Self::default_stale_after(),
+        }
+    }
+}
+
+impl HttpConfig {
+    fn default_stale_after() -> std::collections::BTreeMap<String, String> {
+        [
+            ("default", "60s"),
+            ("depth", "10s"),
+            ("bookTicker", "30s"),
+            ("markPrice", "10s"),
+            ("forceOrder", "off"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Freshness limit of a channel in ns (0 = none).
+    pub fn stale_after_ns(&self, channel: &str) -> i64 {
+        let v = self
+            .stale_after
+            .get(channel)
+            .or_else(|| self.stale_after.get("default"));
+        match v.map(String::as_str) {
+            None | Some("off") => 0,
+            Some(d) => duration::parse(d)
+                .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+                .unwrap_or(0),
         }
     }
 }
@@ -163,6 +197,9 @@ pub struct RuntimeConfig {
     pub shutdown_timeout: String,
     /// Reconnect backoff of every exchange connection.
     pub reconnect: ReconnectConfig,
+    /// `"i/n"`: collect only the (exchange, symbol) pairs this instance owns among n (stable
+    /// hash); `"ordinal/n"` takes i from the host name's trailing number (StatefulSet). Empty: all.
+    pub shard: String,
 }
 
 /// `runtime.reconnect`: exponential backoff with full jitter, per connection, forever.
@@ -206,6 +243,7 @@ impl Default for RuntimeConfig {
             idle_sleep_us: 50,
             shutdown_timeout: "5s".into(),
             reconnect: ReconnectConfig::default(),
+            shard: String::new(),
         }
     }
 }
@@ -252,6 +290,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Parsed `runtime.reconnect`.
     pub reconnect: crate::pipeline::connector::Backoff,
+    /// Parsed `runtime.shard` (`None`: this instance collects everything).
+    pub shard: Option<crate::runtime::shard::Shard>,
     /// The merged tree (file + environment), for `mdc check-config`.
     pub merged: Value,
 }
@@ -284,7 +324,7 @@ impl Config {
             root = Value::Mapping(Mapping::new());
         }
         env::apply(&mut root, vars)?;
-        let raw: Raw = section("", root.clone())?;
+        let mut raw: Raw = section("", root.clone())?;
 
         let mut exchanges = Vec::new();
         for (name, value) in raw.exchanges {
@@ -299,6 +339,27 @@ impl Config {
             if let Some(plan) = factory.plan(value)? {
                 exchanges.push(plan);
             }
+        }
+        let shard = match raw.runtime.shard.trim() {
+            "" => None,
+            s => {
+                let host = std::env::var("HOSTNAME").ok().or_else(|| {
+                    std::fs::read_to_string("/etc/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_string())
+                });
+                Some(
+                    crate::runtime::shard::Shard::parse(s, host.as_deref())
+                        .map_err(|r| ConfigError::new("runtime.shard", r))?,
+                )
+            }
+        };
+        if let Some(sh) = shard {
+            for plan in exchanges.iter_mut() {
+                let name = plan.name();
+                plan.retain(&|key| sh.owns(name, key));
+            }
+            exchanges.retain(|p| !p.connections().is_empty());
         }
 
         let mut sinks = Vec::new();
@@ -383,6 +444,15 @@ impl Config {
                 "must be at least initial (> 0)",
             ));
         }
+        let mut stale = HttpConfig::default_stale_after();
+        stale.append(&mut raw.http.stale_after);
+        raw.http.stale_after = stale;
+        for (k, v) in &raw.http.stale_after {
+            if v != "off" {
+                duration::parse(v)
+                    .map_err(|r| ConfigError::new(format!("http.stale_after.{k}"), r))?;
+            }
+        }
         if !raw.http.listen.is_empty() && raw.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::new(
                 "http.listen",
@@ -448,6 +518,7 @@ impl Config {
             book: raw.book,
             shutdown_timeout,
             reconnect,
+            shard,
             merged: root,
         })
     }

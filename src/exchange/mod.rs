@@ -35,6 +35,9 @@ pub trait ExchangePlan: Send + Sync + fmt::Debug {
     fn market(&self) -> &'static str;
     /// The symbols it collects (exchange spelling, upper case).
     fn symbols(&self) -> &[String];
+    /// Keeps only the symbols for which `keep` is true; all-market streams stay when
+    /// `keep(runtime::shard::ALL_MARKET)` (sharding, `runtime.shard`).
+    fn retain(&mut self, keep: &dyn Fn(&str) -> bool);
     /// Connections to open, with their streams split under the per-connection limit.
     fn connections(&self) -> Vec<ConnectionSpec>;
     /// A fresh decoder for one parser thread.
@@ -49,6 +52,17 @@ pub trait ExchangePlan: Send + Sync + fmt::Debug {
     fn poll_jobs(&self) -> Vec<crate::pipeline::poller::PollJob> {
         Vec::new()
     }
+}
+
+/// The channel of a stream name in our `<symbol>@<channel>[@<option>]` convention (all-market
+/// streams: `!<channel>@arr`), e.g. `depth` for `btcusdt@depth@100ms`: keys per-channel settings
+/// such as `http.stale_after`.
+pub fn channel_of(stream: &str) -> &str {
+    let s = stream.trim_start_matches('!');
+    if stream.starts_with('!') {
+        return s.split('@').next().unwrap_or(s);
+    }
+    s.split('@').nth(1).unwrap_or(s)
 }
 
 /// One WebSocket connection an adapter wants.

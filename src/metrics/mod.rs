@@ -4,6 +4,8 @@
 //! single-writer atomics by [`Counters::publish`] every few milliseconds (off the per-message path).
 //! The exporter sums the atomics of every thread at scrape time (see [`server`]).
 
+pub mod health;
+pub mod latency;
 pub mod server;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -81,6 +83,11 @@ impl Counters {
         }
     }
 
+    /// This thread's count for label index `i`.
+    pub fn get(&self, i: usize) -> u64 {
+        self.local.get(i).copied().unwrap_or(0)
+    }
+
     /// Makes local counts visible to the exporter.
     pub fn publish(&self) {
         for (l, s) in self.local.iter().zip(self.shared.iter()) {
@@ -123,6 +130,15 @@ pub struct Metrics {
     pub extra: Mutex<Vec<Extra>>,
     /// Reachability of every enabled sink (readiness).
     pub sinks: Mutex<Vec<SinkHealth>>,
+    /// `pipeline_stage_latency_seconds{stage}`: receive -> parsed, parsed -> handed to the sinks,
+    /// handed -> acknowledged (Kafka).
+    pub latency: latency::LatencyFamily,
+    /// Connections and stream freshness for `/health`, `/status`, `/connections`.
+    pub board: health::StatusBoard,
+    /// Static facts for `/status` (version, exchanges, sinks, shard), set at startup.
+    pub info: Mutex<serde_json::Value>,
+    /// Process start (ns, realtime).
+    pub started_ns: i64,
 }
 
 /// A value a component exports under its own name, read at scrape time.
@@ -259,6 +275,13 @@ impl Metrics {
             connections_subscribed: AtomicI64::new(0),
             extra: Mutex::new(Vec::new()),
             sinks: Mutex::new(Vec::new()),
+            board: health::StatusBoard::default(),
+            info: Mutex::new(serde_json::Value::Null),
+            started_ns: crate::clock::realtime_ns(),
+            latency: latency::LatencyFamily::new(
+                "pipeline_stage_latency_seconds",
+                "Latency per pipeline stage (hdrhistogram since start): receive_to_parsed (socket read to encoded), parsed_to_sink (encoded to handed to every sink), sink_to_ack (handed to Kafka to acknowledged).",
+            ),
         })
     }
 

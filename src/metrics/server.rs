@@ -1,8 +1,12 @@
 //! The operations endpoint on `http.listen` (tiny_http, its own thread, off the hot path):
 //! `/metrics` (Prometheus text), `/healthz` (200 while the process lives), `/readyz` (200 when every
-//! configured connection is open and subscribed, else 503).
+//! configured connection is open and subscribed and every sink reachable, else 503), `/health` (the
+//! deep JSON report: connections, sinks, per-stream freshness; 503 with reasons), `/status`
+//! (process summary) and `/connections` (per connection: url, streams, state, age, messages, last
+//! error).
 
 use super::Metrics;
+use crate::clock::realtime_ns;
 use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +73,9 @@ impl Exporter {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         render_extras(m, &mut out);
+        let mut text = String::new();
+        m.latency.render(&mut text);
+        out.extend_from_slice(text.as_bytes());
         out
     }
 }
@@ -113,6 +120,86 @@ fn render_extras(m: &Metrics, out: &mut Vec<u8>) {
 }
 
 /// Resident set size from `/proc/self/statm` (0 where unavailable).
+fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// The deep health report: 200 when every connection is up and subscribed, every sink reachable
+/// and every stream fresh; 503 with the reasons otherwise.
+pub fn health(m: &Metrics) -> (u16, serde_json::Value) {
+    let now = realtime_ns();
+    let mut reasons: Vec<String> = Vec::new();
+    if let Some(why) = m.not_ready() {
+        reasons.push(why);
+    }
+    for (conn, stream, age, limit) in m.board.stale_streams(now) {
+        let age = if age < 0 {
+            "no message since the connection opened".to_string()
+        } else {
+            format!("last message {:.1} s ago", age as f64 / 1e9)
+        };
+        reasons.push(format!(
+            "stream {stream} (connection {conn}) stale: {age}, limit {:.1} s",
+            limit as f64 / 1e9
+        ));
+    }
+    let sinks: Vec<serde_json::Value> = m
+        .sinks
+        .lock()
+        .map(|s| {
+            s.iter()
+                .map(|h| {
+                    serde_json::json!({
+                        "name": h.name,
+                        "reachable": h.reachable.load(Ordering::Relaxed),
+                        "queue_depth": h.queue_depth.load(Ordering::Relaxed),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let healthy = reasons.is_empty();
+    let doc = serde_json::json!({
+        "status": if healthy { "healthy" } else { "unhealthy" },
+        "reasons": reasons,
+        "connections": {
+            "expected": m.connections_expected.load(Ordering::Relaxed),
+            "open": m.connections.load(Ordering::Relaxed),
+            "subscribed": m.connections_subscribed.load(Ordering::Relaxed),
+        },
+        "sinks": sinks,
+        "streams": m.board.streams_json(now),
+    });
+    (if healthy { 200 } else { 503 }, doc)
+}
+
+/// Process summary for `/status`.
+pub fn status(m: &Metrics) -> serde_json::Value {
+    let now = realtime_ns();
+    let events: u64 = m.events.totals().iter().sum();
+    let conns = m.board.all();
+    let count = |s: super::health::ConnState| conns.iter().filter(|c| c.state() == s).count();
+    use super::health::ConnState as S;
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": (now - m.started_ns) as f64 / 1e9,
+        "info": m.info.lock().map(|i| i.clone()).unwrap_or_default(),
+        "ready": m.not_ready().is_none(),
+        "events_total": events,
+        "rss_bytes": rss_bytes(),
+        "connections": {
+            "expected": m.connections_expected.load(Ordering::Relaxed),
+            "subscribed": count(S::Subscribed),
+            "rolling_over": count(S::RollingOver),
+            "open": count(S::Open),
+            "connecting": count(S::Connecting),
+            "down": count(S::Down),
+        },
+    })
+}
+
 pub fn rss_bytes() -> i64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: i64 = statm
@@ -162,6 +249,16 @@ pub fn start(
                             "text/plain",
                         ),
                     },
+                    "/health" => {
+                        let (code, doc) = health(&metrics);
+                        (code, json_bytes(&doc), "application/json")
+                    }
+                    "/status" => (200, json_bytes(&status(&metrics)), "application/json"),
+                    "/connections" => (
+                        200,
+                        json_bytes(&metrics.board.connections_json(realtime_ns())),
+                        "application/json",
+                    ),
                     _ => (404, b"not found\n".to_vec(), "text/plain"),
                 };
                 let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes());

@@ -6,6 +6,7 @@
 //! that lived longer than a minute starts again from the bottom).
 
 use crate::exchange::ConnectionSpec;
+use crate::metrics::health::{ConnState, ConnStatus};
 use crossbeam_channel::{Receiver, Sender};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct ConnTarget {
     pub reader: usize,
     pub parser: usize,
     pub spec: ConnectionSpec,
+    /// What `/connections` and `/health` show of it.
+    pub status: Arc<ConnStatus>,
 }
 
 /// A freshly opened connection for a reader.
@@ -43,6 +46,7 @@ pub struct Established {
     pub max_messages_per_sec: u32,
     pub ping_interval: Duration,
     pub liveness_timeout: Duration,
+    pub status: Arc<ConnStatus>,
 }
 
 /// What the connector tells a reader.
@@ -308,7 +312,17 @@ impl Connector {
                             max_messages_per_sec: t.spec.max_messages_per_sec,
                             ping_interval: t.spec.ping_interval,
                             liveness_timeout: t.spec.liveness_timeout,
+                            status: t.status.clone(),
                         };
+                        if reconnect {
+                            t.status.set_state(ConnState::Open);
+                            t.status.session.store(session, Ordering::Relaxed);
+                            t.status
+                                .opened_ns
+                                .store(crate::clock::realtime_ns(), Ordering::Relaxed);
+                        } else {
+                            t.status.set_state(ConnState::RollingOver);
+                        }
                         if self.to_readers[t.reader]
                             .send(ToReader::Open(Box::new(est)))
                             .is_err()
@@ -345,7 +359,9 @@ impl Connector {
                             t.conn,
                             d.as_millis(),
                         );
+                        t.status.set_error(&e);
                         if reconnect {
+                            t.status.set_state(ConnState::Down);
                             s.reconnect_at = Some(Instant::now() + d);
                         } else {
                             s.roll_at = Some(Instant::now() + d);
@@ -375,12 +391,15 @@ impl Connector {
                 continue;
             };
             let age = self.age_of(i);
+            let status = self.targets[i].status.clone();
             let s = &mut slots[i];
             match report {
                 Report::Ended(ended) if s.replacing == Some(ended.session) => {
                     // The replacement failed during the overlap; the old session carries on.
                     s.replacing = None;
                     s.roll_attempts += 1;
+                    status.set_error(&ended.reason);
+                    status.set_state(ConnState::Subscribed);
                     let d = self.backoff.delay(s.roll_attempts, &mut rng);
                     log::warn!(
                         "event=rollover_failed conn={conn} session={} reason=\"{}\" retry_in_ms={}",
@@ -401,6 +420,12 @@ impl Connector {
                         s.active = Some(r);
                         s.roll_attempts = 0;
                         s.roll_at = age.map(|a| Instant::now() + a);
+                        status.set_error(&ended.reason);
+                        status.set_state(ConnState::Subscribed);
+                        status.session.store(r, Ordering::Relaxed);
+                        status
+                            .opened_ns
+                            .store(crate::clock::realtime_ns(), Ordering::Relaxed);
                         continue;
                     }
                     if ended.lived >= self.backoff.reset_after {
@@ -418,6 +443,9 @@ impl Connector {
                     s.active = None;
                     s.roll_at = None;
                     s.reconnect_at = Some(Instant::now() + d);
+                    status.set_error(&ended.reason);
+                    status.set_state(ConnState::Down);
+                    status.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
                 Report::Ended(_) => {} // a session already retired
                 Report::RolloverDone { old_gen, .. } => {
@@ -431,6 +459,12 @@ impl Connector {
                     s.active = Some(new);
                     s.replacing = None;
                     s.roll_attempts = 0;
+                    status.set_state(ConnState::Subscribed);
+                    status.session.store(new, Ordering::Relaxed);
+                    status
+                        .opened_ns
+                        .store(crate::clock::realtime_ns(), Ordering::Relaxed);
+                    status.rollovers.fetch_add(1, Ordering::Relaxed);
                     s.roll_at = age.map(|a| Instant::now() + a);
                     let reader = self.targets[i].reader;
                     if self.to_readers[reader]

@@ -8,6 +8,8 @@
 //! revealed it). Per-frame cost: one store into a vector slot.
 
 use crate::event::{Event, EventKind, set};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 struct ConnGaps {
     exchange: &'static str,
@@ -22,13 +24,19 @@ struct ConnGaps {
 pub struct Gaps {
     conns: Vec<Option<ConnGaps>>,
     event: Event,
+    /// `gap_events_total{reason}` (gaps are rare: counted on the shared atomic directly).
+    pub counters: Vec<(&'static str, Arc<AtomicU64>)>,
 }
+
+/// Reasons a parser emits gaps for (the Kafka sink adds `sink_dropped` itself).
+pub const REASONS: &[&str] = &["disconnect", "dropped_frame", "book_resync", "rollover"];
 
 impl Default for Gaps {
     fn default() -> Self {
         Gaps {
             conns: Vec::new(),
             event: Event::new("", ""),
+            counters: Vec::new(),
         }
     }
 }
@@ -135,6 +143,7 @@ impl Gaps {
                 to,
             );
             emit(&self.event);
+            self.count(reason);
         }
     }
 
@@ -166,6 +175,7 @@ impl Gaps {
                 ts,
             );
             emit(&self.event);
+            self.count("book_resync");
         }
     }
 }
@@ -197,6 +207,13 @@ impl Gaps {
             to,
         );
         emit(&self.event);
+        self.count(reason);
+    }
+
+    fn count(&self, reason: &str) {
+        if let Some((_, c)) = self.counters.iter().find(|(r, _)| *r == reason) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use crate::clock::realtime_ns;
 use crate::encode::{Formats, json, protobuf};
 use crate::event::{Event, EventKind, set};
 use crate::exchange::{DecodeError, Decoded, Decoder};
+use crate::metrics::latency::Recorder;
 use crate::metrics::{Counters, LogThrottle, Metrics};
 use crate::runtime::idle::Idle;
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ pub struct Stage {
     /// One decoder per exchange plan, indexed by `Frame::source`.
     pub decoders: Vec<Box<dyn Decoder>>,
     pub formats: Formats,
-    events: Counters,
+    events: Tally,
     errors: Counters,
     error_logs: HashMap<&'static str, LogThrottle>,
     /// Slot buffers grown beyond this are shrunk back to `frame_bytes` once processed.
@@ -49,6 +50,7 @@ pub struct Stage {
     pub sessions: Sessions,
     last_watch_check_ns: i64,
     last_rollover_check_ns: i64,
+    last_merge_ns: i64,
 }
 
 impl Stage {
@@ -60,7 +62,10 @@ impl Stage {
         Stage {
             decoders,
             formats,
-            events: metrics.events.handle(),
+            events: Tally {
+                events: metrics.events.handle(),
+                latency: metrics.latency.recorder(&[("stage", "receive_to_parsed")]),
+            },
             errors: metrics.parse_errors.handle(),
             error_logs,
             shrink_above: SHRINK_ABOVE,
@@ -71,6 +76,7 @@ impl Stage {
             sessions: Sessions::default(),
             last_watch_check_ns: 0,
             last_rollover_check_ns: 0,
+            last_merge_ns: 0,
         }
     }
 
@@ -160,7 +166,7 @@ impl Stage {
             }
         });
         if let Some(w) = self.watch.as_mut() {
-            w.on_frame(frame.conn, decoder.last_stream());
+            w.on_frame(frame.conn, decoder.last_stream(), frame.recv_ts_ns);
         }
         if self.sessions.rolling() {
             self.sessions.name_streams(conn, decoder.last_stream());
@@ -240,10 +246,22 @@ impl Stage {
 
     /// Makes counters visible to the exporter.
     pub fn publish(&mut self) {
-        self.events.publish();
+        self.events.events.publish();
+        // Merging walks the whole histogram: every 100 ms is plenty for a scrape.
+        let now = realtime_ns();
+        if now - self.last_merge_ns >= 100_000_000 {
+            self.last_merge_ns = now;
+            self.events.latency.merge();
+        }
         self.errors.publish();
         self.sessions.publish();
     }
+}
+
+/// What a parser counts per event: events by type, and receive -> parsed latency.
+pub struct Tally {
+    events: Counters,
+    latency: Recorder,
 }
 
 /// Counts an event and writes it into the next record slot, waiting while the ring is full.
@@ -251,15 +269,25 @@ impl Stage {
 fn emit(
     out: &mut Producer<Record>,
     formats: Formats,
-    events: &mut Counters,
+    tally: &mut Tally,
     idle: &mut Idle,
     ev: &Event,
 ) {
     if let Some(kind) = ev.kind {
-        events.add(kind as usize, 1);
+        tally.events.add(kind as usize, 1);
     }
-    while out.write_with(|r| fill(r, ev, formats)).is_none() {
-        idle.wait();
+    loop {
+        let written = out.write_with(|r| {
+            fill(r, ev, formats);
+            r.parsed_ts_ns - r.recv_ts_ns
+        });
+        match written {
+            Some(ns) => {
+                tally.latency.record_ns(ns);
+                break;
+            }
+            None => idle.wait(),
+        }
     }
     idle.reset();
 }
@@ -291,6 +319,8 @@ pub struct Parser {
     pub output: Producer<Record>,
     pub stage: Stage,
     pub idle: Idle,
+    /// `ring_occupancy` gauge per input ring (set every 10 ms).
+    pub occupancy: Vec<std::sync::Arc<std::sync::atomic::AtomicI64>>,
 }
 
 impl Parser {
@@ -323,6 +353,9 @@ impl Parser {
             if last_publish.elapsed() >= Duration::from_millis(10) {
                 last_publish = Instant::now();
                 self.stage.publish();
+                for (g, input) in self.occupancy.iter().zip(&self.inputs) {
+                    g.store(input.len() as i64, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
         self.stage.publish();

@@ -20,6 +20,8 @@ pub struct Publisher {
     pub sinks: Vec<Box<dyn Sink>>,
     pub metrics: Arc<Metrics>,
     pub idle: Idle,
+    /// `ring_occupancy` gauge per input ring (set every millisecond).
+    pub occupancy: Vec<Arc<std::sync::atomic::AtomicI64>>,
 }
 
 impl Publisher {
@@ -27,6 +29,11 @@ impl Publisher {
     pub fn run(mut self) -> usize {
         let mut records: Counters = self.metrics.sink_records.handle();
         let mut errors: Counters = self.metrics.publish_errors.handle();
+        let mut latency = self
+            .metrics
+            .latency
+            .recorder(&[("stage", "parsed_to_sink")]);
+        let mut last_merge = 0i64;
         let mut err_log = LogThrottle::default();
         let mut last_tick = 0i64;
         loop {
@@ -34,6 +41,7 @@ impl Publisher {
             for input in &mut self.inputs {
                 for _ in 0..BATCH {
                     let sinks = &mut self.sinks;
+                    let latency = &mut latency;
                     let r = input.read_with(|rec: &mut Record| {
                         for (i, sink) in sinks.iter_mut().enumerate() {
                             match sink.write(rec) {
@@ -50,6 +58,7 @@ impl Publisher {
                                 }
                             }
                         }
+                        latency.record_ns(realtime_ns() - rec.parsed_ts_ns);
                         rec.shrink_if_above(SHRINK_ABOVE, 1024);
                     });
                     if r.is_none() {
@@ -74,6 +83,13 @@ impl Publisher {
                 }
                 records.publish();
                 errors.publish();
+                for (g, input) in self.occupancy.iter().zip(&self.inputs) {
+                    g.store(input.len() as i64, std::sync::atomic::Ordering::Relaxed);
+                }
+                if now - last_merge >= 100_000_000 {
+                    last_merge = now;
+                    latency.merge();
+                }
             }
             if did == 0 {
                 if self.inputs.iter_mut().all(|i| i.is_finished()) {

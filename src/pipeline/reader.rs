@@ -37,6 +37,9 @@ struct Conn {
     interval: Duration,
     subscribed: bool,
     opened: Instant,
+    status: Arc<crate::metrics::health::ConnStatus>,
+    /// Text messages not yet added to `status.messages`.
+    unpublished: u64,
     /// Receive time (CLOCK_REALTIME ns) of the last message of any kind.
     last_rx_ns: i64,
     last_ping: Instant,
@@ -59,6 +62,8 @@ pub struct Reader {
     pub spin: bool,
     pub idle: Idle,
     pub shutdown: Arc<AtomicBool>,
+    /// Times a ring to a parser was full (the reader waited: backpressure, nothing dropped).
+    pub ring_full_waits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct Stats {
@@ -144,6 +149,8 @@ impl Reader {
                     interval: Duration::from_secs(1) / rate + Duration::from_millis(5),
                     subscribed: false,
                     opened: Instant::now(),
+                    status: est.status,
+                    unpublished: 0,
                     last_rx_ns: realtime_ns(),
                     last_ping: Instant::now(),
                     ping_interval: est.ping_interval,
@@ -201,6 +208,14 @@ impl Reader {
                 stats.bytes.publish();
                 stats.skipped.publish();
                 stats.disconnects.publish();
+                for c in conns.iter_mut().flatten() {
+                    if c.unpublished > 0 {
+                        c.status
+                            .messages
+                            .fetch_add(c.unpublished, Ordering::Relaxed);
+                        c.unpublished = 0;
+                    }
+                }
             }
             if did {
                 self.idle.reset();
@@ -222,7 +237,11 @@ impl Reader {
                 }
             }
         }
-        log::info!("event=thread_stopped thread={}", self.name);
+        log::info!(
+            "event=thread_stopped thread={} text_frames={}",
+            self.name,
+            stats.frames.get(frame::TEXT)
+        );
     }
 
     /// Reads until the socket would block. `Err(reason)` when the connection is finished.
@@ -239,6 +258,7 @@ impl Reader {
                     let bytes = text.as_bytes();
                     stats.frames.add(frame::TEXT, 1);
                     stats.bytes.add(frame::TEXT, bytes.len() as u64);
+                    conn.unpublished += 1;
                     if bytes.len() > self.max_message_bytes {
                         stats.skipped.add(skip::OVERSIZE, 1);
                         self.marker(conn, FrameKind::Dropped);
@@ -376,6 +396,10 @@ impl Reader {
                 .connections_subscribed
                 .fetch_add(1, Ordering::Relaxed);
             self.marker(conn, FrameKind::Subscribed);
+            if conn.status.state() == crate::metrics::health::ConnState::Open {
+                conn.status
+                    .set_state(crate::metrics::health::ConnState::Subscribed);
+            }
         }
         Ok(())
     }
@@ -441,6 +465,11 @@ impl Reader {
         let Some(out) = self.outputs.get_mut(parser) else {
             return;
         };
+        if out.write_with(&mut fill).is_some() {
+            return;
+        }
+        // Full: only now (never per message) touch the shared counter.
+        self.ring_full_waits.fetch_add(1, Ordering::Relaxed);
         let mut idle = Idle::new(crate::config::IdlePolicy::Yield, 0);
         while out.write_with(&mut fill).is_none() {
             idle.wait();

@@ -1,11 +1,13 @@
-//! Silent-stream detection, in the parser that decodes a connection: a watched stream that has
-//! delivered nothing `silence_timeout` after its connection opened, while the connection is up, is
-//! reported once (log `event=stream_silent`, gauge `streams_silent`, counter
-//! `stream_silence_detected_total`). The typical cause is a USD-M stream on the wrong routed path,
-//! which Binance accepts and then never feeds.
+//! Per-stream bookkeeping in the parser that decodes a connection:
 //!
-//! Cheap on the hot path: once every watched stream of a connection has been seen, a frame costs
-//! one integer comparison.
+//! - freshness: the receive time of each stream's last message, handed to `/health` about every
+//!   500 ms (off the per-message path);
+//! - silent streams: a watched stream that has delivered nothing `silence_timeout` after its
+//!   connection opened, while the connection is up, is reported once (log `event=stream_silent`,
+//!   gauge `streams_silent`, counter `stream_silence_detected_total`). The typical cause is a USD-M
+//!   stream on the wrong routed path, which Binance accepts and then never feeds.
+//!
+//! Per frame: one hash lookup of the stream name and a store into a local vector.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,10 +16,23 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 struct ConnWatch {
     label: String,
     timeout_ns: i64,
-    seen: HashMap<String, bool>,
-    unseen: usize,
+    /// Stream name -> slot in the vectors below.
+    index: HashMap<String, usize>,
+    names: Vec<String>,
+    watched: Vec<bool>,
+    /// Last message per stream (ns, local), published to `shared`.
+    last_ns: Vec<i64>,
+    shared: Option<Arc<[AtomicI64]>>,
     connected_at_ns: Option<i64>,
     reported: usize,
+}
+
+impl ConnWatch {
+    fn silent(&self, at: i64) -> impl Iterator<Item = &str> {
+        (0..self.names.len())
+            .filter(move |&i| self.watched[i] && self.last_ns[i] < at)
+            .map(|i| self.names[i].as_str())
+    }
 }
 
 /// The watches of one parser's connections.
@@ -36,21 +51,35 @@ impl StreamWatch {
         }
     }
 
-    /// Watches `streams` of connection `conn` (`label` names it in logs).
+    /// Tracks every stream of connection `conn` (`label` names it in logs); `watched` ones must
+    /// deliver within `timeout`; `shared` receives each stream's last message time (parallel to
+    /// `streams`).
     pub fn add(
         &mut self,
         conn: u32,
         label: String,
         streams: &[String],
+        watched: &[String],
         timeout: std::time::Duration,
+        shared: Option<Arc<[AtomicI64]>>,
     ) {
         self.conns.insert(
             conn,
             ConnWatch {
                 label,
                 timeout_ns: timeout.as_nanos().min(i64::MAX as u128) as i64,
-                seen: streams.iter().map(|s| (s.clone(), false)).collect(),
-                unseen: streams.len(),
+                index: streams
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.clone(), i))
+                    .collect(),
+                names: streams.to_vec(),
+                watched: {
+                    let w: std::collections::HashSet<&String> = watched.iter().collect();
+                    streams.iter().map(|s| w.contains(s)).collect()
+                },
+                last_ns: vec![0; streams.len()],
+                shared,
                 connected_at_ns: None,
                 reported: 0,
             },
@@ -61,8 +90,6 @@ impl StreamWatch {
     pub fn on_connected(&mut self, conn: u32, now_ns: i64) {
         if let Some(w) = self.conns.get_mut(&conn) {
             self.silent.fetch_sub(w.reported as i64, Ordering::Relaxed);
-            w.seen.values_mut().for_each(|s| *s = false);
-            w.unseen = w.seen.len();
             w.reported = 0;
             w.connected_at_ns = Some(now_ns);
         }
@@ -77,58 +104,64 @@ impl StreamWatch {
         }
     }
 
-    /// A frame of `stream` arrived on `conn`.
+    /// A frame of `stream` arrived on `conn` at `ts`.
     #[inline]
-    pub fn on_frame(&mut self, conn: u32, stream: &str) {
+    pub fn on_frame(&mut self, conn: u32, stream: &str, ts: i64) {
         let Some(w) = self.conns.get_mut(&conn) else {
             return;
         };
-        if w.unseen == 0 {
-            return;
-        }
-        if let Some(seen) = w.seen.get_mut(stream)
-            && !*seen
-        {
-            *seen = true;
-            w.unseen -= 1;
-            if w.reported > 0 {
-                w.reported -= 1;
-                self.silent.fetch_sub(1, Ordering::Relaxed);
-                log::info!("event=stream_recovered conn={} stream={stream}", w.label);
-            }
+        if let Some(&i) = w.index.get(stream) {
+            w.last_ns[i] = ts;
         }
     }
 
-    /// Reports streams silent past their deadline (call about once a second).
+    /// Publishes freshness and reports streams silent past their deadline (about twice a second).
     pub fn check(&mut self, now_ns: i64) {
         for w in self.conns.values_mut() {
+            if let Some(shared) = &w.shared {
+                for (a, v) in shared.iter().zip(&w.last_ns) {
+                    a.store(*v, Ordering::Relaxed);
+                }
+            }
             let Some(at) = w.connected_at_ns else {
                 continue;
             };
-            if w.unseen == 0 || w.reported > 0 || now_ns - at < w.timeout_ns {
+            if w.reported > 0 {
+                // Recovered streams leave the silent count.
+                let still = w.silent(at).count();
+                if still < w.reported {
+                    self.silent
+                        .fetch_sub((w.reported - still) as i64, Ordering::Relaxed);
+                    log::info!(
+                        "event=stream_recovered conn={} recovered={} still_silent={still}",
+                        w.label,
+                        w.reported - still
+                    );
+                    w.reported = still;
+                }
                 continue;
             }
-            let mut silent: Vec<&str> = w
-                .seen
-                .iter()
-                .filter(|(_, s)| !**s)
-                .map(|(n, _)| n.as_str())
-                .collect();
+            if now_ns - at < w.timeout_ns {
+                continue;
+            }
+            let mut silent: Vec<&str> = w.silent(at).collect();
+            if silent.is_empty() {
+                continue;
+            }
             silent.sort_unstable();
-            w.reported = silent.len();
-            self.silent
-                .fetch_add(silent.len() as i64, Ordering::Relaxed);
-            self.detected
-                .fetch_add(silent.len() as u64, Ordering::Relaxed);
+            let n = silent.len();
+            self.silent.fetch_add(n as i64, Ordering::Relaxed);
+            self.detected.fetch_add(n as u64, Ordering::Relaxed);
             let shown: Vec<&str> = silent.iter().take(20).copied().collect();
             log::warn!(
                 "event=stream_silent conn={} silent={} of={} after_ms={} streams=[{}] hint=\"no data on an open connection: wrong routed path, delisted symbol or unknown stream\"",
                 w.label,
                 silent.len(),
-                w.seen.len(),
+                w.watched.iter().filter(|w| **w).count(),
                 (now_ns - at) / 1_000_000,
                 shown.join(",")
             );
+            w.reported = n;
         }
     }
 }

@@ -3,5 +3,6 @@
 
 pub mod idle;
 pub mod placement;
+pub mod shard;
 pub mod shutdown;
 pub mod topology;

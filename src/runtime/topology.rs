@@ -51,6 +51,16 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
                 .map_err(|e| format!("sink {}: {e}", plan.name()))?,
         );
         log::info!("event=sink_started sink={}", plan.name());
+        // Sinks without a reachability check of their own (file, null) are listed as reachable;
+        // their write failures show in processor_publish_errors_total.
+        let listed = metrics
+            .sinks
+            .lock()
+            .map(|l| l.iter().any(|h| h.name == plan.name()))
+            .unwrap_or(true);
+        if !listed {
+            metrics.sink_health(plan.name());
+        }
     }
 
     // Connections, spread round-robin over readers and parsers.
@@ -58,7 +68,16 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
     for (source, plan) in config.exchanges.iter().enumerate() {
         for spec in plan.connections() {
             let conn = targets.len() as u32;
+            let stale: Vec<i64> = spec
+                .streams
+                .iter()
+                .map(|s| config.http.stale_after_ns(crate::exchange::channel_of(s)))
+                .collect();
+            let status = metrics
+                .board
+                .add(conn, plan.name(), &spec.url, &spec.streams, stale);
             targets.push(ConnTarget {
+                status,
                 conn,
                 source: source as u16,
                 reader: conn as usize % rt.readers,
@@ -207,12 +226,36 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
     let stop_aux = Arc::new(AtomicBool::new(false));
     let http = metrics::server::start(&config.http.listen, metrics.clone(), stop_aux.clone())?;
 
+    let occupancy = |ring: &str| {
+        metrics.gauge(
+            "ring_occupancy",
+            "Filled slots of a ring between two stages (a full ring means the next stage is behind and backpressure is on).",
+            &[("ring", ring)],
+        )
+    };
+    metrics
+        .gauge(
+            "ring_capacity_slots",
+            "Slots per ring (runtime.ring_capacity rounded up to a power of two).",
+            &[],
+        )
+        .store(
+            rt.ring_capacity.max(2).next_power_of_two() as i64,
+            Ordering::Relaxed,
+        );
     let publisher_cpu = rt.cpus.publisher;
+    let mut publisher_occupancy: Vec<_> = (0..rt.parsers)
+        .map(|p| occupancy(&format!("parser-{p}>publisher")))
+        .collect();
+    if publisher_inputs.len() > rt.parsers {
+        publisher_occupancy.push(occupancy("rest-poll>publisher"));
+    }
     let publisher = Publisher {
         inputs: publisher_inputs,
         sinks,
         metrics: metrics.clone(),
         idle: idle(),
+        occupancy: publisher_occupancy,
     };
     let (done_tx, done_rx) = crossbeam_channel::bounded::<usize>(1);
     spawn("publisher", move || {
@@ -222,6 +265,24 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
     })?;
 
     let rollover_metrics = RolloverMetrics::register(&metrics);
+    let gap_counters: Vec<_> = crate::pipeline::gaps::REASONS
+        .iter()
+        .map(|r| {
+            (
+                *r,
+                metrics.counter(
+                    "gap_events_total",
+                    "Gap events emitted (data of a stream may be missing), by reason.",
+                    &[("reason", r)],
+                ),
+            )
+        })
+        .collect();
+    metrics.counter(
+        "processor_serialize_errors_total",
+        "Events that could not be encoded. The encoders write into growable buffers and cannot fail, so this stays 0; exported for dashboards built on the seed collectors.",
+        &[],
+    );
     // Readers (ended sessions) and parsers (rollover progress) report to the connector.
     let (ended_tx, ended_rx) = crossbeam_channel::unbounded();
     for (i, (inputs, output)) in parser_inputs.into_iter().zip(parser_outputs).enumerate() {
@@ -233,12 +294,20 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         stage.shrink_above = crate::pipeline::parser::SHRINK_ABOVE.max(rt.frame_bytes * 4);
         let mut watch = StreamWatch::new(silent.clone(), silence_detected.clone());
         stage.sessions = Sessions::new(Some(ended_tx.clone()));
+        stage.gaps.counters = gap_counters.clone();
         stage.sessions.metrics = Some(rollover_metrics.clone());
         for t in targets.iter().filter(|t| t.parser == i) {
             stage.sessions.add(t.conn, t.spec.rollover_timeout);
             let plan = &config.exchanges[t.source as usize];
             let label = format!("{}#{}", plan.name(), t.conn);
-            watch.add(t.conn, label, &t.spec.watched, t.spec.silence_timeout);
+            watch.add(
+                t.conn,
+                label,
+                &t.spec.streams,
+                &t.spec.watched,
+                t.spec.silence_timeout,
+                Some(t.status.last_message_ns.clone()),
+            );
             stage
                 .gaps
                 .add(t.conn, plan.exchange(), plan.market(), &t.spec.streams);
@@ -261,6 +330,9 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
             output,
             stage,
             idle: idle(),
+            occupancy: (0..rt.readers)
+                .map(|r| occupancy(&format!("reader-{r}>parser-{i}")))
+                .collect(),
         };
         spawn(&name.clone(), move || {
             pin(&name, cpu);
@@ -268,6 +340,11 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         })?;
     }
 
+    let ring_full = metrics.counter(
+        "ring_full_waits_total",
+        "Times a reader found its ring to a parser full and waited (backpressure; nothing is dropped).",
+        &[("stage", "reader")],
+    );
     let mut to_readers = Vec::new();
     for (i, outputs) in to_parsers.into_iter().enumerate() {
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -284,6 +361,7 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
             spin: rt.idle == IdlePolicy::Spin,
             idle: idle(),
             shutdown: shutdown.clone(),
+            ring_full_waits: ring_full.clone(),
         };
         spawn(&name.clone(), move || {
             pin(&name, cpu);
@@ -307,6 +385,19 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
     };
     spawn("connector", move || connector.run())?;
 
+    if let Ok(mut info) = metrics.info.lock() {
+        *info = serde_json::json!({
+            "exchanges": config.exchanges.iter().map(|p| serde_json::json!({
+                "name": p.name(),
+                "symbols": p.symbols().len(),
+            })).collect::<Vec<_>>(),
+            "sinks": sink_names,
+            "readers": rt.readers,
+            "parsers": rt.parsers,
+            "books": config.book.enabled,
+            "shard": config.shard.map(|s| s.to_string()),
+        });
+    }
     log::info!(
         "event=started readers={} parsers={} sinks={}",
         rt.readers,

@@ -153,6 +153,8 @@ pub(crate) struct Shared {
     /// messages and every other one gets a copy of each (an exchange broadcasts a stream to every
     /// connection subscribed to it; two connections never split it).
     pub subscribers: Mutex<HashMap<String, Vec<Subscriber>>>,
+    /// Streams that stopped (no more messages; the connection stays up).
+    pub muted: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A running simulator; stops when dropped.
@@ -193,6 +195,7 @@ impl Simulator {
             served_points: Mutex::new(std::collections::BTreeSet::new()),
             lost_log: Mutex::new(Vec::new()),
             subscribers: Mutex::new(HashMap::new()),
+            muted: Mutex::new(std::collections::HashSet::new()),
         });
         let rest_addr = match &shared.cfg.rest_listen {
             Some(addr) => Some(server::start_rest(addr, shared.clone())?),
@@ -308,6 +311,13 @@ impl Simulator {
             .lock()
             .map(|l| l.clone())
             .unwrap_or_default()
+    }
+
+    /// Stops generating `stream` (e.g. `ethusdt@trade`); its connection keeps going.
+    pub fn mute(&self, stream: &str) {
+        if let Ok(mut m) = self.shared.muted.lock() {
+            m.insert(stream.to_string());
+        }
     }
 
     /// Arrival times of every message the client sent (SUBSCRIBE, pings, pongs), by connection.

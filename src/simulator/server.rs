@@ -200,6 +200,7 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                     .subscribers
                     .lock()
                     .map_err(|_| WsError::ConnectionClosed)?;
+                let muted = shared.muted.lock().map_err(|_| WsError::ConnectionClosed)?;
                 subscribed
                     .iter()
                     .map(|s| {
@@ -207,7 +208,7 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                         let owner = subs.get(s).and_then(|v| v.first()).map(|(i, _)| *i);
                         map.get(s)
                             .filter(|g| route.is_none_or(|r| g.channel.route() == r))
-                            .filter(|_| owner == Some(index))
+                            .filter(|_| owner == Some(index) && !muted.contains(s))
                             .map(|g| g.channel.weight())
                             .unwrap_or(0)
                     })

@@ -423,6 +423,13 @@ impl ExchangePlan for BinancePlan {
         out
     }
 
+    fn retain(&mut self, keep: &dyn Fn(&str) -> bool) {
+        self.symbols.retain(|s| keep(s));
+        if !keep(crate::runtime::shard::ALL_MARKET) {
+            self.channels.retain(|c| !c.starts_with('!'));
+        }
+    }
+
     fn decoder(&self) -> Box<dyn Decoder> {
         Box::new(decode::BinanceDecoder::new(self.profile.market))
     }

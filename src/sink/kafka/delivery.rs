@@ -46,7 +46,7 @@ pub struct Delivery {
     /// `acked` once everything is acknowledged, this is librdkafka's own retry count.
     pub transmitted: Arc<AtomicU64>,
     /// Produce -> acknowledgement latency, microseconds.
-    pub latency_us: Mutex<Option<Histogram<u64>>>,
+    pub latency_us: Arc<Mutex<Option<Histogram<u64>>>>,
     /// Waiting for their backoff to pass.
     pub retries: Mutex<VecDeque<Retry>>,
     /// Re-enqueued and in flight, by retry id.
@@ -80,7 +80,9 @@ impl Delivery {
             queue_bytes,
             batch_avg_bytes,
             transmitted,
-            latency_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).ok()),
+            latency_us: Arc::new(Mutex::new(
+                Histogram::new_with_bounds(1, 600_000_000, 3).ok(),
+            )),
             retries: Mutex::new(VecDeque::new()),
             in_flight_retries: Mutex::new(HashMap::new()),
             retry_deadline_ns,

@@ -18,6 +18,8 @@ struct Dropped {
 
 /// Dropped ranges waiting to be reported.
 pub struct Drops {
+    /// `gap_events_total{reason="sink_dropped"}`.
+    pub counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     pending: Vec<Dropped>,
     event: Event,
     buf: Vec<u8>,
@@ -26,6 +28,7 @@ pub struct Drops {
 impl Default for Drops {
     fn default() -> Self {
         Drops {
+            counter: None,
             pending: Vec::new(),
             event: Event::new("", ""),
             buf: Vec::with_capacity(512),
@@ -34,6 +37,14 @@ impl Default for Drops {
 }
 
 impl Drops {
+    /// Counting reported gaps in `counter`.
+    pub fn counted(counter: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        Drops {
+            counter: Some(counter),
+            ..Drops::default()
+        }
+    }
+
     /// Notes a dropped record (extends its stream's open range; allocates only for a new stream).
     pub fn note(&mut self, r: &Record) {
         let ts = r.recv_ts_ns;
@@ -101,6 +112,9 @@ impl Drops {
                 d.to_ts_ns
             );
             self.pending.pop();
+            if let Some(c) = &self.counter {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 }

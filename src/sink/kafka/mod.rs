@@ -165,6 +165,11 @@ impl KafkaSink {
             s.health_interval,
             stop_health.clone(),
         );
+        metrics.latency.add(
+            &[("stage", "sink_to_ack"), ("sink", "kafka")],
+            1e-6,
+            delivery.latency_us.clone(),
+        );
         let q = |p: &'static str| {
             metrics.gauge_f64(
                 "processor_publish_latency_seconds",
@@ -210,7 +215,11 @@ impl KafkaSink {
                 L,
             ),
             drop_log: crate::metrics::LogThrottle::default(),
-            drops: drops::Drops::default(),
+            drops: drops::Drops::counted(metrics.counter(
+                "gap_events_total",
+                "Gap events emitted (data of a stream may be missing), by reason.",
+                &[("reason", "sink_dropped")],
+            )),
         })
     }
 
