@@ -30,6 +30,12 @@ TANSU_BIN=$(./scripts/install-tansu.sh)
 export TANSU_BIN
 "$TANSU_BIN" --version
 
+if command -v kubectl >/dev/null 2>&1; then
+  log "kubernetes manifests render (deploy/k8s, deploy/k8s/sharded)"
+  kubectl kustomize --load-restrictor LoadRestrictionsNone deploy/k8s >/dev/null
+  kubectl kustomize --load-restrictor LoadRestrictionsNone deploy/k8s/sharded >/dev/null
+fi
+
 log "format"
 cargo fmt --all -- --check
 

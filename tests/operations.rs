@@ -122,6 +122,41 @@ fn every_metric_is_present_and_moves_and_latency_counts_match() {
             assert!(v > 0.0 && v < 1.0, "{stage} p{q} = {v}");
         }
     }
+    // Every metric the Grafana dashboard queries exists (Kafka's only with a Kafka sink).
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/mdc-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices('{') {
+                let name: String = expr[..i]
+                    .chars()
+                    .rev()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                if name.is_empty()
+                    || name.starts_with("kafka_")
+                    || name == "processor_publish_latency_seconds"
+                {
+                    continue;
+                }
+                assert!(
+                    sum(&last, &name, &[]).is_some(),
+                    "dashboard panel {} queries {name}, not exported",
+                    panel["title"]
+                );
+            }
+        }
+    }
     // Moving counters.
     for name in [
         "processor_events_total",
