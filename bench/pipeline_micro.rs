@@ -86,5 +86,76 @@ fn bench_ring(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_decode_encode, bench_ring);
+/// The cost of instrumentation on the hot path: a trade through the parser stage as it runs in
+/// production (event counter, receive->parsed histogram, stream freshness, session check) against
+/// the same decode + encode + ring write without any of it, and the metric operations alone
+/// (parser counter + histogram, publisher clock read + histogram).
+fn bench_metrics(c: &mut Criterion) {
+    use mdc::metrics::Metrics;
+    use mdc::pipeline::parser::Stage;
+    use mdc::pipeline::record::Record;
+    use mdc::runtime::idle::Idle;
+    let mut g = c.benchmark_group("metrics_cost");
+    g.throughput(Throughput::Elements(1));
+    let metrics = Metrics::new(&["null"]);
+    let (mut out, mut drain) = ring::ring(1024, || Record::with_capacity(4096));
+    let mut idle = Idle::new(mdc::config::IdlePolicy::Spin, 0);
+
+    let mut stage = Stage::new(
+        vec![Box::new(BinanceDecoder::new("spot"))],
+        Formats::PROTOBUF,
+        &metrics,
+    );
+    let mut watch = mdc::pipeline::watch::StreamWatch::new(
+        std::sync::Arc::new(Default::default()),
+        std::sync::Arc::new(Default::default()),
+    );
+    let streams = vec!["btcusdt@trade".to_string()];
+    watch.add(
+        0,
+        "c0".into(),
+        &streams,
+        &streams,
+        std::time::Duration::from_secs(60),
+        None,
+    );
+    stage.watch = Some(watch);
+    let mut frame = Frame::with_capacity(4096);
+    g.bench_function("trade_through_stage_instrumented", |b| {
+        b.iter(|| {
+            frame.fill(TRADE.as_bytes());
+            stage.process(&mut frame, &mut out, &mut idle);
+            black_box(drain.read_with(|r| r.proto.len()))
+        })
+    });
+
+    let mut dec = BinanceDecoder::new("spot");
+    g.bench_function("trade_bare_decode_encode_ring", |b| {
+        b.iter(|| {
+            frame.fill(TRADE.as_bytes());
+            let len = frame.len;
+            let r = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
+                out.write_with(|rec| fill(rec, ev, Formats::PROTOBUF));
+            });
+            let _ = black_box(r);
+            black_box(drain.read_with(|r| r.proto.len()))
+        })
+    });
+
+    let mut events = metrics.events.handle();
+    let mut parsed = metrics.latency.recorder(&[("stage", "receive_to_parsed")]);
+    let mut handed = metrics.latency.recorder(&[("stage", "parsed_to_sink")]);
+    let mut ts = 1_700_000_000_000_000_000i64;
+    g.bench_function("metric_operations_per_event", |b| {
+        b.iter(|| {
+            ts += 731;
+            events.add(0, 1);
+            parsed.record_ns(black_box(ts) % 5_000 + 300);
+            handed.record_ns(mdc::clock::realtime_ns() - black_box(ts));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_decode_encode, bench_ring, bench_metrics);
 criterion_main!(benches);

@@ -24,4 +24,5 @@ pub mod pipeline;
 pub mod runtime;
 pub mod simulator;
 pub mod sink;
+pub mod trace;
 pub mod wire;

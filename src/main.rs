@@ -116,6 +116,13 @@ fn run(path: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     };
     init_logging(&config.log.level, config.log.format);
+    if !config.tracing.otlp_endpoint.is_empty()
+        && let Err(e) =
+            mdc::trace::start(&config.tracing.otlp_endpoint, &config.tracing.service_name)
+    {
+        eprintln!("tracing: {e}");
+        return ExitCode::from(2);
+    }
     log::info!(
         "event=config_loaded path={} version={}",
         path.display(),
@@ -128,7 +135,9 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match topology::run(config, flag) {
+    let outcome = topology::run(config, flag);
+    mdc::trace::flush();
+    match outcome {
         Ok(topology::Outcome::Clean) => ExitCode::SUCCESS,
         Ok(topology::Outcome::Incomplete(why)) => {
             log::error!("event=shutdown_incomplete reason=\"{why}\"");

@@ -130,6 +130,8 @@ struct SymbolState {
     c: BookCounters,
     /// Receive time of the last diff applied (start of a `book_resync` gap).
     last_applied_ns: i64,
+    /// When the current re-sync asked for its first snapshot (0: synced); a `book_resync` span.
+    resync_started_ns: i64,
 }
 
 struct SourceBooks {
@@ -178,6 +180,7 @@ impl Books {
                                 book: SymbolBook::new(spec.rules, cfg.max_buffered_diffs),
                                 c: c.get(sym)?.clone(),
                                 last_applied_ns: 0,
+                                resync_started_ns: 0,
                             };
                             Some((sym.clone(), state))
                         })
@@ -238,6 +241,9 @@ impl Books {
             _ => {}
         }
         if st.book.take_request() {
+            if st.resync_started_ns == 0 {
+                st.resync_started_ns = crate::clock::realtime_ns();
+            }
             let _ = self.requests.send(SnapshotRequest {
                 parser: self.parser,
                 source,
@@ -337,6 +343,20 @@ impl Books {
                 });
             }
             if out == Outcome::Applied {
+                if st.resync_started_ns > 0 && crate::trace::enabled() {
+                    crate::trace::record(crate::trace::Span {
+                        name: "book_resync",
+                        start_ns: st.resync_started_ns,
+                        end_ns: crate::clock::realtime_ns(),
+                        attrs: vec![
+                            ("exchange", exchange.into()),
+                            ("symbol", resp.symbol.clone().into()),
+                            ("update_id", (st.book.last_update_id as i64).into()),
+                        ],
+                        error: None,
+                    });
+                }
+                st.resync_started_ns = 0;
                 log::info!(
                     "event=book_synced exchange={exchange} symbol={} update_id={} bids={} asks={}",
                     resp.symbol,

@@ -97,6 +97,28 @@ struct Raw {
     log: LogConfig,
     #[serde(default)]
     book: crate::book::BookConfig,
+    #[serde(default)]
+    tracing: TracingConfig,
+}
+
+/// `tracing:`: OpenTelemetry spans (connect, subscribe, rollover, book re-sync, publish batches)
+/// exported over OTLP/HTTP; needs the `otlp` cargo feature (on by default).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// OTLP/HTTP base URL, e.g. `http://127.0.0.1:4318` (spans go to `/v1/traces`); empty: off.
+    pub otlp_endpoint: String,
+    /// `service.name` of the spans.
+    pub service_name: String,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            otlp_endpoint: String::new(),
+            service_name: "mdc".into(),
+        }
+    }
 }
 
 /// `http:`: the operations endpoint (`/metrics`, `/healthz`, `/readyz`).
@@ -286,6 +308,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `book:`: local order books.
     pub book: crate::book::BookConfig,
+    /// `tracing:`: OTLP spans.
+    pub tracing: TracingConfig,
     /// Parsed `runtime.shutdown_timeout`.
     pub shutdown_timeout: Duration,
     /// Parsed `runtime.reconnect`.
@@ -444,6 +468,21 @@ impl Config {
                 "must be at least initial (> 0)",
             ));
         }
+        let otlp = raw.tracing.otlp_endpoint.trim();
+        if !otlp.is_empty() {
+            if !(otlp.starts_with("http://") || otlp.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "tracing.otlp_endpoint",
+                    format!("`{otlp}` is not an http(s):// URL like http://127.0.0.1:4318"),
+                ));
+            }
+            if !cfg!(feature = "otlp") {
+                return Err(ConfigError::new(
+                    "tracing.otlp_endpoint",
+                    "this binary was built without the `otlp` feature",
+                ));
+            }
+        }
         let mut stale = HttpConfig::default_stale_after();
         stale.append(&mut raw.http.stale_after);
         raw.http.stale_after = stale;
@@ -516,6 +555,7 @@ impl Config {
             runtime: raw.runtime,
             log: raw.log,
             book: raw.book,
+            tracing: raw.tracing,
             shutdown_timeout,
             reconnect,
             shard,
@@ -545,6 +585,11 @@ impl Config {
                 m,
                 "log",
                 serde_yaml::to_value(&self.log).unwrap_or(Value::Null),
+            );
+            put(
+                m,
+                "tracing",
+                serde_yaml::to_value(&self.tracing).unwrap_or(Value::Null),
             );
             let mut ex = Mapping::new();
             for p in &self.exchanges {

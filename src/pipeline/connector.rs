@@ -236,6 +236,8 @@ struct Slot {
     roll_at: Option<Instant>,
     attempts: u32,
     roll_attempts: u32,
+    /// When the running rollover began (a `rollover` span).
+    roll_started_ns: i64,
 }
 
 impl Connector {
@@ -288,7 +290,30 @@ impl Connector {
                 }
                 let session = slots[i].next_session;
                 let t = &self.targets[i];
-                match connect(&t.spec.url, self.max_message_bytes, self.connect_timeout) {
+                let started_ns = crate::clock::realtime_ns();
+                let result = connect(&t.spec.url, self.max_message_bytes, self.connect_timeout);
+                if crate::trace::enabled() {
+                    crate::trace::record(crate::trace::Span {
+                        name: "connect",
+                        start_ns: started_ns,
+                        end_ns: crate::clock::realtime_ns(),
+                        attrs: vec![
+                            ("conn", t.conn.into()),
+                            ("session", session.into()),
+                            ("url", t.spec.url.clone().into()),
+                            ("streams", t.spec.streams.len().into()),
+                            (
+                                "purpose",
+                                if reconnect { "connect" } else { "rollover" }.into(),
+                            ),
+                        ],
+                        error: result.as_ref().err().cloned(),
+                    });
+                }
+                if !reconnect && result.is_ok() {
+                    slots[i].roll_started_ns = started_ns;
+                }
+                match result {
                     Ok(ws) => {
                         slots[i].next_session += 1;
                         log::info!(
@@ -456,6 +481,19 @@ impl Connector {
                         continue;
                     }
                     log::info!("event=rollover_done conn={conn} old_gen={old} new_gen={new}");
+                    if crate::trace::enabled() {
+                        crate::trace::record(crate::trace::Span {
+                            name: "rollover",
+                            start_ns: s.roll_started_ns,
+                            end_ns: crate::clock::realtime_ns(),
+                            attrs: vec![
+                                ("conn", conn.into()),
+                                ("old_session", old.into()),
+                                ("new_session", new.into()),
+                            ],
+                            error: None,
+                        });
+                    }
                     s.active = Some(new);
                     s.replacing = None;
                     s.roll_attempts = 0;

@@ -36,7 +36,11 @@ impl Publisher {
         let mut last_merge = 0i64;
         let mut err_log = LogThrottle::default();
         let mut last_tick = 0i64;
+        // One `publish_batch` span per 100 ms at most (tracing never costs per message).
+        let tracing = crate::trace::enabled();
+        let mut last_span_ns = 0i64;
         loop {
+            let pass_start_ns = if tracing { realtime_ns() } else { 0 };
             let mut did = 0usize;
             for input in &mut self.inputs {
                 for _ in 0..BATCH {
@@ -68,6 +72,16 @@ impl Publisher {
                 }
             }
             let now = realtime_ns();
+            if tracing && did > 0 && now - last_span_ns >= 100_000_000 {
+                last_span_ns = now;
+                crate::trace::record(crate::trace::Span {
+                    name: "publish_batch",
+                    start_ns: pass_start_ns,
+                    end_ns: now,
+                    attrs: vec![("records", did.into()), ("sinks", self.sinks.len().into())],
+                    error: None,
+                });
+            }
             if now - last_tick >= TICK_NS {
                 last_tick = now;
                 for (i, sink) in self.sinks.iter_mut().enumerate() {

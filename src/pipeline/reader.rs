@@ -36,6 +36,8 @@ struct Conn {
     next_send: Instant,
     interval: Duration,
     subscribed: bool,
+    /// SUBSCRIBE messages this session needed (for the `subscribe` span).
+    subscribe_messages: usize,
     opened: Instant,
     status: Arc<crate::metrics::health::ConnStatus>,
     /// Text messages not yet added to `status.messages`.
@@ -143,6 +145,7 @@ impl Reader {
                     source: est.source,
                     parser: est.parser,
                     ws: est.ws,
+                    subscribe_messages: est.subscribe.len(),
                     pending: est.subscribe.into(),
                     next_send: Instant::now(),
                     // A small margin keeps clock jitter from ever exceeding the exchange's limit.
@@ -396,6 +399,20 @@ impl Reader {
                 .connections_subscribed
                 .fetch_add(1, Ordering::Relaxed);
             self.marker(conn, FrameKind::Subscribed);
+            if crate::trace::enabled() {
+                let end = realtime_ns();
+                crate::trace::record(crate::trace::Span {
+                    name: "subscribe",
+                    start_ns: end - conn.opened.elapsed().as_nanos() as i64,
+                    end_ns: end,
+                    attrs: vec![
+                        ("conn", conn.conn.into()),
+                        ("session", conn.session.into()),
+                        ("messages", conn.subscribe_messages.into()),
+                    ],
+                    error: None,
+                });
+            }
             if conn.status.state() == crate::metrics::health::ConnState::Open {
                 conn.status
                     .set_state(crate::metrics::health::ConnState::Subscribed);
