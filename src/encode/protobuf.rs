@@ -62,8 +62,8 @@ fn message_field<M: Message>(tag: u32, m: &M, out: &mut Vec<u8>) {
     let len = m.encoded_len();
     encode_varint(len as u64, out);
     out.reserve(len);
-    // Encoding into a Vec with enough reserved capacity cannot fail.
-    let _ = m.encode(out);
+    // `encode_raw`: `encode` would compute the whole length again before writing.
+    m.encode_raw(out);
 }
 
 /// Length of the varint prefix for a message of `len` bytes (for size accounting).

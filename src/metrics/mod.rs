@@ -4,6 +4,7 @@
 //! single-writer atomics by [`Counters::publish`] every few milliseconds (off the per-message path).
 //! The exporter sums the atomics of every thread at scrape time (see [`server`]).
 
+pub mod alloc;
 pub mod health;
 pub mod latency;
 pub mod server;

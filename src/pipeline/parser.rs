@@ -51,6 +51,9 @@ pub struct Stage {
     last_watch_check_ns: i64,
     last_rollover_check_ns: i64,
     last_merge_ns: i64,
+    /// Benchmarks only (`mdc bench`): trade ids carry the simulator's send time; records
+    /// `sim_send_to_receive`. `None` in production.
+    pub probe: Option<Recorder>,
 }
 
 impl Stage {
@@ -77,6 +80,7 @@ impl Stage {
             last_watch_check_ns: 0,
             last_rollover_check_ns: 0,
             last_merge_ns: 0,
+            probe: None,
         }
     }
 
@@ -142,10 +146,16 @@ impl Stage {
         let books = &mut self.books;
         let gaps = &mut self.gaps;
         let sessions = &mut self.sessions;
+        let probe = &mut self.probe;
         let (source, len, recv_ts) = (frame.source, frame.len, frame.recv_ts_ns);
         let res = decoder.decode(&mut frame.buf, len, recv_ts, &mut |ev: &mut Event| {
             if !sessions.admit(conn, session, ev) {
                 return; // the other session of a rollover delivers (or delivered) this one
+            }
+            if let Some(p) = probe.as_mut()
+                && ev.kind == Some(EventKind::Trade)
+            {
+                p.record_ns(recv_ts - ev.trade.trade_id as i64);
             }
             let due = match (ev.kind, books.as_mut()) {
                 (Some(EventKind::DepthDiff), Some(b)) => b.on_diff(source, conn, ev, recv_ts),
@@ -252,6 +262,9 @@ impl Stage {
         if now - self.last_merge_ns >= 100_000_000 {
             self.last_merge_ns = now;
             self.events.latency.merge();
+            if let Some(p) = self.probe.as_mut() {
+                p.merge();
+            }
         }
         self.errors.publish();
         self.sessions.publish();
@@ -321,6 +334,8 @@ pub struct Parser {
     pub idle: Idle,
     /// `ring_occupancy` gauge per input ring (set every 10 ms).
     pub occupancy: Vec<std::sync::Arc<std::sync::atomic::AtomicI64>>,
+    /// `thread_allocations_total` of this thread (when the binary counts allocations).
+    pub allocations: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Parser {
@@ -355,6 +370,12 @@ impl Parser {
                 self.stage.publish();
                 for (g, input) in self.occupancy.iter().zip(&self.inputs) {
                     g.store(input.len() as i64, std::sync::atomic::Ordering::Relaxed);
+                }
+                if let Some(a) = &self.allocations {
+                    a.store(
+                        crate::metrics::alloc::thread_allocations(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                 }
             }
         }

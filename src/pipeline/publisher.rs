@@ -22,6 +22,8 @@ pub struct Publisher {
     pub idle: Idle,
     /// `ring_occupancy` gauge per input ring (set every millisecond).
     pub occupancy: Vec<Arc<std::sync::atomic::AtomicI64>>,
+    /// `thread_allocations_total` of this thread (when the binary counts allocations).
+    pub allocations: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Publisher {
@@ -99,6 +101,12 @@ impl Publisher {
                 errors.publish();
                 for (g, input) in self.occupancy.iter().zip(&self.inputs) {
                     g.store(input.len() as i64, std::sync::atomic::Ordering::Relaxed);
+                }
+                if let Some(a) = &self.allocations {
+                    a.store(
+                        crate::metrics::alloc::thread_allocations(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                 }
                 if now - last_merge >= 100_000_000 {
                     last_merge = now;

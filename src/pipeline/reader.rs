@@ -66,6 +66,8 @@ pub struct Reader {
     pub shutdown: Arc<AtomicBool>,
     /// Times a ring to a parser was full (the reader waited: backpressure, nothing dropped).
     pub ring_full_waits: Arc<std::sync::atomic::AtomicU64>,
+    /// `thread_allocations_total` of this thread (when the binary counts allocations).
+    pub allocations: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 struct Stats {
@@ -211,6 +213,12 @@ impl Reader {
                 stats.bytes.publish();
                 stats.skipped.publish();
                 stats.disconnects.publish();
+                if let Some(a) = &self.allocations {
+                    a.store(
+                        crate::metrics::alloc::thread_allocations(),
+                        Ordering::Relaxed,
+                    );
+                }
                 for c in conns.iter_mut().flatten() {
                     if c.unpublished > 0 {
                         c.status

@@ -36,11 +36,29 @@ pub enum Outcome {
     Incomplete(String),
 }
 
+/// Extra instrumentation for benchmarks (`mdc bench`); all off in production.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Trade ids carry the simulator's send time: record `sim_send_to_receive`.
+    pub probe_sim_send: bool,
+}
+
 /// Runs the collector until `shutdown` is set, then drains within `config.shutdown_timeout`.
 pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String> {
-    let rt = &config.runtime;
     let sink_names: Vec<&'static str> = config.sinks.iter().map(|s| s.name()).collect();
     let metrics = Metrics::new(&sink_names);
+    run_with(config, shutdown, metrics, RunOptions::default())
+}
+
+/// [`run`] with the caller's metrics (read while it runs) and options.
+pub fn run_with(
+    config: Config,
+    shutdown: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    opts: RunOptions,
+) -> Result<Outcome, String> {
+    let rt = &config.runtime;
+    let sink_names: Vec<&'static str> = config.sinks.iter().map(|s| s.name()).collect();
 
     let mut sinks = Vec::new();
     let mut formats = Formats::NONE;
@@ -243,6 +261,15 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
             rt.ring_capacity.max(2).next_power_of_two() as i64,
             Ordering::Relaxed,
         );
+    let allocations = |thread: &str| {
+        crate::metrics::alloc::installed().then(|| {
+            metrics.counter(
+                "thread_allocations_total",
+                "Heap allocations made by a pipeline thread since start (0 growth in steady state).",
+                &[("thread", thread)],
+            )
+        })
+    };
     let publisher_cpu = rt.cpus.publisher;
     let mut publisher_occupancy: Vec<_> = (0..rt.parsers)
         .map(|p| occupancy(&format!("parser-{p}>publisher")))
@@ -256,6 +283,7 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
         metrics: metrics.clone(),
         idle: idle(),
         occupancy: publisher_occupancy,
+        allocations: allocations("publisher"),
     };
     let (done_tx, done_rx) = crossbeam_channel::bounded::<usize>(1);
     spawn("publisher", move || {
@@ -313,6 +341,13 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
                 .add(t.conn, plan.exchange(), plan.market(), &t.spec.streams);
         }
         stage.watch = Some(watch);
+        if opts.probe_sim_send {
+            stage.probe = Some(
+                metrics
+                    .latency
+                    .recorder(&[("stage", "sim_send_to_receive")]),
+            );
+        }
         let replies = snap_reply_rx.next();
         if with_books && let Some(replies) = replies {
             stage.books = Some(Books::new(
@@ -333,6 +368,7 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
             occupancy: (0..rt.readers)
                 .map(|r| occupancy(&format!("reader-{r}>parser-{i}")))
                 .collect(),
+            allocations: allocations(&name),
         };
         spawn(&name.clone(), move || {
             pin(&name, cpu);
@@ -362,6 +398,7 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
             idle: idle(),
             shutdown: shutdown.clone(),
             ring_full_waits: ring_full.clone(),
+            allocations: allocations(&name),
         };
         spawn(&name.clone(), move || {
             pin(&name, cpu);

@@ -108,6 +108,9 @@ pub struct StreamGen {
     pub last_update_id: u64,
     /// USD-M payload shapes (extra `e`/`E`/`T`, `pu`, 2-decimal prices, 3-decimal quantities).
     futures: bool,
+    /// Trade ids are the generation time (ns, realtime; still increasing), so a benchmark can
+    /// measure simulator -> collector latency from the events alone.
+    pub stamp_trade_ids: bool,
 }
 
 impl StreamGen {
@@ -145,6 +148,7 @@ impl StreamGen {
             asks: BTreeMap::new(),
             last_update_id: next_id - 1,
             futures,
+            stamp_trade_ids: false,
         };
         if channel == Channel::Depth {
             // A resting book to start from; its state is update id `next_id - 1`.
@@ -209,6 +213,9 @@ impl StreamGen {
         let t = now_ms.saturating_sub(1);
         match self.channel {
             Channel::Trade => {
+                if self.stamp_trade_ids {
+                    self.next_id = self.next_id.max(crate::clock::realtime_ns().max(0) as u64);
+                }
                 let id = self.next_id;
                 self.next_id += 1;
                 let (p, q, m) = (
@@ -435,6 +442,40 @@ fn price(cents: u64) -> String {
 /// 1e-8 units -> Binance's 8-decimal string.
 fn qty(units: u64) -> String {
     format!("{}.{:08}", units / 100_000_000, units % 100_000_000)
+}
+
+/// `n` messages of the realistic Binance spot mix (depth diffs of 1-20 levels about 60%, trades and
+/// aggregate trades 30%, book tickers 10%) over `symbols`, as the server would send them: the
+/// corpus of the benchmark baseline and of micro-benchmarks.
+pub fn mixed_corpus(symbols: &[String], seed: u64, n: usize) -> Vec<String> {
+    let mut gens: Vec<StreamGen> = symbols
+        .iter()
+        .flat_map(|s| {
+            let lower = s.to_ascii_lowercase();
+            ["depth@100ms", "trade", "aggTrade", "bookTicker"]
+                .into_iter()
+                .filter_map(move |c| StreamGen::new(&format!("{lower}@{c}"), seed))
+        })
+        .collect();
+    let weights: Vec<u64> = gens.iter().map(|g| g.channel.weight()).collect();
+    let total: u64 = weights.iter().sum();
+    let mut rng = Rng(seed | 1);
+    let mut out = Vec::with_capacity(n);
+    if gens.is_empty() {
+        return out;
+    }
+    for i in 0..n {
+        let mut pick = rng.next_u64() % total;
+        let mut g = 0;
+        while pick >= weights[g] {
+            pick -= weights[g];
+            g += 1;
+        }
+        let mut m = String::new();
+        gens[g].next_message(1_723_161_255_343 + i as u64, &mut m);
+        out.push(m);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -77,6 +77,8 @@ pub struct SimConfig {
     /// On every connection after the first, this many messages are generated before the handshake
     /// completes and never sent: the data a real exchange streamed while we were away.
     pub lose_on_reconnect: u64,
+    /// Trade ids carry their generation time in ns (see `StreamGen::stamp_trade_ids`).
+    pub stamp_trade_ids: bool,
 }
 
 /// An abnormal REST answer.
@@ -114,6 +116,7 @@ impl Default for SimConfig {
             rest_faults: Vec::new(),
             futures: false,
             lose_on_reconnect: 0,
+            stamp_trade_ids: false,
         }
     }
 }

@@ -349,8 +349,9 @@ fn ensure_streams(shared: &Shared, streams: &[String]) {
     if let Ok(mut map) = shared.streams.lock() {
         for s in streams {
             if !map.contains_key(s)
-                && let Some(g) = StreamGen::with_market(s, shared.cfg.seed, shared.cfg.futures)
+                && let Some(mut g) = StreamGen::with_market(s, shared.cfg.seed, shared.cfg.futures)
             {
+                g.stamp_trade_ids = shared.cfg.stamp_trade_ids;
                 if shared.cfg.record_depth
                     && g.channel == super::generator::Channel::Depth
                     && let Ok(mut log) = shared.depth_log.lock()

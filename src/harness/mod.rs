@@ -1,0 +1,542 @@
+//! `mdc bench`: the latency benchmarking harness. One command starts the exchange simulator and
+//! the collector in this process (their own threads; the collector's pinned as asked), offers a
+//! chosen rate (or the maximum) of the realistic Binance mix over loopback WebSockets, and after a
+//! warm-up measures for a chosen time:
+//!
+//! - messages/s and MB/s received, parsed and handed to the sink, and loss;
+//! - HDR latency per stage: simulator send -> receive (trade ids carry the send time), receive ->
+//!   parsed, parsed -> handed to the sink, and for Kafka handed -> acknowledged;
+//! - CPU time per thread and per message, RSS, allocations of the pipeline threads after warm-up;
+//! - the same messages through a conventional pipeline (serde_json, owned strings, f64) and ours,
+//!   single-threaded, side by side: the ratio.
+//!
+//! It writes a Markdown and a CSV report under `perf/runs/<date>-<host>/` with the exact command,
+//! git revision, CPU model and pinning.
+
+pub mod baseline;
+pub mod system;
+
+use crate::config::Config;
+use crate::encode::Formats;
+use crate::metrics::Metrics;
+use crate::metrics::latency::QUANTILES;
+use crate::runtime::topology::{self, RunOptions};
+use crate::simulator::{SimConfig, Simulator};
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Offered messages per second in total (0 = as fast as the simulator can send).
+    pub rate: u64,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// `null`, `file` or `kafka`.
+    pub sink: String,
+    /// Kafka bootstrap servers (sink `kafka`).
+    pub brokers: String,
+    /// `protobuf` or `json`.
+    pub format: String,
+    pub symbols: usize,
+    pub connections: usize,
+    pub readers: usize,
+    pub parsers: usize,
+    /// `spin`, `yield` or `sleep`.
+    pub idle: String,
+    pub reader_cpus: Vec<usize>,
+    pub parser_cpus: Vec<usize>,
+    pub publisher_cpu: Option<usize>,
+    /// Messages in the baseline comparison corpus.
+    pub baseline_messages: usize,
+    /// Report directory root (`perf/runs`); the run goes to `<out>/<date>-<host>/`.
+    pub out: std::path::PathBuf,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+/// Counters at one instant.
+struct Snapshot {
+    at: Instant,
+    sent: u64,
+    frames: u64,
+    bytes: u64,
+    events: u64,
+    handed: u64,
+    cpu: BTreeMap<String, f64>,
+    allocations: BTreeMap<String, u64>,
+    latency: BTreeMap<String, (f64, Histogram<u64>)>,
+}
+
+fn snapshot(m: &Metrics, sim: &Simulator) -> Snapshot {
+    use crate::metrics::frame;
+    let allocations = m
+        .extra
+        .lock()
+        .map(|e| {
+            e.iter()
+                .filter(|x| x.name == "thread_allocations_total")
+                .filter_map(|x| match &x.kind {
+                    crate::metrics::ExtraKind::Counter(a) => Some((
+                        x.labels.first().map(|(_, v)| v.clone()).unwrap_or_default(),
+                        a.load(Ordering::Relaxed),
+                    )),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let latency = m
+        .latency
+        .snapshot()
+        .into_iter()
+        .map(|(labels, unit, h)| {
+            let name = labels
+                .iter()
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+                .join("/");
+            (name, (unit, h))
+        })
+        .collect();
+    Snapshot {
+        at: Instant::now(),
+        sent: sim.sent(),
+        frames: m.frames.totals()[frame::TEXT],
+        bytes: m.bytes.totals()[frame::TEXT],
+        events: m.events.totals().iter().sum(),
+        handed: m.sink_records.totals().first().copied().unwrap_or(0),
+        cpu: system::thread_cpu(),
+        allocations,
+        latency,
+    }
+}
+
+/// Runs the benchmark and writes the report; returns the Markdown.
+pub fn run(o: &BenchOptions) -> Result<String, String> {
+    if !crate::metrics::alloc::installed() {
+        log::warn!("event=bench_note note=\"allocation counting needs the mdc binary\"");
+    }
+    let symbols: Vec<String> = (0..o.symbols.max(1))
+        .map(|i| format!("S{i:03}USDT"))
+        .collect();
+    let streams = symbols.len() * 4;
+    let conns = o.connections.clamp(1, streams);
+    let per_conn = streams.div_ceil(conns);
+    let sim = Simulator::start(SimConfig {
+        rate: if o.rate == 0 {
+            0
+        } else {
+            (o.rate / conns as u64).max(1)
+        },
+        seed: 7,
+        stamp_trade_ids: true,
+        ..SimConfig::default()
+    })
+    .map_err(|e| format!("simulator: {e}"))?;
+
+    let dir = std::env::temp_dir().join(format!("mdc-bench-{}", std::process::id()));
+    let sink = match o.sink.as_str() {
+        "null" => format!(
+            "  null: {{ enabled: true, format: \"{}\" }}",
+            if o.format == "json" {
+                "jsonl"
+            } else {
+                "protobuf"
+            }
+        ),
+        "file" => format!(
+            "  file: {{ path: \"{}\", format: \"{}\" }}",
+            dir.display(),
+            if o.format == "json" {
+                "jsonl"
+            } else {
+                "protobuf"
+            }
+        ),
+        "kafka" => format!(
+            "  kafka: {{ enabled: true, brokers: \"{}\", format: \"{}\", topic: \"bench.{{type}}\", required: true }}",
+            o.brokers,
+            if o.format == "json" {
+                "json"
+            } else {
+                "protobuf"
+            }
+        ),
+        s => return Err(format!("unknown sink `{s}` (null, file, kafka)")),
+    };
+    let list = |v: &[usize]| {
+        v.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let yaml = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{ws}"
+    symbols: [{syms}]
+    channels: ["depth@100ms", "trade", "aggTrade", "bookTicker"]
+    max_streams_per_connection: {per_conn}
+    max_connection_age: "off"
+    silent_stream_timeout: "1h"
+sinks:
+{sink}
+http:
+  listen: ""
+book:
+  enabled: false
+runtime:
+  readers: {readers}
+  parsers: {parsers}
+  idle: "{idle}"
+  cpus: {{ readers: [{rc}], parsers: [{pc}]{pub_cpu} }}
+log:
+  level: "warn"
+"#,
+        ws = sim.ws_url(),
+        syms = symbols.join(", "),
+        readers = o.readers,
+        parsers = o.parsers,
+        idle = o.idle,
+        rc = list(&o.reader_cpus),
+        pc = list(&o.parser_cpus),
+        pub_cpu = o
+            .publisher_cpu
+            .map(|c| format!(", publisher: {c}"))
+            .unwrap_or_default(),
+    );
+    let config = Config::from_yaml(&yaml, std::iter::empty()).map_err(|e| e.to_string())?;
+    let sink_names: Vec<&'static str> = config.sinks.iter().map(|s| s.name()).collect();
+    let metrics = Metrics::new(&sink_names);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (m2, s2) = (metrics.clone(), shutdown.clone());
+    let collector = std::thread::Builder::new()
+        .name("bench-collector".into())
+        .spawn(move || {
+            topology::run_with(
+                config,
+                s2,
+                m2,
+                RunOptions {
+                    probe_sim_send: true,
+                },
+            )
+        })
+        .map_err(|e| e.to_string())?;
+
+    let t0 = Instant::now();
+    while metrics.connections_subscribed.load(Ordering::Relaxed)
+        < metrics.connections_expected.load(Ordering::Relaxed)
+        || metrics.connections_expected.load(Ordering::Relaxed) == 0
+    {
+        if t0.elapsed() > Duration::from_secs(30) {
+            shutdown.store(true, Ordering::Relaxed);
+            return Err("the collector did not connect within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "bench: {} streams over {conns} connection(s); warming up {:?}",
+        streams, o.warmup
+    );
+    std::thread::sleep(o.warmup);
+    let a = snapshot(&metrics, &sim);
+    let mut rss_max = system::rss_bytes();
+    let rss_start = rss_max;
+    eprintln!("bench: measuring {:?}", o.duration);
+    while a.at.elapsed() < o.duration {
+        std::thread::sleep(Duration::from_millis(250));
+        rss_max = rss_max.max(system::rss_bytes());
+    }
+    // Let the last 100 ms of histogram merges land.
+    std::thread::sleep(Duration::from_millis(150));
+    let b = snapshot(&metrics, &sim);
+    let rss_end = system::rss_bytes();
+    shutdown.store(true, Ordering::Relaxed);
+    let outcome = collector
+        .join()
+        .map_err(|_| "collector thread panicked".to_string())??;
+    let sent_total = sim.sent();
+    let frames_total = metrics.frames.totals()[crate::metrics::frame::TEXT];
+    let handed_total = metrics.sink_records.totals().first().copied().unwrap_or(0);
+    let events_total: u64 = metrics.events.totals().iter().sum();
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    eprintln!(
+        "bench: baseline comparison on {} messages",
+        o.baseline_messages
+    );
+    let corpus =
+        crate::simulator::generator::mixed_corpus(&symbols, 11, o.baseline_messages.max(1000));
+    let formats = if o.format == "json" {
+        Formats::JSON
+    } else {
+        Formats::PROTOBUF
+    };
+    let cmp = baseline::compare(&corpus, 3, formats);
+
+    let md = report(
+        o,
+        &a,
+        &b,
+        &Totals {
+            sent: sent_total,
+            frames: frames_total,
+            events: events_total,
+            handed: handed_total,
+            rss_start,
+            rss_max,
+            rss_end,
+            outcome: format!("{outcome:?}"),
+            streams,
+            conns,
+        },
+        &cmp,
+    );
+    Ok(md)
+}
+
+struct Totals {
+    sent: u64,
+    frames: u64,
+    events: u64,
+    handed: u64,
+    rss_start: u64,
+    rss_max: u64,
+    rss_end: u64,
+    outcome: String,
+    streams: usize,
+    conns: usize,
+}
+
+fn pct(h: &Histogram<u64>, q: f64, unit: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 * unit
+    }
+}
+
+fn report(
+    o: &BenchOptions,
+    a: &Snapshot,
+    b: &Snapshot,
+    t: &Totals,
+    cmp: &baseline::Comparison,
+) -> String {
+    let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
+    let frames = b.frames - a.frames;
+    let events = b.events - a.events;
+    let handed = b.handed - a.handed;
+    let sent = b.sent - a.sent;
+    let mb = (b.bytes - a.bytes) as f64 / 1e6;
+    let mut csv = String::from("metric,value,unit\n");
+    let mut row = |k: &str, v: f64, u: &str| {
+        let _ = writeln!(csv, "{k},{v},{u}");
+    };
+    row("offered_rate", o.rate as f64, "msgs/s (0 = max)");
+    row("sent_rate", sent as f64 / secs, "msgs/s");
+    row("received_rate", frames as f64 / secs, "msgs/s");
+    row("received_mb_rate", mb / secs, "MB/s");
+    row("parsed_rate", events as f64 / secs, "events/s");
+    row("handed_rate", handed as f64 / secs, "records/s");
+    let loss = t.frames.saturating_sub(t.handed);
+    row("loss_received_not_handed", loss as f64, "messages");
+
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# mdc bench: {} sink, {} offered\n",
+        o.sink,
+        if o.rate == 0 {
+            "maximum rate".to_string()
+        } else {
+            format!("{} msgs/s", o.rate)
+        }
+    );
+    let _ = writeln!(md, "Command: `{}`\n", o.command);
+    let _ = writeln!(
+        md,
+        "| | |\n|---|---|\n| date (UTC) | {} |\n| git revision | {} |\n| host | {} |\n| CPU | {} x {} |\n| kernel | {} |\n| collector threads | {} reader(s), {} parser(s), 1 publisher, idle `{}` |\n| pinning | readers {:?}, parsers {:?}, publisher {:?}; simulator threads unpinned, same machine |\n| load | {} symbols x 4 channels = {} streams over {} connection(s); mix: depth diffs 1-20 levels ~60 %, trades + aggTrades ~30 %, bookTicker ~10 % |\n| sink | {} ({}) |\n| warm-up / measured | {:.1} s / {:.1} s |\n| run outcome | {} |\n",
+        system::utc_date(),
+        system::git_revision(),
+        system::host(),
+        system::cpus(),
+        system::cpu_model(),
+        system::kernel(),
+        o.readers,
+        o.parsers,
+        o.idle,
+        o.reader_cpus,
+        o.parser_cpus,
+        o.publisher_cpu,
+        o.symbols,
+        t.streams,
+        t.conns,
+        o.sink,
+        o.format,
+        o.warmup.as_secs_f64(),
+        secs,
+        t.outcome
+    );
+    let _ = writeln!(
+        md,
+        "## Throughput (measured window)\n\n| | per second | total |\n|---|---|---|\n| sent by the simulator | {:.0} msgs | {} |\n| received (WebSocket text messages) | {:.0} msgs, {:.1} MB | {} |\n| parsed (events) | {:.0} | {} |\n| handed to the sink | {:.0} | {} |\n\nLoss over the whole run (received but not handed to the sink after the drain): {} of {} \
+         ({} events written in all; {} sent, the difference to received being in flight at the stop).\n",
+        sent as f64 / secs,
+        sent,
+        frames as f64 / secs,
+        mb / secs,
+        frames,
+        events as f64 / secs,
+        events,
+        handed as f64 / secs,
+        handed,
+        loss,
+        t.frames,
+        t.events,
+        t.sent,
+    );
+
+    let _ = writeln!(
+        md,
+        "## Latency per stage (HDR, measured window)\n\n| stage | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|"
+    );
+    let order = [
+        "sim_send_to_receive",
+        "receive_to_parsed",
+        "parsed_to_sink",
+        "sink_to_ack/kafka",
+    ];
+    for name in order {
+        let (Some((unit, hb)), ha) = (b.latency.get(name), a.latency.get(name)) else {
+            continue;
+        };
+        let mut h = hb.clone();
+        if let Some((_, ha)) = ha {
+            let _ = h.subtract(ha);
+        }
+        let us = unit * 1e6;
+        let q: Vec<f64> = QUANTILES.iter().map(|q| pct(&h, *q, us)).collect();
+        let max = h.max() as f64 * us;
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
+            h.len(),
+            q[0],
+            q[1],
+            q[2],
+            q[3],
+            max
+        );
+        for (qn, v) in ["p50", "p90", "p99", "p99_9"].iter().zip(&q) {
+            let _ = writeln!(csv, "latency_{name}_{qn},{v},us");
+        }
+        let _ = writeln!(csv, "latency_{name}_max,{max},us");
+    }
+    let _ = writeln!(
+        md,
+        "\n`sim_send_to_receive`: the simulator stamps each trade id with its generation time, so it \
+         includes the simulator's own batching before the write, loopback and the reader's wake-up; \
+         sampled on trades only.\n"
+    );
+
+    let _ = writeln!(
+        md,
+        "## CPU and memory\n\n| thread | CPU s | % of one core | ns per message |\n|---|---|---|---|"
+    );
+    let mut total_cpu = 0.0;
+    for (name, cb) in &b.cpu {
+        let ca = a.cpu.get(name).copied().unwrap_or(0.0);
+        let d = cb - ca;
+        total_cpu += d;
+        if d < 0.005 {
+            continue;
+        }
+        let per = d * 1e9 / frames.max(1) as f64;
+        let _ = writeln!(
+            md,
+            "| {name} | {d:.2} | {:.0} % | {per:.0} |",
+            d / secs * 100.0
+        );
+        let _ = writeln!(csv, "cpu_{name},{d},s");
+    }
+    let _ = writeln!(
+        md,
+        "| whole process (simulator included) | {total_cpu:.2} | {:.0} % | {:.0} |\n",
+        total_cpu / secs * 100.0,
+        total_cpu * 1e9 / frames.max(1) as f64
+    );
+    let _ = writeln!(
+        md,
+        "RSS (whole process, simulator included): {:.1} MB at the start of the window, {:.1} MB max, {:.1} MB at the end.\n",
+        t.rss_start as f64 / 1e6,
+        t.rss_max as f64 / 1e6,
+        t.rss_end as f64 / 1e6
+    );
+    let mut allocs = String::new();
+    let mut alloc_total = 0;
+    for (thread, n) in &b.allocations {
+        let d = n - a.allocations.get(thread).copied().unwrap_or(0);
+        alloc_total += d;
+        let _ = write!(allocs, "{thread}: {d}; ");
+        let _ = writeln!(csv, "allocations_{thread},{d},count");
+    }
+    let _ = writeln!(
+        md,
+        "Allocations by the pipeline threads during the measured window: {} ({}).\n",
+        alloc_total,
+        if b.allocations.is_empty() {
+            "not counted: run through the mdc binary".to_string()
+        } else {
+            allocs.trim_end_matches("; ").to_string()
+        }
+    );
+    row_push(&mut csv, "rss_max", t.rss_max as f64, "bytes");
+
+    let _ = writeln!(
+        md,
+        "## Against a conventional pipeline (same messages, one thread)\n\n| | ns per message | messages/s per core |\n|---|---|---|\n| mdc (simd-json in place, fixed buffers, {}) | {:.0} | {:.0} |\n| baseline (serde_json Value, owned strings, f64, JSON out) | {:.0} | {:.0} |\n\n**Ratio: {:.1}x** the baseline's throughput per core ({} messages of the mix, {} symbols).\n",
+        o.format,
+        cmp.ours_ns,
+        1e9 / cmp.ours_ns,
+        cmp.baseline_ns,
+        1e9 / cmp.baseline_ns,
+        cmp.ratio(),
+        cmp.messages,
+        o.symbols
+    );
+    row_push(&mut csv, "ours_ns_per_msg", cmp.ours_ns, "ns");
+    row_push(&mut csv, "baseline_ns_per_msg", cmp.baseline_ns, "ns");
+    row_push(&mut csv, "ratio", cmp.ratio(), "x");
+
+    let dir = o
+        .out
+        .join(format!("{}-{}", system::utc_date(), system::host()));
+    let stem = format!(
+        "bench-{}-{}",
+        o.sink,
+        if o.rate == 0 {
+            "max".to_string()
+        } else {
+            o.rate.to_string()
+        }
+    );
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join(format!("{stem}.md")), &md);
+        let _ = std::fs::write(dir.join(format!("{stem}.csv")), &csv);
+        let _ = writeln!(md, "Written to `{}/{stem}.md` and `.csv`.", dir.display());
+    }
+    md
+}
+
+fn row_push(csv: &mut String, k: &str, v: f64, u: &str) {
+    let _ = writeln!(csv, "{k},{v},{u}");
+}

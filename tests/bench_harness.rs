@@ -1,0 +1,72 @@
+//! `mdc bench` end to end (short, at a modest rate; the figures themselves are not checked here,
+//! only that the harness measures every stage and writes its report): simulator and collector in
+//! one process, a Markdown and a CSV report under `<out>/<date>-<host>/`.
+
+mod common;
+
+use common::temp_dir;
+use std::process::Command;
+
+#[test]
+fn bench_writes_a_complete_report() {
+    let out = temp_dir("bench-report");
+    let st = Command::new(env!("CARGO_BIN_EXE_mdc"))
+        .args([
+            "bench",
+            "--rate",
+            "4000",
+            "--duration",
+            "2s",
+            "--warmup",
+            "1s",
+            "--symbols",
+            "3",
+            "--baseline-messages",
+            "2000",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .expect("run mdc bench");
+    let stdout = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        st.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let run_dir = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a <date>-<host> directory")
+        .path();
+    let md = std::fs::read_to_string(run_dir.join("bench-null-4000.md")).unwrap();
+    let csv = std::fs::read_to_string(run_dir.join("bench-null-4000.csv")).unwrap();
+    for needle in [
+        "Command: `",
+        "| git revision |",
+        "| CPU |",
+        "| pinning |",
+        "## Throughput",
+        "| sim_send_to_receive |",
+        "| receive_to_parsed |",
+        "| parsed_to_sink |",
+        "## CPU and memory",
+        "| parser-0 |",
+        "Allocations by the pipeline threads",
+        "**Ratio: ",
+        "Loss over the whole run (received but not handed to the sink after the drain): 0 of",
+    ] {
+        assert!(md.contains(needle), "missing `{needle}` in:\n{md}");
+    }
+    for key in [
+        "received_rate,",
+        "latency_receive_to_parsed_p99,",
+        "latency_sim_send_to_receive_p99_9,",
+        "allocations_parser-0,",
+        "ratio,",
+    ] {
+        assert!(csv.contains(key), "missing `{key}` in:\n{csv}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
