@@ -93,6 +93,9 @@ enum Command {
         /// Report root; the run goes to <out>/<date>-<host>/.
         #[arg(long, default_value = "perf/runs")]
         out: PathBuf,
+        /// Suffix of the report's file name.
+        #[arg(long)]
+        tag: Option<String>,
     },
 }
 
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
             publisher_cpu,
             baseline_messages,
             out,
+            tag,
         } => {
             init_logging("warn", LogFormat::Text);
             let d = |s: &str| mdc::config::duration::parse(s);
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
                 publisher_cpu,
                 baseline_messages,
                 out,
+                tag,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
             };
             match mdc::harness::run(&opts) {

@@ -20,9 +20,9 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
     match kind {
         EventKind::Trade => message_field(tag, &ev.trade, out),
         EventKind::AggTrade => message_field(tag, &ev.agg_trade, out),
-        EventKind::DepthDiff => message_field(tag, &ev.depth, out),
+        EventKind::DepthDiff => depth_field(tag, &ev.depth, out),
         EventKind::BookTicker => message_field(tag, &ev.book_ticker, out),
-        EventKind::BookSnapshot => message_field(tag, &ev.book, out),
+        EventKind::BookSnapshot => book_field(tag, &ev.book, out),
         EventKind::MarkPrice => message_field(tag, &ev.mark_price, out),
         EventKind::Liquidation => message_field(tag, &ev.liquidation, out),
         EventKind::OpenInterest => message_field(tag, &ev.open_interest, out),
@@ -66,6 +66,111 @@ fn message_field<M: Message>(tag: u32, m: &M, out: &mut Vec<u8>) {
     m.encode_raw(out);
 }
 
+// Depth diffs and book snapshots are most of the traffic and mostly levels: they are written by
+// hand (the same bytes prost writes, proven by the tests below) with each level's length computed
+// once and single-byte varints written directly, instead of prost's generic per-level passes.
+
+#[inline]
+fn varint(v: u64, out: &mut Vec<u8>) {
+    if v < 0x80 {
+        out.push(v as u8);
+    } else {
+        encode_varint(v, out);
+    }
+}
+
+#[inline]
+fn varint_len(v: u64) -> usize {
+    if v < 0x80 { 1 } else { encoded_len_varint(v) }
+}
+
+#[inline]
+fn level_len(l: &crate::wire::Level) -> usize {
+    let str_len = |s: &str| {
+        if s.is_empty() {
+            0
+        } else {
+            1 + varint_len(s.len() as u64) + s.len()
+        }
+    };
+    str_len(&l.price) + str_len(&l.qty)
+}
+
+#[inline]
+fn levels_len(tag_len: usize, ls: &[crate::wire::Level]) -> usize {
+    ls.iter()
+        .map(|l| {
+            let n = level_len(l);
+            tag_len + varint_len(n as u64) + n
+        })
+        .sum()
+}
+
+#[inline]
+fn write_levels(tag: u32, ls: &[crate::wire::Level], out: &mut Vec<u8>) {
+    let key = ((tag << 3) | 2) as u8; // tags 2..=4: one-byte keys
+    for l in ls {
+        out.push(key);
+        varint(level_len(l) as u64, out);
+        for (t, v) in [(0x0au8, &l.price), (0x12u8, &l.qty)] {
+            if !v.is_empty() {
+                out.push(t);
+                varint(v.len() as u64, out);
+                out.extend_from_slice(v.as_bytes());
+            }
+        }
+    }
+}
+
+fn uint_len(v: u64) -> usize {
+    if v == 0 { 0 } else { 1 + varint_len(v) }
+}
+
+fn uint_write(key: u8, v: u64, out: &mut Vec<u8>) {
+    if v != 0 {
+        out.push(key);
+        varint(v, out);
+    }
+}
+
+fn depth_field(tag: u32, d: &crate::wire::DepthDiff, out: &mut Vec<u8>) {
+    let len = uint_len(d.first_update_id)
+        + uint_len(d.last_update_id)
+        + levels_len(1, &d.bids)
+        + levels_len(1, &d.asks)
+        + d.prev_last_update_id.map_or(0, |v| 1 + varint_len(v))
+        + if d.resyncing { 2 } else { 0 };
+    encode_key(tag, WireType::LengthDelimited, out);
+    varint(len as u64, out);
+    out.reserve(len);
+    uint_write(0x08, d.first_update_id, out);
+    uint_write(0x10, d.last_update_id, out);
+    write_levels(3, &d.bids, out);
+    write_levels(4, &d.asks, out);
+    if let Some(v) = d.prev_last_update_id {
+        // `optional`: present even when 0.
+        out.push(0x28);
+        varint(v, out);
+    }
+    if d.resyncing {
+        out.extend_from_slice(&[0x30, 1]);
+    }
+}
+
+fn book_field(tag: u32, b: &crate::wire::BookSnapshot, out: &mut Vec<u8>) {
+    let len = uint_len(b.update_id)
+        + levels_len(1, &b.bids)
+        + levels_len(1, &b.asks)
+        + uint_len(b.depth as u64);
+    encode_key(tag, WireType::LengthDelimited, out);
+    varint(len as u64, out);
+    out.reserve(len);
+    uint_write(0x08, b.update_id, out);
+    write_levels(2, &b.bids, out);
+    write_levels(3, &b.asks, out);
+    uint_write(0x20, b.depth as u64, out);
+}
+
 /// Length of the varint prefix for a message of `len` bytes (for size accounting).
 pub fn delimited_len(len: usize) -> usize {
     encoded_len_varint(len as u64) + len
@@ -75,6 +180,57 @@ pub fn delimited_len(len: usize) -> usize {
 mod tests {
     use super::*;
     use crate::wire::{self, envelope::Payload};
+
+    #[test]
+    fn hand_written_depth_and_book_encoding_is_prosts() {
+        let lv = |p: &str, q: &str| wire::Level {
+            price: p.into(),
+            qty: q.into(),
+        };
+        let long = "9".repeat(200);
+        for d in [
+            wire::DepthDiff::default(),
+            wire::DepthDiff {
+                first_update_id: 1,
+                last_update_id: 300,
+                bids: vec![lv("1.5", "0"), lv("", "2"), lv(&long, "3")],
+                asks: vec![lv("2.25", "")],
+                prev_last_update_id: Some(0),
+                resyncing: true,
+            },
+            wire::DepthDiff {
+                first_update_id: u64::MAX,
+                last_update_id: 1 << 40,
+                bids: (0..20)
+                    .map(|i| lv(&format!("{i}.01"), "1.00000000"))
+                    .collect(),
+                asks: Vec::new(),
+                prev_last_update_id: Some(77),
+                resyncing: false,
+            },
+        ] {
+            let mut ours = Vec::new();
+            depth_field(12, &d, &mut ours);
+            let mut theirs = Vec::new();
+            prost::encoding::message::encode(12, &d, &mut theirs);
+            assert_eq!(ours, theirs, "{d:?}");
+        }
+        for b in [
+            wire::BookSnapshot::default(),
+            wire::BookSnapshot {
+                update_id: 5,
+                bids: vec![lv("1", "2"), lv(&long, &long)],
+                asks: vec![lv("3", "4")],
+                depth: 20,
+            },
+        ] {
+            let mut ours = Vec::new();
+            book_field(14, &b, &mut ours);
+            let mut theirs = Vec::new();
+            prost::encoding::message::encode(14, &b, &mut theirs);
+            assert_eq!(ours, theirs, "{b:?}");
+        }
+    }
 
     #[test]
     fn decodes_as_envelope() {

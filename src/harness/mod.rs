@@ -57,6 +57,8 @@ pub struct BenchOptions {
     pub out: std::path::PathBuf,
     /// The command line, for the report.
     pub command: String,
+    /// Appended to the report's file name (`bench-<sink>-<rate>[-<tag>]`).
+    pub tag: Option<String>,
 }
 
 /// Counters at one instant.
@@ -67,6 +69,8 @@ struct Snapshot {
     bytes: u64,
     events: u64,
     handed: u64,
+    /// Kafka acknowledgements (sink `kafka`).
+    acked: u64,
     cpu: BTreeMap<String, f64>,
     allocations: BTreeMap<String, u64>,
     latency: BTreeMap<String, (f64, Histogram<u64>)>,
@@ -103,7 +107,21 @@ fn snapshot(m: &Metrics, sim: &Simulator) -> Snapshot {
             (name, (unit, h))
         })
         .collect();
+    let acked = m
+        .extra
+        .lock()
+        .map(|e| {
+            e.iter()
+                .filter(|x| x.name == "kafka_acked_total")
+                .filter_map(|x| match &x.kind {
+                    crate::metrics::ExtraKind::Counter(a) => Some(a.load(Ordering::Relaxed)),
+                    _ => None,
+                })
+                .sum()
+        })
+        .unwrap_or(0);
     Snapshot {
+        acked,
         at: Instant::now(),
         sent: sim.sent(),
         frames: m.frames.totals()[frame::TEXT],
@@ -135,6 +153,8 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
         },
         seed: 7,
         stamp_trade_ids: true,
+        // Pre-generated: the simulator shares the machine, so it must cost as little as possible.
+        replay: 50_000,
         ..SimConfig::default()
     })
     .map_err(|e| format!("simulator: {e}"))?;
@@ -347,6 +367,7 @@ fn report(
     row("received_mb_rate", mb / secs, "MB/s");
     row("parsed_rate", events as f64 / secs, "events/s");
     row("handed_rate", handed as f64 / secs, "records/s");
+    row("acked_rate", (b.acked - a.acked) as f64 / secs, "records/s");
     let loss = t.frames.saturating_sub(t.handed);
     row("loss_received_not_handed", loss as f64, "messages");
 
@@ -388,7 +409,7 @@ fn report(
     );
     let _ = writeln!(
         md,
-        "## Throughput (measured window)\n\n| | per second | total |\n|---|---|---|\n| sent by the simulator | {:.0} msgs | {} |\n| received (WebSocket text messages) | {:.0} msgs, {:.1} MB | {} |\n| parsed (events) | {:.0} | {} |\n| handed to the sink | {:.0} | {} |\n\nLoss over the whole run (received but not handed to the sink after the drain): {} of {} \
+        "## Throughput (measured window)\n\n| | per second | total |\n|---|---|---|\n| sent by the simulator | {:.0} msgs | {} |\n| received (WebSocket text messages) | {:.0} msgs, {:.1} MB | {} |\n| parsed (events) | {:.0} | {} |\n| handed to the sink | {:.0} | {} |\n{}\nLoss over the whole run (received but not handed to the sink after the drain): {} of {} \
          ({} events written in all; {} sent, the difference to received being in flight at the stop).\n",
         sent as f64 / secs,
         sent,
@@ -399,6 +420,15 @@ fn report(
         events,
         handed as f64 / secs,
         handed,
+        if o.sink == "kafka" {
+            format!(
+                "| acknowledged by the broker | {:.0} | {} |\n",
+                (b.acked - a.acked) as f64 / secs,
+                b.acked - a.acked
+            )
+        } else {
+            String::new()
+        },
         loss,
         t.frames,
         t.events,
@@ -413,6 +443,7 @@ fn report(
         "sim_send_to_receive",
         "receive_to_parsed",
         "parsed_to_sink",
+        "receive_to_sink",
         "sink_to_ack/kafka",
     ];
     for name in order {
@@ -521,13 +552,14 @@ fn report(
         .out
         .join(format!("{}-{}", system::utc_date(), system::host()));
     let stem = format!(
-        "bench-{}-{}",
+        "bench-{}-{}{}",
         o.sink,
         if o.rate == 0 {
             "max".to_string()
         } else {
             o.rate.to_string()
-        }
+        },
+        o.tag.as_ref().map(|t| format!("-{t}")).unwrap_or_default()
     );
     if std::fs::create_dir_all(&dir).is_ok() {
         let _ = std::fs::write(dir.join(format!("{stem}.md")), &md);

@@ -281,7 +281,7 @@ impl Metrics {
             started_ns: crate::clock::realtime_ns(),
             latency: latency::LatencyFamily::new(
                 "pipeline_stage_latency_seconds",
-                "Latency per pipeline stage (hdrhistogram since start): receive_to_parsed (socket read to encoded), parsed_to_sink (encoded to handed to every sink), sink_to_ack (handed to Kafka to acknowledged).",
+                "Latency per pipeline stage (hdrhistogram since start): receive_to_parsed (socket read to encoded), parsed_to_sink (encoded to handed to every sink), receive_to_sink (socket read to handed to every sink), sink_to_ack (handed to Kafka to acknowledged).",
             ),
         })
     }

@@ -35,6 +35,10 @@ impl Publisher {
             .metrics
             .latency
             .recorder(&[("stage", "parsed_to_sink")]);
+        let mut end_to_end = self
+            .metrics
+            .latency
+            .recorder(&[("stage", "receive_to_sink")]);
         let mut last_merge = 0i64;
         let mut err_log = LogThrottle::default();
         let mut last_tick = 0i64;
@@ -48,6 +52,7 @@ impl Publisher {
                 for _ in 0..BATCH {
                     let sinks = &mut self.sinks;
                     let latency = &mut latency;
+                    let end_to_end = &mut end_to_end;
                     let r = input.read_with(|rec: &mut Record| {
                         for (i, sink) in sinks.iter_mut().enumerate() {
                             match sink.write(rec) {
@@ -64,7 +69,9 @@ impl Publisher {
                                 }
                             }
                         }
-                        latency.record_ns(realtime_ns() - rec.parsed_ts_ns);
+                        let now = realtime_ns();
+                        latency.record_ns(now - rec.parsed_ts_ns);
+                        end_to_end.record_ns(now - rec.recv_ts_ns);
                         rec.shrink_if_above(SHRINK_ABOVE, 1024);
                     });
                     if r.is_none() {
@@ -111,6 +118,7 @@ impl Publisher {
                 if now - last_merge >= 100_000_000 {
                     last_merge = now;
                     latency.merge();
+                    end_to_end.merge();
                 }
             }
             if did == 0 {

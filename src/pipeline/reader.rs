@@ -24,6 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tungstenite::{Error as WsError, Message};
 
+/// Messages read from one connection before the reader looks at the others and its timers.
+const READ_BUDGET: usize = 256;
+
 /// One open connection owned by this reader.
 struct Conn {
     /// Configured connection and session (see [`Frame::session`]).
@@ -101,6 +104,7 @@ impl Reader {
         };
         let mut last_publish = Instant::now();
         let mut ready: Vec<usize> = Vec::new();
+        let mut carry: Vec<usize> = Vec::new();
 
         while !self.shutdown.load(Ordering::Relaxed) {
             while let Ok(cmd) = self.incoming.try_recv() {
@@ -171,7 +175,7 @@ impl Reader {
             }
 
             let pacing = conns.iter().flatten().any(|c| !c.pending.is_empty());
-            let timeout = if self.spin {
+            let timeout = if self.spin || !ready.is_empty() {
                 Duration::ZERO
             } else if pacing {
                 Duration::from_millis(5)
@@ -191,12 +195,20 @@ impl Reader {
                 let Some(conn) = conns.get_mut(id).and_then(Option::as_mut) else {
                     continue;
                 };
-                if let Err(reason) = self.read_conn(conn, &mut stats)
-                    && let Some(conn) = conns[id].take()
-                {
-                    self.end(&poll, conn, reason);
+                match self.read_conn(conn, &mut stats) {
+                    // Budget spent with data left: read it next round, after the others.
+                    Ok(true) => carry.push(id),
+                    Ok(false) => {}
+                    Err(reason) => {
+                        if let Some(conn) = conns[id].take() {
+                            self.end(&poll, conn, reason);
+                        }
+                    }
                 }
             }
+            ready.append(&mut carry);
+            ready.sort_unstable();
+            ready.dedup();
             let now = Instant::now();
             for slot in conns.iter_mut() {
                 let Some(conn) = slot else { continue };
@@ -256,9 +268,19 @@ impl Reader {
     }
 
     /// Reads until the socket would block. `Err(reason)` when the connection is finished.
-    fn read_conn(&mut self, conn: &mut Conn, stats: &mut Stats) -> Result<(), (usize, String)> {
+    /// Reads until the socket would block or [`READ_BUDGET`] messages were read (`Ok(true)`: more
+    /// may be waiting), so one busy connection never starves the others, the pacing of
+    /// subscriptions, pings and liveness, or the counters.
+    fn read_conn(&mut self, conn: &mut Conn, stats: &mut Stats) -> Result<bool, (usize, String)> {
         let id = conn.conn;
+        let mut budget = READ_BUDGET;
+        let mut more = false;
         loop {
+            if budget == 0 {
+                more = true;
+                break;
+            }
+            budget -= 1;
             let msg = conn.ws.read();
             if msg.is_ok() {
                 conn.last_rx_ns = realtime_ns();
@@ -342,8 +364,8 @@ impl Reader {
             }
         }
         match conn.ws.flush() {
-            Ok(()) => Ok(()),
-            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            Ok(()) => Ok(more),
+            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(more),
             Err(e) => {
                 stats.disconnects.add(disconnect::ERROR, 1);
                 Err((disconnect::ERROR, format!("write: {e}")))

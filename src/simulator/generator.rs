@@ -448,20 +448,39 @@ fn qty(units: u64) -> String {
 /// aggregate trades 30%, book tickers 10%) over `symbols`, as the server would send them: the
 /// corpus of the benchmark baseline and of micro-benchmarks.
 pub fn mixed_corpus(symbols: &[String], seed: u64, n: usize) -> Vec<String> {
-    let mut gens: Vec<StreamGen> = symbols
+    let streams: Vec<String> = symbols
         .iter()
         .flat_map(|s| {
             let lower = s.to_ascii_lowercase();
             ["depth@100ms", "trade", "aggTrade", "bookTicker"]
                 .into_iter()
-                .filter_map(move |c| StreamGen::new(&format!("{lower}@{c}"), seed))
+                .map(move |c| format!("{lower}@{c}"))
+        })
+        .collect();
+    stream_corpus(&streams, seed, n, false)
+}
+
+/// `n` messages over `streams`, each picked by its channel's weight (the realistic mix).
+/// `stamp_trade_ids`: trade ids are the generation time in ns.
+pub fn stream_corpus(
+    streams: &[String],
+    seed: u64,
+    n: usize,
+    stamp_trade_ids: bool,
+) -> Vec<String> {
+    let mut gens: Vec<StreamGen> = streams
+        .iter()
+        .filter_map(|s| StreamGen::new(s, seed))
+        .map(|mut g| {
+            g.stamp_trade_ids = stamp_trade_ids;
+            g
         })
         .collect();
     let weights: Vec<u64> = gens.iter().map(|g| g.channel.weight()).collect();
     let total: u64 = weights.iter().sum();
     let mut rng = Rng(seed | 1);
     let mut out = Vec::with_capacity(n);
-    if gens.is_empty() {
+    if total == 0 {
         return out;
     }
     for i in 0..n {

@@ -79,6 +79,10 @@ pub struct SimConfig {
     pub lose_on_reconnect: u64,
     /// Trade ids carry their generation time in ns (see `StreamGen::stamp_trade_ids`).
     pub stamp_trade_ids: bool,
+    /// Benchmarks: each connection pre-generates this many messages of its streams' mix and sends
+    /// them in a loop (no formatting or locks per message, so the simulator is not the bottleneck);
+    /// trade ids are re-stamped with the send time when `stamp_trade_ids`. 0 = generate live.
+    pub replay: usize,
 }
 
 /// An abnormal REST answer.
@@ -117,6 +121,7 @@ impl Default for SimConfig {
             futures: false,
             lose_on_reconnect: 0,
             stamp_trade_ids: false,
+            replay: 0,
         }
     }
 }

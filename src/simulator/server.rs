@@ -110,6 +110,7 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
     let mut msg = String::with_capacity(2048);
     let mut no_pong = false;
     let mut close_at: Option<Instant> = None;
+    let mut replay: Option<Replay> = None;
 
     loop {
         if close_at.is_some_and(|t| Instant::now() >= t) {
@@ -190,7 +191,25 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
             target.saturating_sub(sent_here).min(1024)
         };
         let mut wrote = 0;
-        if !subscribed.is_empty() {
+        if shared.cfg.replay > 0 && !subscribed.is_empty() {
+            let r = replay.get_or_insert_with(|| {
+                Replay::new(
+                    &subscribed,
+                    shared.cfg.seed ^ index as u64,
+                    shared.cfg.replay,
+                )
+            });
+            for _ in 0..due {
+                let reserved = shared.sent.fetch_add(1, Ordering::Relaxed);
+                if shared.cfg.total.is_some_and(|t| reserved >= t) {
+                    shared.sent.fetch_sub(1, Ordering::Relaxed);
+                    break;
+                }
+                queue(&mut ws, Message::Text(r.next(shared.cfg.stamp_trade_ids)))?;
+                sent_here += 1;
+                wrote += 1;
+            }
+        } else if !subscribed.is_empty() {
             let weights: Vec<u64> = {
                 let map = shared
                     .streams
@@ -312,6 +331,54 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
         flush_all(&mut ws)?;
         if wrote == 0 {
             std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+}
+
+/// A pre-generated loop of messages for benchmarks (see `SimConfig::replay`).
+struct Replay {
+    msgs: Vec<tungstenite::Utf8Bytes>,
+    /// Byte offset of a trade's 19-digit id, re-stamped with the send time.
+    stamp_at: Vec<Option<usize>>,
+    next: usize,
+}
+
+impl Replay {
+    fn new(streams: &[String], seed: u64, n: usize) -> Replay {
+        let corpus = super::generator::stream_corpus(streams, seed, n, true);
+        let stamp_at = corpus
+            .iter()
+            .map(|m| {
+                let i = m.find("\"t\":")? + 4;
+                let digits = m[i..].bytes().take_while(u8::is_ascii_digit).count();
+                (digits == 19).then_some(i)
+            })
+            .collect();
+        Replay {
+            msgs: corpus.into_iter().map(Into::into).collect(),
+            stamp_at,
+            next: 0,
+        }
+    }
+
+    fn next(&mut self, stamp: bool) -> tungstenite::Utf8Bytes {
+        let i = self.next % self.msgs.len().max(1);
+        self.next += 1;
+        match (stamp, self.stamp_at[i]) {
+            (true, Some(at)) => {
+                let mut m = self.msgs[i].as_bytes().to_vec();
+                let ns = crate::clock::realtime_ns().max(0) as u64;
+                let mut digits = [b'0'; 19];
+                let mut v = ns;
+                for d in digits.iter_mut().rev() {
+                    *d = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
+                m[at..at + 19].copy_from_slice(&digits);
+                // 19 ASCII digits replaced by 19 ASCII digits: still UTF-8.
+                tungstenite::Utf8Bytes::try_from(m).unwrap_or_else(|_| self.msgs[i].clone())
+            }
+            _ => self.msgs[i].clone(),
         }
     }
 }

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Builds perf/runs/<run>/summary.md and targets.md from the files of a run directory, and copies
+targets.md into README.md between the `<!-- perf:begin -->` / `<!-- perf:end -->` markers, so no
+figure is ever typed by hand.
+
+    python3 scripts/perf-summary.py perf/runs/2026-11-22-vm
+"""
+import csv, os, re, sys
+
+run = sys.argv[1] if len(sys.argv) > 1 else "perf/runs/2026-11-22-vm"
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read(p):
+    with open(os.path.join(run, p)) as f:
+        return f.read()
+
+
+def section(text, start, end="\n\n"):
+    i = text.index(start)
+    j = text.find(end, i + len(start))
+    return text[i:j if j >= 0 else len(text)].strip()
+
+
+def micro():
+    lines = read("pipeline_micro.txt").splitlines()[1:]
+    rows, i = [], 0
+    while i < len(lines):
+        if i + 1 < len(lines) and "time:" in lines[i + 1]:
+            t = re.search(r"\[(.*)\]", lines[i + 1]).group(1).split()
+            rows.append((lines[i].strip(), t))
+            i += 3 if i + 2 < len(lines) and "thrpt" in lines[i + 2] else 2
+        else:
+            i += 1
+    return rows
+
+
+def bench_csv(stem):
+    p = os.path.join(run, stem + ".csv")
+    if not os.path.exists(p):
+        return {}
+    with open(p) as f:
+        return {r["metric"]: float(r["value"]) for r in csv.DictReader(f)}
+
+
+rows = micro()
+table = "| benchmark | time per message (criterion low / estimate / high) |\n|---|---|\n" + "".join(
+    f"| `{n}` | {t[0]} {t[1]} / {t[2]} {t[3]} / {t[4]} {t[5]} |\n" for n, t in rows
+)
+parts = [
+    f"# Run {os.path.basename(run)}\n\nEvery table here is copied by `scripts/perf-summary.py` from the files beside it.\n",
+    "## Micro-benchmarks (criterion, one core)\n\nCommand: `cargo bench --bench pipeline_micro -- --warm-up-time 1 --measurement-time 4` (raw: `pipeline_micro.txt`).\n\n" + table,
+]
+runs = [
+    ("bench-null-max", "End to end, maximum rate, null sink"),
+    ("bench-file-max", "End to end, maximum rate, file sink"),
+    ("bench-kafka-max", "End to end, maximum rate, Kafka (tansu on the same 2 vCPUs)"),
+    ("bench-null-50000", "Latency at 50k msgs/s offered, null sink"),
+    ("bench-null-50000-pinned-cpu1", "Latency at 50k msgs/s, every collector thread on CPU 1"),
+]
+for stem, title in runs:
+    if not os.path.exists(os.path.join(run, stem + ".md")):
+        continue
+    s = read(stem + ".md")
+    cmd = re.search(r"Command: `([^`]*)`", s).group(1).replace("./target/release/mdc", "mdc")
+    ratio = re.search(r"\*\*Ratio: ([0-9.]+)x\*\*", s).group(1)
+    allocs = re.search(r"Allocations by the pipeline threads during the measured window: ([^\n]*)", s).group(1)
+    parts.append(
+        f"## {title}\n\nCommand: `{cmd}` (report: [`{stem}.md`]({stem}.md), CSV beside it)\n\n"
+        f"{section(s, '| | per second | total |')}\n\n{section(s, '| stage | samples |')}\n\n"
+        f"Allocations of the pipeline threads in the window: {allocs} Same-run baseline ratio: {ratio}x.\n"
+    )
+with open(os.path.join(run, "summary.md"), "w") as f:
+    f.write("\n".join(parts))
+
+# Targets of issue 8 against this run.
+def est(name):
+    for n, t in rows:
+        if n == name:
+            v, u = float(t[2]), t[3]
+            return v * (1000 if u == "µs" else 1)
+    return None
+
+null_max, kafka, lat, pinned = (bench_csv(s) for s in ("bench-null-max", "bench-kafka-max", "bench-null-50000", "bench-null-50000-pinned-cpu1"))
+acked = 0.0
+if os.path.exists(os.path.join(run, "bench-kafka-max.md")):
+    m = re.search(r"\| acknowledged by the broker \| ([0-9]+) \|", read("bench-kafka-max.md"))
+    acked = float(m.group(1)) if m else 0.0
+ratios = [c.get("ratio") for c in (null_max, kafka, lat, pinned) if c.get("ratio")]
+def ok(b):
+    return "met" if b else "**not met**"
+t = [
+    ("parse + normalize + encode, the mix, one core", "≤ 800 ns", f"{est('parse_normalize_encode_mix/mix/protobuf'):.0f} ns", ok(est('parse_normalize_encode_mix/mix/protobuf') <= 800)),
+    ("20-level depth diff", "≤ 1.3 µs", f"{est('parse_normalize_encode/depth20/protobuf'):.0f} ns", ok(est('parse_normalize_encode/depth20/protobuf') <= 1300)),
+    ("trade", "≤ 350 ns", f"{est('parse_normalize_encode/trade/protobuf'):.0f} ns", ok(est('parse_normalize_encode/trade/protobuf') <= 350)),
+    ("end to end, null sink, zero loss", "≥ 400k msgs/s", f"{null_max.get('handed_rate', 0):,.0f} msgs/s, loss {null_max.get('loss_received_not_handed', 0):.0f}", ok(null_max.get("handed_rate", 0) >= 400_000)),
+    ("end to end into the real Kafka broker (acknowledged)", "≥ 250k msgs/s", f"{acked:,.0f} msgs/s acknowledged ({kafka.get('handed_rate', 0):,.0f} handed to the sink)", ok(acked >= 250_000)),
+    ("wire read -> handed to the sink at 50k msgs/s, p99", "≤ 20 µs", f"{lat.get('latency_receive_to_sink_p99', 0):.0f} µs (pinned: {pinned.get('latency_receive_to_sink_p99', 0):.0f} µs)", ok(lat.get("latency_receive_to_sink_p99", 1e9) <= 20)),
+    ("same, p99.9", "≤ 100 µs", f"{lat.get('latency_receive_to_sink_p99_9', 0):.0f} µs (pinned: {pinned.get('latency_receive_to_sink_p99_9', 0):.0f} µs)", ok(lat.get("latency_receive_to_sink_p99_9", 1e9) <= 100)),
+    ("throughput per core vs the same-run baseline", "≥ 3x", " / ".join(f"{r:.1f}x" for r in ratios), ok(min(ratios or [0]) >= 3)),
+]
+targets = "| target (issue 8) | wanted | measured | |\n|---|---|---|---|\n" + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in t)
+with open(os.path.join(run, "targets.md"), "w") as f:
+    f.write(f"# Targets, run {os.path.basename(run)}\n\n" + targets)
+
+readme = os.path.join(root, "README.md")
+text = open(readme).read()
+begin, end = "<!-- perf:begin -->", "<!-- perf:end -->"
+if begin in text and end in text:
+    i, j = text.index(begin) + len(begin), text.index(end)
+    text = text[:i] + f"\nFrom [`{run}/targets.md`]({run}/targets.md) (copied by `scripts/perf-summary.py`):\n\n" + targets + "\n" + text[j:]
+    open(readme, "w").write(text)
+print(targets)
