@@ -47,56 +47,7 @@ enum Command {
     },
     /// Benchmark: simulator + collector in one process over loopback; writes a report to
     /// perf/runs/<date>-<host>/.
-    Bench {
-        /// Offered messages per second in total (0 = as fast as possible).
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        /// Measured time, e.g. 30s.
-        #[arg(long, default_value = "30s")]
-        duration: String,
-        /// Warm-up before measuring.
-        #[arg(long, default_value = "5s")]
-        warmup: String,
-        /// null | file | kafka.
-        #[arg(long, default_value = "null")]
-        sink: String,
-        /// Kafka bootstrap servers (with --sink kafka).
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        brokers: String,
-        /// protobuf | json.
-        #[arg(long, default_value = "protobuf")]
-        format: String,
-        /// Symbols (4 streams each: depth@100ms, trade, aggTrade, bookTicker).
-        #[arg(long, default_value_t = 10)]
-        symbols: usize,
-        /// WebSocket connections the streams are spread over.
-        #[arg(long, default_value_t = 1)]
-        connections: usize,
-        #[arg(long, default_value_t = 1)]
-        readers: usize,
-        #[arg(long, default_value_t = 1)]
-        parsers: usize,
-        /// spin | yield | sleep.
-        #[arg(long, default_value = "yield")]
-        idle: String,
-        /// CPUs of the reader threads, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        reader_cpus: Vec<usize>,
-        /// CPUs of the parser threads, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        parser_cpus: Vec<usize>,
-        #[arg(long)]
-        publisher_cpu: Option<usize>,
-        /// Messages of the baseline comparison corpus.
-        #[arg(long, default_value_t = 100_000)]
-        baseline_messages: usize,
-        /// Report root; the run goes to <out>/<date>-<host>/.
-        #[arg(long, default_value = "perf/runs")]
-        out: PathBuf,
-        /// Suffix of the report's file name.
-        #[arg(long)]
-        tag: Option<String>,
-    },
+    Bench(mdc::harness::BenchOptions),
 }
 
 /// Counts allocations per thread (`thread_allocations_total`), proving the hot path allocates
@@ -110,54 +61,9 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config),
         Command::CheckConfig => check_config(&cli.config),
-        Command::Bench {
-            rate,
-            duration,
-            warmup,
-            sink,
-            brokers,
-            format,
-            symbols,
-            connections,
-            readers,
-            parsers,
-            idle,
-            reader_cpus,
-            parser_cpus,
-            publisher_cpu,
-            baseline_messages,
-            out,
-            tag,
-        } => {
+        Command::Bench(mut opts) => {
             init_logging("warn", LogFormat::Text);
-            let d = |s: &str| mdc::config::duration::parse(s);
-            let (duration, warmup) = match (d(&duration), d(&warmup)) {
-                (Ok(a), Ok(b)) => (a, b),
-                (Err(e), _) | (_, Err(e)) => {
-                    eprintln!("bench: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let opts = mdc::harness::BenchOptions {
-                rate,
-                duration,
-                warmup,
-                sink,
-                brokers,
-                format,
-                symbols,
-                connections,
-                readers,
-                parsers,
-                idle,
-                reader_cpus,
-                parser_cpus,
-                publisher_cpu,
-                baseline_messages,
-                out,
-                tag,
-                command: std::env::args().collect::<Vec<_>>().join(" "),
-            };
+            opts.command = std::env::args().collect::<Vec<_>>().join(" ");
             match mdc::harness::run(&opts) {
                 Ok(md) => {
                     println!("{md}");

@@ -29,36 +29,60 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// What to run.
-#[derive(Debug, Clone)]
+/// What to run (also the `mdc bench` command line).
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// Offered messages per second in total (0 = as fast as the simulator can send).
+    /// Offered messages per second in total (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Measured time, e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = crate::config::duration::parse)]
     pub duration: Duration,
+    /// Warm-up before measuring.
+    #[arg(long, default_value = "5s", value_parser = crate::config::duration::parse)]
     pub warmup: Duration,
-    /// `null`, `file` or `kafka`.
+    /// null | file | kafka.
+    #[arg(long, default_value = "null")]
     pub sink: String,
-    /// Kafka bootstrap servers (sink `kafka`).
+    /// Kafka bootstrap servers (with --sink kafka).
+    #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
-    /// `protobuf` or `json`.
+    /// protobuf | json.
+    #[arg(long, default_value = "protobuf")]
     pub format: String,
+    /// Symbols (4 streams each: depth@100ms, trade, aggTrade, bookTicker).
+    #[arg(long, default_value_t = 10)]
     pub symbols: usize,
+    /// WebSocket connections the streams are spread over.
+    #[arg(long, default_value_t = 1)]
     pub connections: usize,
+    #[arg(long, default_value_t = 1)]
     pub readers: usize,
+    #[arg(long, default_value_t = 1)]
     pub parsers: usize,
-    /// `spin`, `yield` or `sleep`.
+    /// spin | yield | sleep.
+    #[arg(long, default_value = "yield")]
     pub idle: String,
+    /// CPUs of the reader threads, comma-separated.
+    #[arg(long, value_delimiter = ',')]
     pub reader_cpus: Vec<usize>,
+    /// CPUs of the parser threads, comma-separated.
+    #[arg(long, value_delimiter = ',')]
     pub parser_cpus: Vec<usize>,
+    #[arg(long)]
     pub publisher_cpu: Option<usize>,
-    /// Messages in the baseline comparison corpus.
+    /// Messages of the baseline comparison corpus.
+    #[arg(long, default_value_t = 100_000)]
     pub baseline_messages: usize,
-    /// Report directory root (`perf/runs`); the run goes to `<out>/<date>-<host>/`.
+    /// Report root; the run goes to <out>/<date>-<host>/.
+    #[arg(long, default_value = "perf/runs")]
     pub out: std::path::PathBuf,
-    /// The command line, for the report.
-    pub command: String,
-    /// Appended to the report's file name (`bench-<sink>-<rate>[-<tag>]`).
+    /// Suffix of the report's file name (`bench-<sink>-<rate>[-<tag>]`).
+    #[arg(long)]
     pub tag: Option<String>,
+    /// The command line, for the report (filled in by the caller).
+    #[arg(skip)]
+    pub command: String,
 }
 
 /// Counters at one instant.

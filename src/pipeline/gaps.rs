@@ -132,18 +132,14 @@ impl Gaps {
             return;
         };
         for (stream, symbol) in &c.streams {
-            fill(
-                &mut self.event,
-                c.exchange,
-                c.market,
+            let g = Gap {
                 stream,
                 symbol,
                 reason,
                 from,
                 to,
-            );
-            emit(&self.event);
-            self.count(reason);
+            };
+            g.emit(&mut self.event, &self.counters, c, emit);
         }
     }
 
@@ -156,7 +152,7 @@ impl Gaps {
         ts: i64,
         emit: &mut dyn FnMut(&Event),
     ) {
-        let Some(Some(c)) = self.conns.get_mut(conn as usize) else {
+        let Some(Some(c)) = self.conns.get(conn as usize) else {
             return;
         };
         if let Some((stream, sym)) = c
@@ -164,23 +160,17 @@ impl Gaps {
             .iter()
             .find(|(s, sym)| sym == symbol && s.contains("@depth"))
         {
-            fill(
-                &mut self.event,
-                c.exchange,
-                c.market,
+            let g = Gap {
                 stream,
-                sym,
-                "book_resync",
+                symbol: sym,
+                reason: "book_resync",
                 from,
-                ts,
-            );
-            emit(&self.event);
-            self.count("book_resync");
+                to: ts,
+            };
+            g.emit(&mut self.event, &self.counters, c, emit);
         }
     }
-}
 
-impl Gaps {
     /// A gap on one named stream of `conn` (e.g. a rollover that could not prove continuity).
     #[allow(clippy::too_many_arguments)]
     pub fn on_stream_gap(
@@ -196,23 +186,48 @@ impl Gaps {
         let Some(Some(c)) = self.conns.get(conn as usize) else {
             return;
         };
-        fill(
-            &mut self.event,
-            c.exchange,
-            c.market,
+        let g = Gap {
             stream,
             symbol,
             reason,
             from,
             to,
-        );
-        emit(&self.event);
-        self.count(reason);
+        };
+        g.emit(&mut self.event, &self.counters, c, emit);
     }
+}
 
-    fn count(&self, reason: &str) {
-        if let Some((_, c)) = self.counters.iter().find(|(r, _)| *r == reason) {
-            c.fetch_add(1, Ordering::Relaxed);
+/// One gap to announce.
+struct Gap<'a> {
+    stream: &'a str,
+    symbol: &'a str,
+    reason: &'a str,
+    from: i64,
+    to: i64,
+}
+
+impl Gap<'_> {
+    /// Fills the reusable event, hands it to `emit`, counts it by reason.
+    fn emit(
+        &self,
+        e: &mut Event,
+        counters: &[(&'static str, Arc<AtomicU64>)],
+        c: &ConnGaps,
+        emit: &mut dyn FnMut(&Event),
+    ) {
+        fill(
+            e,
+            c.exchange,
+            c.market,
+            self.stream,
+            self.symbol,
+            self.reason,
+            self.from,
+            self.to,
+        );
+        emit(e);
+        if let Some((_, n)) = counters.iter().find(|(r, _)| *r == self.reason) {
+            n.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

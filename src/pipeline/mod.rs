@@ -20,3 +20,22 @@ pub mod record;
 pub mod ring;
 pub mod sessions;
 pub mod watch;
+
+/// Copies a pipeline thread's input ring occupancy and its allocation count into their gauges
+/// (called every few milliseconds, never per message).
+pub(crate) fn export_thread_gauges<T>(
+    occupancy: &[std::sync::Arc<std::sync::atomic::AtomicI64>],
+    inputs: &[ring::Consumer<T>],
+    allocations: Option<&std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::Ordering;
+    for (g, input) in occupancy.iter().zip(inputs) {
+        g.store(input.len() as i64, Ordering::Relaxed);
+    }
+    if let Some(a) = allocations {
+        a.store(
+            crate::metrics::alloc::thread_allocations(),
+            Ordering::Relaxed,
+        );
+    }
+}

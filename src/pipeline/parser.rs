@@ -368,15 +368,11 @@ impl Parser {
             if last_publish.elapsed() >= Duration::from_millis(10) {
                 last_publish = Instant::now();
                 self.stage.publish();
-                for (g, input) in self.occupancy.iter().zip(&self.inputs) {
-                    g.store(input.len() as i64, std::sync::atomic::Ordering::Relaxed);
-                }
-                if let Some(a) = &self.allocations {
-                    a.store(
-                        crate::metrics::alloc::thread_allocations(),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                }
+                super::export_thread_gauges(
+                    &self.occupancy,
+                    &self.inputs,
+                    self.allocations.as_deref(),
+                );
             }
         }
         self.stage.publish();

@@ -106,15 +106,11 @@ impl Publisher {
                 }
                 records.publish();
                 errors.publish();
-                for (g, input) in self.occupancy.iter().zip(&self.inputs) {
-                    g.store(input.len() as i64, std::sync::atomic::Ordering::Relaxed);
-                }
-                if let Some(a) = &self.allocations {
-                    a.store(
-                        crate::metrics::alloc::thread_allocations(),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                }
+                super::export_thread_gauges(
+                    &self.occupancy,
+                    &self.inputs,
+                    self.allocations.as_deref(),
+                );
                 if now - last_merge >= 100_000_000 {
                     last_merge = now;
                     latency.merge();

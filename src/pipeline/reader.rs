@@ -248,16 +248,8 @@ impl Reader {
             if let Some(mut conn) = slot.take() {
                 let _ = conn.ws.close(None);
                 let _ = conn.ws.flush();
-                let _ = poll
-                    .registry()
-                    .deregister(&mut SourceFd(&tcp_of(&conn.ws).as_raw_fd()));
                 // No Disconnected marker: the pipeline is draining, books need no re-sync.
-                self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-                if conn.subscribed {
-                    self.metrics
-                        .connections_subscribed
-                        .fetch_sub(1, Ordering::Relaxed);
-                }
+                self.release(&poll, &conn);
             }
         }
         log::info!(
@@ -451,17 +443,22 @@ impl Reader {
         Ok(())
     }
 
-    fn end(&mut self, poll: &Poll, conn: Conn, (_, reason): (usize, String)) {
+    /// Stops polling a session's socket and takes it out of the connection gauges.
+    fn release(&self, poll: &Poll, conn: &Conn) {
         let _ = poll
             .registry()
             .deregister(&mut SourceFd(&tcp_of(&conn.ws).as_raw_fd()));
-        self.marker(&conn, FrameKind::Disconnected);
         self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         if conn.subscribed {
             self.metrics
                 .connections_subscribed
                 .fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    fn end(&mut self, poll: &Poll, conn: Conn, (_, reason): (usize, String)) {
+        self.release(poll, &conn);
+        self.marker(&conn, FrameKind::Disconnected);
         let _ = self.ended.send(Report::Ended(Ended {
             conn: conn.conn,
             session: conn.session,
@@ -475,15 +472,7 @@ impl Reader {
     fn retire(&mut self, poll: &Poll, mut conn: Conn) {
         let _ = conn.ws.close(None);
         let _ = conn.ws.flush();
-        let _ = poll
-            .registry()
-            .deregister(&mut SourceFd(&tcp_of(&conn.ws).as_raw_fd()));
-        self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-        if conn.subscribed {
-            self.metrics
-                .connections_subscribed
-                .fetch_sub(1, Ordering::Relaxed);
-        }
+        self.release(poll, &conn);
         log::info!(
             "event=session_retired conn={} session={} lived_s={}",
             conn.conn,
