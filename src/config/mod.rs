@@ -183,6 +183,14 @@ pub struct CpuConfig {
     pub publisher: Option<usize>,
 }
 
+/// How the pipeline stages map to threads.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineMode {
+    Threads,
+    Inline,
+}
+
 /// How hot-path threads wait when they have nothing to do.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -213,6 +221,10 @@ pub struct RuntimeConfig {
     pub max_message_bytes: usize,
     /// Idle strategy of reader, parser and publisher threads.
     pub idle: IdlePolicy,
+    /// `threads`: reader, parser and publisher on their own threads (one core each); `inline`:
+    /// one thread reads, parses, encodes and publishes each message before the next (no hand-off
+    /// between threads: the lowest latency when there are fewer cores than hot threads).
+    pub pipeline: PipelineMode,
     /// Sleep of the `sleep` idle policy, microseconds.
     pub idle_sleep_us: u64,
     /// Deadline for draining and flushing after SIGINT/SIGTERM.
@@ -262,6 +274,7 @@ impl Default for RuntimeConfig {
             frame_bytes: 4096,
             max_message_bytes: 8 << 20,
             idle: IdlePolicy::Sleep,
+            pipeline: PipelineMode::Threads,
             idle_sleep_us: 50,
             shutdown_timeout: "5s".into(),
             reconnect: ReconnectConfig::default(),
@@ -423,6 +436,12 @@ impl Config {
         range("ring_capacity", rt.ring_capacity, 16, 1 << 20)?;
         range("frame_bytes", rt.frame_bytes, 256, 16 << 20)?;
         range("max_message_bytes", rt.max_message_bytes, 1024, 256 << 20)?;
+        if rt.pipeline == PipelineMode::Inline && (rt.readers != 1 || rt.parsers != 1) {
+            return Err(ConfigError::new(
+                "runtime.pipeline",
+                "`inline` runs everything on one thread: set readers: 1 and parsers: 1",
+            ));
+        }
         if rt.idle_sleep_us > 100_000 {
             return Err(ConfigError::new("runtime.idle_sleep_us", "at most 100000"));
         }

@@ -63,6 +63,9 @@ pub struct BenchOptions {
     /// spin | yield | sleep.
     #[arg(long, default_value = "yield")]
     pub idle: String,
+    /// threads (reader, parser, publisher threads) | inline (one thread does all).
+    #[arg(long, default_value = "threads")]
+    pub pipeline: String,
     /// CPUs of the reader threads, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub reader_cpus: Vec<usize>,
@@ -239,6 +242,7 @@ runtime:
   readers: {readers}
   parsers: {parsers}
   idle: "{idle}"
+  pipeline: "{pipeline}"
   cpus: {{ readers: [{rc}], parsers: [{pc}]{pub_cpu} }}
 log:
   level: "warn"
@@ -248,6 +252,7 @@ log:
         readers = o.readers,
         parsers = o.parsers,
         idle = o.idle,
+        pipeline = o.pipeline,
         rc = list(&o.reader_cpus),
         pc = list(&o.parser_cpus),
         pub_cpu = o
@@ -409,7 +414,7 @@ fn report(
     let _ = writeln!(md, "Command: `{}`\n", o.command);
     let _ = writeln!(
         md,
-        "| | |\n|---|---|\n| date (UTC) | {} |\n| git revision | {} |\n| host | {} |\n| CPU | {} x {} |\n| kernel | {} |\n| collector threads | {} reader(s), {} parser(s), 1 publisher, idle `{}` |\n| pinning | readers {:?}, parsers {:?}, publisher {:?}; simulator threads unpinned, same machine |\n| load | {} symbols x 4 channels = {} streams over {} connection(s); mix: depth diffs 1-20 levels ~60 %, trades + aggTrades ~30 %, bookTicker ~10 % |\n| sink | {} ({}) |\n| warm-up / measured | {:.1} s / {:.1} s |\n| run outcome | {} |\n",
+        "| | |\n|---|---|\n| date (UTC) | {} |\n| git revision | {} |\n| host | {} |\n| CPU | {} x {} |\n| kernel | {} |\n| collector threads | {} reader(s), {} parser(s), 1 publisher, pipeline `{}`, idle `{}` |\n| pinning | readers {:?}, parsers {:?}, publisher {:?}; simulator threads unpinned, same machine |\n| load | {} symbols x 4 channels = {} streams over {} connection(s); mix: depth diffs 1-20 levels ~60 %, trades + aggTrades ~30 %, bookTicker ~10 % |\n| sink | {} ({}) |\n| warm-up / measured | {:.1} s / {:.1} s |\n| run outcome | {} |\n",
         system::utc_date(),
         system::git_revision(),
         system::host(),
@@ -418,6 +423,7 @@ fn report(
         system::kernel(),
         o.readers,
         o.parsers,
+        o.pipeline,
         o.idle,
         o.reader_cpus,
         o.parser_cpus,

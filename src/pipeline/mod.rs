@@ -12,6 +12,7 @@
 pub mod connector;
 pub mod frame;
 pub mod gaps;
+pub mod inline;
 pub mod parser;
 pub mod poller;
 pub mod publisher;

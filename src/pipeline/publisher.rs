@@ -1,11 +1,15 @@
-//! Stage 4: the publisher thread drains every parser's ring into the enabled sinks, in ring order,
-//! and gives sinks a periodic `tick` for time-based flushing. It stops once every parser has gone and
+//! Stage 4: the publisher drains every parser's ring into the enabled sinks, in ring order, and
+//! gives sinks a periodic `tick` for time-based flushing. It stops once every parser has gone and
 //! its ring is empty, then closes (flushes) the sinks.
+//!
+//! [`Publisher::step`] does one pass, so the same code runs on its own thread ([`Publisher::run`])
+//! or inline behind the reader (`runtime.pipeline: inline`).
 
 use super::parser::SHRINK_ABOVE;
 use super::record::Record;
 use super::ring::Consumer;
 use crate::clock::realtime_ns;
+use crate::metrics::latency::Recorder;
 use crate::metrics::{Counters, LogThrottle, Metrics};
 use crate::runtime::idle::Idle;
 use crate::sink::Sink;
@@ -14,7 +18,7 @@ use std::sync::Arc;
 const BATCH: usize = 1024;
 const TICK_NS: i64 = 1_000_000;
 
-/// The publisher thread's state.
+/// The publisher's state.
 pub struct Publisher {
     pub inputs: Vec<Consumer<Record>>,
     pub sinks: Vec<Box<dyn Sink>>,
@@ -26,108 +30,152 @@ pub struct Publisher {
     pub allocations: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
+/// Per-run state of a publisher (counters, histograms, timers).
+pub struct Running {
+    p: Publisher,
+    records: Counters,
+    errors: Counters,
+    latency: Recorder,
+    end_to_end: Recorder,
+    last_merge: i64,
+    err_log: LogThrottle,
+    last_tick: i64,
+    /// One `publish_batch` span per 100 ms at most (tracing never costs per message).
+    tracing: bool,
+    last_span_ns: i64,
+}
+
 impl Publisher {
-    /// Runs until the parsers are done; returns the number of sink errors at close.
-    pub fn run(mut self) -> usize {
-        let mut records: Counters = self.metrics.sink_records.handle();
-        let mut errors: Counters = self.metrics.publish_errors.handle();
-        let mut latency = self
+    /// Runs on its own thread until the parsers are done; returns the number of sink errors at
+    /// close.
+    pub fn run(self) -> usize {
+        let mut r = self.start();
+        loop {
+            let did = r.step();
+            if did == 0 {
+                if r.p.inputs.iter_mut().all(|i| i.is_finished()) {
+                    break;
+                }
+                r.p.idle.wait();
+            } else {
+                r.p.idle.reset();
+            }
+        }
+        r.finish()
+    }
+
+    /// Takes the thread's metric handles (call on the thread that will step it).
+    pub fn start(self) -> Running {
+        let latency = self
             .metrics
             .latency
             .recorder(&[("stage", "parsed_to_sink")]);
-        let mut end_to_end = self
+        let end_to_end = self
             .metrics
             .latency
             .recorder(&[("stage", "receive_to_sink")]);
-        let mut last_merge = 0i64;
-        let mut err_log = LogThrottle::default();
-        let mut last_tick = 0i64;
-        // One `publish_batch` span per 100 ms at most (tracing never costs per message).
-        let tracing = crate::trace::enabled();
-        let mut last_span_ns = 0i64;
-        loop {
-            let pass_start_ns = if tracing { realtime_ns() } else { 0 };
-            let mut did = 0usize;
-            for input in &mut self.inputs {
-                for _ in 0..BATCH {
-                    let sinks = &mut self.sinks;
-                    let latency = &mut latency;
-                    let end_to_end = &mut end_to_end;
-                    let r = input.read_with(|rec: &mut Record| {
-                        for (i, sink) in sinks.iter_mut().enumerate() {
-                            match sink.write(rec) {
-                                Ok(()) => records.add(i, 1),
-                                Err(e) => {
-                                    errors.add(i, 1);
-                                    if err_log.hit() {
-                                        log::error!(
-                                            "event=publish_failed sink={} error=\"{e}\" count={}",
-                                            sink.name(),
-                                            err_log.count()
-                                        );
-                                    }
+        Running {
+            records: self.metrics.sink_records.handle(),
+            errors: self.metrics.publish_errors.handle(),
+            latency,
+            end_to_end,
+            last_merge: 0,
+            err_log: LogThrottle::default(),
+            last_tick: 0,
+            tracing: crate::trace::enabled(),
+            last_span_ns: 0,
+            p: self,
+        }
+    }
+}
+
+impl Running {
+    /// One pass over the input rings (and the sinks' tick when due); returns records handed.
+    pub fn step(&mut self) -> usize {
+        let pass_start_ns = if self.tracing { realtime_ns() } else { 0 };
+        let mut did = 0usize;
+        for input in &mut self.p.inputs {
+            for _ in 0..BATCH {
+                let sinks = &mut self.p.sinks;
+                let (records, errors, err_log) =
+                    (&mut self.records, &mut self.errors, &mut self.err_log);
+                let (latency, end_to_end) = (&mut self.latency, &mut self.end_to_end);
+                let r = input.read_with(|rec: &mut Record| {
+                    for (i, sink) in sinks.iter_mut().enumerate() {
+                        match sink.write(rec) {
+                            Ok(()) => records.add(i, 1),
+                            Err(e) => {
+                                errors.add(i, 1);
+                                if err_log.hit() {
+                                    log::error!(
+                                        "event=publish_failed sink={} error=\"{e}\" count={}",
+                                        sink.name(),
+                                        err_log.count()
+                                    );
                                 }
                             }
                         }
-                        let now = realtime_ns();
-                        latency.record_ns(now - rec.parsed_ts_ns);
-                        end_to_end.record_ns(now - rec.recv_ts_ns);
-                        rec.shrink_if_above(SHRINK_ABOVE, 1024);
-                    });
-                    if r.is_none() {
-                        break;
                     }
-                    did += 1;
-                }
-            }
-            let now = realtime_ns();
-            if tracing && did > 0 && now - last_span_ns >= 100_000_000 {
-                last_span_ns = now;
-                crate::trace::record(crate::trace::Span {
-                    name: "publish_batch",
-                    start_ns: pass_start_ns,
-                    end_ns: now,
-                    attrs: vec![("records", did.into()), ("sinks", self.sinks.len().into())],
-                    error: None,
+                    let now = realtime_ns();
+                    latency.record_ns(now - rec.parsed_ts_ns);
+                    end_to_end.record_ns(now - rec.recv_ts_ns);
+                    rec.shrink_if_above(SHRINK_ABOVE, 1024);
                 });
-            }
-            if now - last_tick >= TICK_NS {
-                last_tick = now;
-                for (i, sink) in self.sinks.iter_mut().enumerate() {
-                    if let Err(e) = sink.tick(now) {
-                        errors.add(i, 1);
-                        if err_log.hit() {
-                            log::error!(
-                                "event=sink_tick_failed sink={} error=\"{e}\"",
-                                sink.name()
-                            );
-                        }
-                    }
-                }
-                records.publish();
-                errors.publish();
-                super::export_thread_gauges(
-                    &self.occupancy,
-                    &self.inputs,
-                    self.allocations.as_deref(),
-                );
-                if now - last_merge >= 100_000_000 {
-                    last_merge = now;
-                    latency.merge();
-                    end_to_end.merge();
-                }
-            }
-            if did == 0 {
-                if self.inputs.iter_mut().all(|i| i.is_finished()) {
+                if r.is_none() {
                     break;
                 }
-                self.idle.wait();
-            } else {
-                self.idle.reset();
+                did += 1;
             }
         }
+        let now = realtime_ns();
+        if self.tracing && did > 0 && now - self.last_span_ns >= 100_000_000 {
+            self.last_span_ns = now;
+            crate::trace::record(crate::trace::Span {
+                name: "publish_batch",
+                start_ns: pass_start_ns,
+                end_ns: now,
+                attrs: vec![
+                    ("records", did.into()),
+                    ("sinks", self.p.sinks.len().into()),
+                ],
+                error: None,
+            });
+        }
+        if now - self.last_tick >= TICK_NS {
+            self.last_tick = now;
+            for (i, sink) in self.p.sinks.iter_mut().enumerate() {
+                if let Err(e) = sink.tick(now) {
+                    self.errors.add(i, 1);
+                    if self.err_log.hit() {
+                        log::error!("event=sink_tick_failed sink={} error=\"{e}\"", sink.name());
+                    }
+                }
+            }
+            self.records.publish();
+            self.errors.publish();
+            super::export_thread_gauges(
+                &self.p.occupancy,
+                &self.p.inputs,
+                self.p.allocations.as_deref(),
+            );
+            if now - self.last_merge >= 100_000_000 {
+                self.last_merge = now;
+                self.latency.merge();
+                self.end_to_end.merge();
+            }
+        }
+        did
+    }
+
+    /// True once every input's producer is gone and its ring drained.
+    pub fn finished(&mut self) -> bool {
+        self.p.inputs.iter_mut().all(|i| i.is_finished())
+    }
+
+    /// Closes (flushes) the sinks; returns how many failed.
+    pub fn finish(mut self) -> usize {
         let mut failed = 0;
-        for sink in &mut self.sinks {
+        for sink in &mut self.p.sinks {
             match sink.close() {
                 Ok(()) => log::info!("event=sink_closed sink={}", sink.name()),
                 Err(e) => {
@@ -136,8 +184,8 @@ impl Publisher {
                 }
             }
         }
-        records.publish();
-        errors.publish();
+        self.records.publish();
+        self.errors.publish();
         failed
     }
 }

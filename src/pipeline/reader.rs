@@ -71,6 +71,8 @@ pub struct Reader {
     pub ring_full_waits: Arc<std::sync::atomic::AtomicU64>,
     /// `thread_allocations_total` of this thread (when the binary counts allocations).
     pub allocations: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// `runtime.pipeline: inline`: this thread also parses and publishes (no rings to parsers).
+    pub inline: Option<super::inline::Inline>,
 }
 
 struct Stats {
@@ -177,7 +179,7 @@ impl Reader {
             let pacing = conns.iter().flatten().any(|c| !c.pending.is_empty());
             let timeout = if self.spin || !ready.is_empty() {
                 Duration::ZERO
-            } else if pacing {
+            } else if pacing || self.inline.is_some() {
                 Duration::from_millis(5)
             } else {
                 Duration::from_millis(50)
@@ -240,6 +242,9 @@ impl Reader {
                     }
                 }
             }
+            if let Some(inline) = self.inline.as_mut() {
+                inline.tick();
+            }
             if did {
                 self.idle.reset();
             }
@@ -251,6 +256,9 @@ impl Reader {
                 // No Disconnected marker: the pipeline is draining, books need no re-sync.
                 self.release(&poll, &conn);
             }
+        }
+        if let Some(inline) = self.inline.take() {
+            inline.finish();
         }
         log::info!(
             "event=thread_stopped thread={} text_frames={}",
@@ -498,6 +506,10 @@ impl Reader {
     /// Writes into the parser's ring, waiting while it is full (backpressure, nothing dropped).
     #[inline]
     fn push(&mut self, parser: usize, mut fill: impl FnMut(&mut Frame)) {
+        if let Some(inline) = self.inline.as_mut() {
+            inline.process(&mut fill);
+            return;
+        }
         let Some(out) = self.outputs.get_mut(parser) else {
             return;
         };

@@ -8,6 +8,7 @@ use crate::encode::Formats;
 use crate::metrics::{self, Metrics};
 use crate::pipeline::connector::{ConnTarget, Connector};
 use crate::pipeline::frame::Frame;
+use crate::pipeline::inline::Inline;
 use crate::pipeline::parser::{Parser, Stage};
 use crate::pipeline::poller::Poller;
 use crate::pipeline::publisher::Publisher;
@@ -58,6 +59,8 @@ pub fn run_with(
     opts: RunOptions,
 ) -> Result<Outcome, String> {
     let rt = &config.runtime;
+    let inline = rt.pipeline == crate::config::PipelineMode::Inline;
+    let mut inline_parser = None;
     let sink_names: Vec<&'static str> = config.sinks.iter().map(|s| s.name()).collect();
 
     let mut sinks = Vec::new();
@@ -122,7 +125,9 @@ pub fn run_with(
         (0..rt.parsers).map(|_| Vec::new()).collect();
     for out in to_parsers.iter_mut() {
         for input in parser_inputs.iter_mut() {
-            let (p, c) = ring::ring(rt.ring_capacity, || Frame::with_capacity(rt.frame_bytes));
+            // Inline: the reader parses itself; its rings to parsers stay unused.
+            let slots = if inline { 2 } else { rt.ring_capacity };
+            let (p, c) = ring::ring(slots, || Frame::with_capacity(rt.frame_bytes));
             out.push(p);
             input.push(c);
         }
@@ -283,14 +288,25 @@ pub fn run_with(
         metrics: metrics.clone(),
         idle: idle(),
         occupancy: publisher_occupancy,
-        allocations: allocations("publisher"),
+        // Inline: the reader thread's own count covers the publisher's work.
+        allocations: if inline {
+            None
+        } else {
+            allocations("publisher")
+        },
     };
     let (done_tx, done_rx) = crossbeam_channel::bounded::<usize>(1);
-    spawn("publisher", move || {
-        pin("publisher", publisher_cpu);
-        let failed = publisher.run();
-        let _ = done_tx.send(failed);
-    })?;
+    let mut inline_publisher = None;
+    if inline {
+        inline_publisher = Some(publisher);
+    } else {
+        let done_tx = done_tx.clone();
+        spawn("publisher", move || {
+            pin("publisher", publisher_cpu);
+            let failed = publisher.run();
+            let _ = done_tx.send(failed);
+        })?;
+    }
 
     let rollover_metrics = RolloverMetrics::register(&metrics);
     let gap_counters: Vec<_> = crate::pipeline::gaps::REASONS
@@ -368,8 +384,12 @@ pub fn run_with(
             occupancy: (0..rt.readers)
                 .map(|r| occupancy(&format!("reader-{r}>parser-{i}")))
                 .collect(),
-            allocations: allocations(&name),
+            allocations: if inline { None } else { allocations(&name) },
         };
+        if inline {
+            inline_parser = Some(parser);
+            continue;
+        }
         spawn(&name.clone(), move || {
             pin(&name, cpu);
             parser.run();
@@ -399,6 +419,16 @@ pub fn run_with(
             shutdown: shutdown.clone(),
             ring_full_waits: ring_full.clone(),
             allocations: allocations(&name),
+            inline: match (inline_parser.take(), inline_publisher.take()) {
+                (Some(parser), Some(publisher)) => Some(Inline::new(
+                    parser.stage,
+                    parser.output,
+                    publisher.start(),
+                    rt.frame_bytes,
+                    done_tx.clone(),
+                )),
+                _ => None,
+            },
         };
         spawn(&name.clone(), move || {
             pin(&name, cpu);
@@ -406,6 +436,8 @@ pub fn run_with(
         })?;
     }
     drop(ended_tx);
+    // Only the publisher (or the inline reader) holds it now: a panic there ends the wait at once.
+    drop(done_tx);
 
     let connector = Connector {
         targets,
