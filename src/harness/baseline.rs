@@ -85,7 +85,8 @@ impl Comparison {
     }
 }
 
-/// Runs both (ours first warms up its buffers; timing excludes that pass).
+/// Runs both over `corpus`, alternating passes (`rounds` each) so machine noise hits both alike,
+/// and keeps each one's median pass. Ours runs once first to warm its buffers (not timed).
 pub fn compare(corpus: &[String], rounds: usize, formats: Formats) -> Comparison {
     let mut dec = BinanceDecoder::new("spot");
     let mut frame = Frame::with_capacity(4096);
@@ -93,32 +94,34 @@ pub fn compare(corpus: &[String], rounds: usize, formats: Formats) -> Comparison
     let mut ours = |msg: &str| {
         frame.fill(msg.as_bytes());
         let len = frame.len;
-        let _ = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
-            fill(&mut rec, ev, formats)
-        });
+        let _ = dec.decode(&mut frame.buf, len, 1, &mut |ev| fill(&mut rec, ev, formats));
         black_box(rec.proto.len() + rec.json.len())
     };
     for m in corpus {
         ours(m);
     }
-    let t0 = Instant::now();
-    for _ in 0..rounds {
+    let n = corpus.len().max(1) as f64;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        let t0 = Instant::now();
         for m in corpus {
             black_box(ours(m));
         }
-    }
-    let ours_ns = t0.elapsed().as_nanos() as f64 / (rounds * corpus.len()).max(1) as f64;
-    let t0 = Instant::now();
-    for _ in 0..rounds {
+        a.push(t0.elapsed().as_nanos() as f64 / n);
+        let t0 = Instant::now();
         for m in corpus {
             black_box(conventional(m));
         }
+        b.push(t0.elapsed().as_nanos() as f64 / n);
     }
-    let baseline_ns = t0.elapsed().as_nanos() as f64 / (rounds * corpus.len()).max(1) as f64;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     Comparison {
-        ours_ns,
-        baseline_ns,
-        messages: rounds * corpus.len(),
+        ours_ns: median(&mut a),
+        baseline_ns: median(&mut b),
+        messages: corpus.len(),
     }
 }
 
