@@ -217,7 +217,7 @@ fn health_names_the_stale_stream_status_and_connections_describe_the_run() {
     let extra = "book: { enabled: false }";
     let cfg = config(&sim.ws_url(), "http://127.0.0.1:1", port, extra).replace(
         "  listen: ",
-        "  stale_after: { default: \"2s\" }\n  listen: ",
+        "  stale_after: { default: \"2s\", trade: \"2s\", aggTrade: \"2s\" }\n  listen: ",
     );
     let mut mdc = Collector::start(&dir, &cfg, &[]);
     assert!(

@@ -144,11 +144,15 @@ impl Default for HttpConfig {
 
 impl HttpConfig {
     fn default_stale_after() -> std::collections::BTreeMap<String, String> {
+        // Trades and liquidations are sparse on quiet symbols: no limit unless asked for. Mark
+        // prices are pushed every 1 s or 3 s whatever happens.
         [
-            ("default", "60s"),
-            ("depth", "10s"),
-            ("bookTicker", "30s"),
+            ("default", "5m"),
+            ("depth", "60s"),
+            ("bookTicker", "60s"),
             ("markPrice", "10s"),
+            ("trade", "off"),
+            ("aggTrade", "off"),
             ("forceOrder", "off"),
         ]
         .into_iter()

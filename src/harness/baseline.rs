@@ -94,7 +94,9 @@ pub fn compare(corpus: &[String], rounds: usize, formats: Formats) -> Comparison
     let mut ours = |msg: &str| {
         frame.fill(msg.as_bytes());
         let len = frame.len;
-        let _ = dec.decode(&mut frame.buf, len, 1, &mut |ev| fill(&mut rec, ev, formats));
+        let _ = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
+            fill(&mut rec, ev, formats)
+        });
         black_box(rec.proto.len() + rec.json.len())
     };
     for m in corpus {
