@@ -111,7 +111,7 @@ fn protobuf_files_decode_to_the_same_events() {
 }
 
 /// 2,000 streams over two connections (Binance spot's 1,024-stream limit), two reader and two
-/// parser threads, and a server that pings every 500 ms: every stream is subscribed exactly once,
+/// parser threads, and a server that pings every 2 s (Binance: 20 s): every stream is subscribed exactly once,
 /// the messages we send (`SUBSCRIBE`, pongs, pings) never exceed 5 per second per connection, and
 /// every event arrives exactly once and in order per stream.
 #[test]
@@ -122,7 +122,7 @@ fn many_streams_over_several_connections_and_threads() {
         total: Some(total),
         record: true,
         seed: 11,
-        ping_interval: Some(Duration::from_millis(500)),
+        ping_interval: Some(Duration::from_secs(2)),
         ..SimConfig::default()
     })
     .unwrap();
@@ -186,7 +186,7 @@ runtime:
         log.len()
     );
     let (pings, pongs) = sim.pings();
-    assert!(pings >= 4 && pongs >= 4, "pings {pings}, pongs {pongs}");
+    assert!(pings >= 2 && pongs >= 2, "pings {pings}, pongs {pongs}");
     let inbound = sim.inbound_log();
     assert!(inbound.len() > log.len(), "pongs are counted too");
     for conn in 0..2 {

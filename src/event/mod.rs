@@ -109,6 +109,10 @@ pub struct Event {
     pub gap: wire::Gap,
     /// Levels parked between messages so their strings keep their capacity.
     level_pool: Vec<wire::Level>,
+    /// Depth levels written by the message being decoded; the rest of `depth.bids`/`asks` are
+    /// last message's, overwritten in place (no moves) and parked by [`Event::finish_depth`].
+    bids_used: usize,
+    asks_used: usize,
 }
 
 impl Event {
@@ -122,7 +126,6 @@ impl Event {
         e
     }
 
-    /// Empties the depth payload, parking its levels for reuse.
     /// Position of the event in its stream, increasing from one event to the next: the
     /// exchange's id where it gives one (trade id, aggregate id, last update id), else its event
     /// time. Lets two overlapping sessions of a rollover be merged without loss or copies.
@@ -138,11 +141,24 @@ impl Event {
         }
     }
 
+    /// Starts a new depth payload: its levels overwrite the previous message's in place.
+    /// Call [`Event::finish_depth`] once every level is pushed.
     pub fn clear_depth(&mut self) {
-        self.level_pool.append(&mut self.depth.bids);
-        self.level_pool.append(&mut self.depth.asks);
+        self.bids_used = 0;
+        self.asks_used = 0;
         self.depth.prev_last_update_id = None;
         self.depth.resyncing = false;
+    }
+
+    /// Ends a depth payload: levels left over from a longer previous message are parked.
+    pub fn finish_depth(&mut self) {
+        let (b, a) = (self.bids_used, self.asks_used);
+        if self.depth.bids.len() > b {
+            self.level_pool.extend(self.depth.bids.drain(b..));
+        }
+        if self.depth.asks.len() > a {
+            self.level_pool.extend(self.depth.asks.drain(a..));
+        }
     }
 
     /// Empties the book snapshot payload, parking its levels for reuse.
@@ -161,17 +177,47 @@ impl Event {
         }
     }
 
-    /// Appends a bid level, reusing a parked level's strings.
+    /// Appends a bid level (overwriting last message's level in place where there is one).
+    #[inline]
     pub fn push_bid(&mut self, price: &str, qty: &str) {
-        let l = level(&mut self.level_pool, price, qty);
-        self.depth.bids.push(l);
+        put_level(
+            &mut self.depth.bids,
+            &mut self.bids_used,
+            &mut self.level_pool,
+            price,
+            qty,
+        );
     }
 
-    /// Appends an ask level, reusing a parked level's strings.
+    /// Appends an ask level (overwriting last message's level in place where there is one).
+    #[inline]
     pub fn push_ask(&mut self, price: &str, qty: &str) {
-        let l = level(&mut self.level_pool, price, qty);
-        self.depth.asks.push(l);
+        put_level(
+            &mut self.depth.asks,
+            &mut self.asks_used,
+            &mut self.level_pool,
+            price,
+            qty,
+        );
     }
+}
+
+#[inline]
+fn put_level(
+    v: &mut Vec<wire::Level>,
+    used: &mut usize,
+    pool: &mut Vec<wire::Level>,
+    price: &str,
+    qty: &str,
+) {
+    match v.get_mut(*used) {
+        Some(l) => {
+            set(&mut l.price, price);
+            set(&mut l.qty, qty);
+        }
+        None => v.push(level(pool, price, qty)),
+    }
+    *used += 1;
 }
 
 fn level(pool: &mut Vec<wire::Level>, price: &str, qty: &str) -> wire::Level {

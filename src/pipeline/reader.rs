@@ -27,6 +27,65 @@ use tungstenite::{Error as WsError, Message};
 /// Messages read from one connection before the reader looks at the others and its timers.
 const READ_BUDGET: usize = 256;
 
+/// Window of the exchange's per-connection message limit, with a margin: messages sent `1 s` apart
+/// may arrive closer together.
+const SEND_WINDOW: Duration = Duration::from_millis(1150);
+
+/// The exchange's limit on messages we send per connection per second (Binance spot: 5, pongs
+/// included). Pongs go out as soon as a ping is read, so our own messages (subscriptions, pings)
+/// leave room for as many pongs as the server's ping rate can bring within a window.
+struct Budget {
+    limit: usize,
+    sent: VecDeque<Instant>,
+    last_ping: Option<Instant>,
+    ping_gap: Option<Duration>,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Budget {
+        Budget {
+            limit: limit.max(1),
+            sent: VecDeque::with_capacity(limit.max(1) * 2 + 4),
+            last_ping: None,
+            ping_gap: None,
+        }
+    }
+
+    fn prune(&mut self, now: Instant) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= SEND_WINDOW)
+        {
+            self.sent.pop_front();
+        }
+    }
+
+    /// May we send one of our own messages now?
+    fn allows(&mut self, now: Instant) -> bool {
+        self.prune(now);
+        // Pongs the server's ping rate can bring within a window (at least one).
+        let pongs = self.ping_gap.map_or(1, |g| {
+            (SEND_WINDOW.as_nanos() / g.as_nanos().max(1) + 1) as usize
+        });
+        self.sent.is_empty() || self.sent.len() + pongs < self.limit
+    }
+
+    fn record(&mut self, now: Instant) {
+        self.sent.push_back(now);
+    }
+
+    /// A ping arrived (its pong leaves at once).
+    fn pong(&mut self, now: Instant) {
+        if let Some(last) = self.last_ping {
+            self.ping_gap = Some(now.duration_since(last));
+        }
+        self.last_ping = Some(now);
+        self.prune(now);
+        self.sent.push_back(now);
+    }
+}
+
 /// One open connection owned by this reader.
 struct Conn {
     /// Configured connection and session (see [`Frame::session`]).
@@ -36,8 +95,9 @@ struct Conn {
     parser: usize,
     ws: WsStream,
     pending: VecDeque<String>,
-    next_send: Instant,
-    interval: Duration,
+    /// Everything we sent in the last [`SEND_WINDOW`] (our messages and the pongs), for the
+    /// exchange's per-connection message limit.
+    sends: Budget,
     subscribed: bool,
     /// SUBSCRIBE messages this session needed (for the `subscribe` span).
     subscribe_messages: usize,
@@ -155,9 +215,7 @@ impl Reader {
                     ws: est.ws,
                     subscribe_messages: est.subscribe.len(),
                     pending: est.subscribe.into(),
-                    next_send: Instant::now(),
-                    // A small margin keeps clock jitter from ever exceeding the exchange's limit.
-                    interval: Duration::from_secs(1) / rate + Duration::from_millis(5),
+                    sends: Budget::new(rate as usize),
                     subscribed: false,
                     opened: Instant::now(),
                     status: est.status,
@@ -327,10 +385,10 @@ impl Reader {
                     }
                 }
                 Ok(Message::Ping(_)) => {
-                    // tungstenite queued a pong with the same payload; it counts against the
-                    // exchange's outgoing message limit, so delay our next own message.
+                    // tungstenite answers with a pong at once (on the next read); it counts
+                    // against the exchange's outgoing message limit like our own messages.
                     stats.frames.add(frame::PING, 1);
-                    conn.next_send = conn.next_send.max(Instant::now()) + conn.interval;
+                    conn.sends.pong(Instant::now());
                 }
                 Ok(Message::Pong(_)) => {
                     conn.awaiting_pong_since = None;
@@ -397,12 +455,11 @@ impl Reader {
                 ),
             ));
         }
-        if now.duration_since(conn.last_ping) >= conn.ping_interval {
+        if now.duration_since(conn.last_ping) >= conn.ping_interval && conn.sends.allows(now) {
             conn.last_ping = now;
             conn.awaiting_pong_since.get_or_insert(now);
             conn.pings_sent += 1;
-            // Our ping counts against the outgoing message budget like any message.
-            conn.next_send = conn.next_send.max(now) + conn.interval;
+            conn.sends.record(now);
             match conn
                 .ws
                 .send(Message::Ping(conn.pings_sent.to_be_bytes().to_vec().into()))
@@ -412,10 +469,11 @@ impl Reader {
                 Err(e) => return Err((disconnect::ERROR, format!("ping: {e}"))),
             }
         }
-        if now >= conn.next_send
+        if !conn.pending.is_empty()
+            && conn.sends.allows(now)
             && let Some(msg) = conn.pending.pop_front()
         {
-            conn.next_send = now + conn.interval;
+            conn.sends.record(now);
             match conn.ws.send(Message::text(msg)) {
                 Ok(()) => {}
                 // Queued by tungstenite; written out on the next flush.

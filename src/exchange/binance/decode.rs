@@ -206,6 +206,7 @@ fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, Dec
             }
             levels(ev, f.b, "b", true)?;
             levels(ev, f.a, "a", false)?;
+            ev.finish_depth();
             ev.kind = Some(EventKind::DepthDiff);
         }
         Some("bookTicker") => book_ticker(ev, &f)?,
