@@ -106,21 +106,9 @@ struct Snapshot {
 fn snapshot(m: &Metrics, sim: &Simulator) -> Snapshot {
     use crate::metrics::frame;
     let allocations = m
-        .extra
-        .lock()
-        .map(|e| {
-            e.iter()
-                .filter(|x| x.name == "thread_allocations_total")
-                .filter_map(|x| match &x.kind {
-                    crate::metrics::ExtraKind::Counter(a) => Some((
-                        x.labels.first().map(|(_, v)| v.clone()).unwrap_or_default(),
-                        a.load(Ordering::Relaxed),
-                    )),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+        .counter_values("thread_allocations_total")
+        .into_iter()
+        .collect();
     let latency = m
         .latency
         .snapshot()
@@ -135,18 +123,10 @@ fn snapshot(m: &Metrics, sim: &Simulator) -> Snapshot {
         })
         .collect();
     let acked = m
-        .extra
-        .lock()
-        .map(|e| {
-            e.iter()
-                .filter(|x| x.name == "kafka_acked_total")
-                .filter_map(|x| match &x.kind {
-                    crate::metrics::ExtraKind::Counter(a) => Some(a.load(Ordering::Relaxed)),
-                    _ => None,
-                })
-                .sum()
-        })
-        .unwrap_or(0);
+        .counter_values("kafka_acked_total")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
     Snapshot {
         acked,
         at: Instant::now(),

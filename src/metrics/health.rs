@@ -5,7 +5,6 @@
 //! transitions, readers publish message counts every 10 ms, parsers publish each stream's last
 //! message time about every 500 ms. The HTTP thread only reads.
 
-use crate::clock::realtime_ns;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -215,9 +214,4 @@ impl StatusBoard {
         }
         out
     }
-}
-
-/// Seconds since `ns` (realtime) for reports.
-pub fn age_s(ns: i64) -> f64 {
-    (realtime_ns() - ns) as f64 / 1e9
 }

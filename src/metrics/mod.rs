@@ -61,12 +61,6 @@ impl CounterFamily {
         }
         out
     }
-
-    /// Sum over threads for one label value.
-    pub fn total(&self, value: &str) -> u64 {
-        let i = self.values.iter().position(|v| *v == value);
-        i.map(|i| self.totals()[i]).unwrap_or(0)
-    }
 }
 
 /// One thread's view of a [`CounterFamily`].
@@ -337,6 +331,24 @@ impl Metrics {
                 kind,
             });
         }
+    }
+
+    /// Current values of the registered counters named `name`, by their first label's value.
+    pub fn counter_values(&self, name: &str) -> Vec<(String, u64)> {
+        let Ok(extras) = self.extra.lock() else {
+            return Vec::new();
+        };
+        extras
+            .iter()
+            .filter(|x| x.name == name)
+            .filter_map(|x| match &x.kind {
+                ExtraKind::Counter(a) => Some((
+                    x.labels.first().map(|(_, v)| v.clone()).unwrap_or_default(),
+                    a.load(Ordering::Relaxed),
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Registers a sink's health handles (reachable starts true until a check says otherwise).

@@ -100,7 +100,9 @@ impl Stage {
             FrameKind::Disconnected => {
                 match self.sessions.on_disconnected(conn, session, ts) {
                     Marker::Live => {}
-                    Marker::Promoted => self.unproven(out, idle, "disconnect"),
+                    // The replacement is live: only streams it had not yet proven may miss data
+                    // (their books re-sync by themselves on the sequence break).
+                    Marker::Promoted => return self.unproven(out, idle, "disconnect"),
                     Marker::Replacement | Marker::Ignore => return,
                 }
                 if let Some(b) = self.books.as_mut() {
@@ -121,21 +123,19 @@ impl Stage {
                     return; // a rollover's replacement: no gap, the old session still delivers
                 }
                 if let Some(w) = self.watch.as_mut() {
-                    w.on_connected(frame.conn, frame.recv_ts_ns);
+                    w.on_connected(conn, ts);
                 }
                 let events = &mut self.events;
-                self.gaps
-                    .on_connected(frame.conn, frame.recv_ts_ns, &mut |ev: &Event| {
-                        emit(out, formats, events, idle, ev)
-                    });
+                self.gaps.on_connected(conn, ts, &mut |ev: &Event| {
+                    emit(out, formats, events, idle, ev)
+                });
                 return;
             }
             FrameKind::Dropped => {
                 let events = &mut self.events;
-                self.gaps
-                    .on_dropped(frame.conn, frame.recv_ts_ns, &mut |ev: &Event| {
-                        emit(out, formats, events, idle, ev)
-                    });
+                self.gaps.on_dropped(conn, ts, &mut |ev: &Event| {
+                    emit(out, formats, events, idle, ev)
+                });
                 return;
             }
         }
@@ -176,7 +176,7 @@ impl Stage {
             }
         });
         if let Some(w) = self.watch.as_mut() {
-            w.on_frame(frame.conn, decoder.last_stream(), frame.recv_ts_ns);
+            w.on_frame(conn, decoder.last_stream(), recv_ts);
         }
         if self.sessions.rolling() {
             self.sessions.name_streams(conn, decoder.last_stream());

@@ -32,47 +32,54 @@ const READ_BUDGET: usize = 256;
 const SEND_WINDOW: Duration = Duration::from_millis(1150);
 
 /// The exchange's limit on messages we send per connection per second (Binance spot: 5, pongs
-/// included). Pongs go out as soon as a ping is read, so our own messages (subscriptions, pings)
-/// leave room for as many pongs as the server's ping rate can bring within a window.
+/// included). Pongs go out as soon as a ping is read (tungstenite), so they cannot be spaced; our
+/// own messages (subscriptions, pings) are, leaving room in every window for the most pongs the
+/// server's ping rate can put into one window.
 struct Budget {
     limit: usize,
-    sent: VecDeque<Instant>,
+    /// Our own messages within the last [`SEND_WINDOW`].
+    own: VecDeque<Instant>,
+    /// Pongs within the last [`SEND_WINDOW`] (catches bursts the ping gap would not predict).
+    pongs: VecDeque<Instant>,
     last_ping: Option<Instant>,
     ping_gap: Option<Duration>,
 }
 
+fn prune(q: &mut VecDeque<Instant>, now: Instant) {
+    while q
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= SEND_WINDOW)
+    {
+        q.pop_front();
+    }
+}
+
 impl Budget {
     fn new(limit: usize) -> Budget {
+        let limit = limit.max(1);
         Budget {
-            limit: limit.max(1),
-            sent: VecDeque::with_capacity(limit.max(1) * 2 + 4),
+            limit,
+            own: VecDeque::with_capacity(limit + 1),
+            pongs: VecDeque::with_capacity(limit + 1),
             last_ping: None,
             ping_gap: None,
         }
     }
 
-    fn prune(&mut self, now: Instant) {
-        while self
-            .sent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= SEND_WINDOW)
-        {
-            self.sent.pop_front();
-        }
-    }
-
-    /// May we send one of our own messages now?
+    /// May we send one of our own messages now? Any window holds at most our messages of the
+    /// last window, this one, and the pongs one window can bring (at least one, for a first ping).
     fn allows(&mut self, now: Instant) -> bool {
-        self.prune(now);
-        // Pongs the server's ping rate can bring within a window (at least one).
-        let pongs = self.ping_gap.map_or(1, |g| {
-            (SEND_WINDOW.as_nanos() / g.as_nanos().max(1) + 1) as usize
+        prune(&mut self.own, now);
+        prune(&mut self.pongs, now);
+        let by_rate = self.ping_gap.map_or(1, |g| {
+            SEND_WINDOW.as_nanos().div_ceil(g.as_nanos().max(1)) as usize
         });
-        self.sent.is_empty() || self.sent.len() + pongs < self.limit
+        let pongs = by_rate.max(self.pongs.len()).max(1);
+        self.own.len() + 1 + pongs <= self.limit || (self.own.is_empty() && self.pongs.is_empty())
     }
 
     fn record(&mut self, now: Instant) {
-        self.sent.push_back(now);
+        self.own.push_back(now);
     }
 
     /// A ping arrived (its pong leaves at once).
@@ -81,8 +88,8 @@ impl Budget {
             self.ping_gap = Some(now.duration_since(last));
         }
         self.last_ping = Some(now);
-        self.prune(now);
-        self.sent.push_back(now);
+        prune(&mut self.pongs, now);
+        self.pongs.push_back(now);
     }
 }
 

@@ -37,7 +37,8 @@ impl ConnWatch {
 
 /// The watches of one parser's connections.
 pub struct StreamWatch {
-    conns: HashMap<u32, ConnWatch>,
+    /// By connection id (ids are small and dense).
+    conns: Vec<Option<ConnWatch>>,
     silent: Arc<AtomicI64>,
     detected: Arc<AtomicU64>,
 }
@@ -45,7 +46,7 @@ pub struct StreamWatch {
 impl StreamWatch {
     pub fn new(silent: Arc<AtomicI64>, detected: Arc<AtomicU64>) -> StreamWatch {
         StreamWatch {
-            conns: HashMap::new(),
+            conns: Vec::new(),
             silent,
             detected,
         }
@@ -63,32 +64,33 @@ impl StreamWatch {
         timeout: std::time::Duration,
         shared: Option<Arc<[AtomicI64]>>,
     ) {
-        self.conns.insert(
-            conn,
-            ConnWatch {
-                label,
-                timeout_ns: timeout.as_nanos().min(i64::MAX as u128) as i64,
-                index: streams
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (s.clone(), i))
-                    .collect(),
-                names: streams.to_vec(),
-                watched: {
-                    let w: std::collections::HashSet<&String> = watched.iter().collect();
-                    streams.iter().map(|s| w.contains(s)).collect()
-                },
-                last_ns: vec![0; streams.len()],
-                shared,
-                connected_at_ns: None,
-                reported: 0,
+        let i = conn as usize;
+        if self.conns.len() <= i {
+            self.conns.resize_with(i + 1, || None);
+        }
+        self.conns[i] = Some(ConnWatch {
+            label,
+            timeout_ns: timeout.as_nanos().min(i64::MAX as u128) as i64,
+            index: streams
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), i))
+                .collect(),
+            names: streams.to_vec(),
+            watched: {
+                let w: std::collections::HashSet<&String> = watched.iter().collect();
+                streams.iter().map(|s| w.contains(s)).collect()
             },
-        );
+            last_ns: vec![0; streams.len()],
+            shared,
+            connected_at_ns: None,
+            reported: 0,
+        });
     }
 
     /// The connection (re)opened: every stream must prove itself again.
     pub fn on_connected(&mut self, conn: u32, now_ns: i64) {
-        if let Some(w) = self.conns.get_mut(&conn) {
+        if let Some(Some(w)) = self.conns.get_mut(conn as usize) {
             self.silent.fetch_sub(w.reported as i64, Ordering::Relaxed);
             w.reported = 0;
             w.connected_at_ns = Some(now_ns);
@@ -97,7 +99,7 @@ impl StreamWatch {
 
     /// The connection closed: its silence is no longer a routing symptom.
     pub fn on_disconnected(&mut self, conn: u32) {
-        if let Some(w) = self.conns.get_mut(&conn) {
+        if let Some(Some(w)) = self.conns.get_mut(conn as usize) {
             self.silent.fetch_sub(w.reported as i64, Ordering::Relaxed);
             w.reported = 0;
             w.connected_at_ns = None;
@@ -107,7 +109,7 @@ impl StreamWatch {
     /// A frame of `stream` arrived on `conn` at `ts`.
     #[inline]
     pub fn on_frame(&mut self, conn: u32, stream: &str, ts: i64) {
-        let Some(w) = self.conns.get_mut(&conn) else {
+        let Some(Some(w)) = self.conns.get_mut(conn as usize) else {
             return;
         };
         if let Some(&i) = w.index.get(stream) {
@@ -117,7 +119,7 @@ impl StreamWatch {
 
     /// Publishes freshness and reports streams silent past their deadline (about twice a second).
     pub fn check(&mut self, now_ns: i64) {
-        for w in self.conns.values_mut() {
+        for w in self.conns.iter_mut().flatten() {
             if let Some(shared) = &w.shared {
                 for (a, v) in shared.iter().zip(&w.last_ns) {
                     a.store(*v, Ordering::Relaxed);

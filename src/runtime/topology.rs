@@ -184,9 +184,7 @@ pub fn run_with(
                 limit: config.book.rest_snapshot_limit,
                 requests: snap_req_rx,
                 replies: snap_reply_tx,
-                limiter: Arc::new(Mutex::new(rest::Limiter::new(
-                    config.book.rest_weight_budget,
-                ))),
+                limiter: limiter.clone(),
                 stats: rest::RestStats {
                     requests: metrics.counter(
                         "rest_requests_total",
