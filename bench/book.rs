@@ -13,9 +13,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mdc::book::price::{Dec, price_key};
 use mdc::book::side::Side;
 use mdc::book::sync::{DiffRef, Rules, Snapshot, SymbolBook};
-use mdc::event::Event;
+use mdc::event::{Event, Levels};
 use mdc::simulator::generator::Rng;
-use mdc::wire::Level;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
@@ -120,37 +119,38 @@ fn bench_book(c: &mut Criterion) {
         snap.bids.push((price(6_000_000 - i), "1.00000000".into()));
         snap.asks.push((price(6_000_001 + i), "1.00000000".into()));
     }
+    let none = Levels::default();
     let _ = book.on_diff(DiffRef {
         first: 1,
         last: 1,
         prev: None,
-        bids: &[],
-        asks: &[],
+        bids: &none,
+        asks: &none,
     });
     book.on_snapshot(&snap);
     let mut r = Rng(7);
-    let diffs: Vec<(Vec<Level>, Vec<Level>)> = (0..256)
+    let diffs: Vec<(Levels, Levels)> = (0..256)
         .map(|_| {
-            let side = |r: &mut Rng, ask: bool| -> Vec<Level> {
-                (0..10)
-                    .map(|_| {
-                        let off = r.range(0, 150);
-                        let p = if ask {
-                            6_000_001 + off
-                        } else {
-                            6_000_000 - off
-                        };
-                        let q = if r.chance(20) {
-                            0
-                        } else {
-                            r.range(1, 2_000_000_000)
-                        };
-                        Level {
-                            price: price(p),
-                            qty: format!("{}.{:08}", q / 100_000_000, q % 100_000_000),
-                        }
-                    })
-                    .collect()
+            let side = |r: &mut Rng, ask: bool| -> Levels {
+                let mut levels = Levels::default();
+                for _ in 0..10 {
+                    let off = r.range(0, 150);
+                    let p = if ask {
+                        6_000_001 + off
+                    } else {
+                        6_000_000 - off
+                    };
+                    let q = if r.chance(20) {
+                        0
+                    } else {
+                        r.range(1, 2_000_000_000)
+                    };
+                    levels.push(
+                        &price(p),
+                        &format!("{}.{:08}", q / 100_000_000, q % 100_000_000),
+                    );
+                }
+                levels
             };
             (side(&mut r, false), side(&mut r, true))
         })
@@ -177,10 +177,10 @@ fn bench_book(c: &mut Criterion) {
         b.iter(|| {
             ev.clear_book();
             for l in book.bids.best_first().take(20) {
-                ev.push_book_level(true, l.price.as_str(), l.qty.as_str());
+                ev.book.bids.push(l.price.as_str(), l.qty.as_str());
             }
             for l in book.asks.best_first().take(20) {
-                ev.push_book_level(false, l.price.as_str(), l.qty.as_str());
+                ev.book.asks.push(l.price.as_str(), l.qty.as_str());
             }
             black_box(&ev);
         })

@@ -100,6 +100,25 @@ fn bench_mix(c: &mut Criterion) {
             })
         });
     }
+    // The same frames through simd-json alone (copy into the frame + tape, nothing else): the part
+    // of `mix/*` that is the JSON parser's, measured in the same run.
+    let mut buffers = simd_json::Buffers::new(64 * 1024);
+    let mut frame = Frame::with_capacity(4096);
+    let mut tape = simd_json::tape::Tape(Vec::with_capacity(1024));
+    let mut i = 0usize;
+    g.bench_function("mix/simd_json_tape_only", |b| {
+        b.iter(|| {
+            let msg = &corpus[i % corpus.len()];
+            i += 1;
+            frame.fill(msg.as_bytes());
+            let len = frame.len;
+            let mut t = std::mem::replace(&mut tape, simd_json::tape::Tape(Vec::new())).reset();
+            let ok = simd_json::fill_tape_padded(&mut frame.buf, len, &mut buffers, &mut t).is_ok();
+            black_box(t.0.len());
+            tape = t.reset();
+            black_box(ok)
+        })
+    });
     g.finish();
 }
 

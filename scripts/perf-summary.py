@@ -35,6 +35,35 @@ def micro():
     return rows
 
 
+def to_ns(v, u):
+    return float(v) * {"ps": 1e-3, "ns": 1.0, "µs": 1e3, "us": 1e3, "ms": 1e6}[u]
+
+
+def repeats():
+    """{benchmark: [estimate in ns per repeat]} from pipeline_micro-repeats.txt (scripts/micro-repeats.sh)."""
+    p = os.path.join(run, "pipeline_micro-repeats.txt")
+    out = {}
+    if not os.path.exists(p):
+        return out
+    name = None
+    for line in open(p):
+        if line.startswith("## "):
+            continue
+        head = line.split("time:")[0].strip()
+        if head:
+            name = head
+        if "time:" in line and name:
+            t = re.search(r"\[(.*)\]", line).group(1).split()
+            out.setdefault(name, []).append(to_ns(t[2], t[3]))
+    return out
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
 def bench_csv(stem):
     p = os.path.join(run, stem + ".csv")
     if not os.path.exists(p):
@@ -72,11 +101,31 @@ for stem, title in runs:
         f"{section(s, '| | per second | total |')}\n\n{section(s, '| stage | samples |')}\n\n"
         f"Allocations of the pipeline threads in the window: {allocs} Same-run baseline ratio: {ratio}x.\n"
     )
+reps = repeats()
+if reps:
+    n = max(len(v) for v in reps.values())
+    lines = "".join(
+        f"| `{k}` | {median(v):.0f} ns | {min(v):.0f} - {max(v):.0f} ns | {len(v)} |\n" for k, v in reps.items()
+    )
+    tape, mix = reps.get("parse_normalize_encode_mix/mix/simd_json_tape_only"), reps.get("parse_normalize_encode_mix/mix/protobuf")
+    share = ""
+    if tape and mix and len(tape) == len(mix):
+        r = [m / t for m, t in zip(mix, tape)]
+        share = (f"\nThe whole parse + normalize + encode of the mix costs {median(r):.2f}x (range {min(r):.2f} - {max(r):.2f}) "
+                 "what simd-json alone costs on the same frames in the same repeat (`simd_json_tape_only`: frame copy + tape).\n")
+    parts.append(
+        f"## Per-message costs over {n} repeats\n\nCommand: `scripts/micro-repeats.sh {run}` (criterion {n} times in a row; "
+        "raw: `pipeline_micro-repeats.txt`). This VM's speed drifts by tens of percent within minutes, so the "
+        "per-message targets are judged on the median of the repeats.\n\n"
+        "| benchmark | median | range | repeats |\n|---|---|---|---|\n" + lines + share
+    )
 with open(os.path.join(run, "summary.md"), "w") as f:
     f.write("\n".join(parts))
 
 # Targets of issue 8 against this run.
 def est(name):
+    if reps.get(name):
+        return median(reps[name])
     for n, t in rows:
         if n == name:
             v, u = float(t[2]), t[3]
@@ -89,12 +138,17 @@ if os.path.exists(os.path.join(run, "bench-kafka-max.md")):
     m = re.search(r"\| acknowledged by the broker \| ([0-9]+) \|", read("bench-kafka-max.md"))
     acked = float(m.group(1)) if m else 0.0
 ratios = [c.get("ratio") for c in (null_max, kafka, lat, pinned, inline) if c.get("ratio")]
+def per_msg(name):
+    v = reps.get(name)
+    if v:
+        return f"{median(v):.0f} ns (median of {len(v)} repeats, range {min(v):.0f} - {max(v):.0f})"
+    return f"{est(name):.0f} ns"
 def ok(b):
     return "met" if b else "**not met**"
 t = [
-    ("parse + normalize + encode, the mix, one core", "≤ 800 ns", f"{est('parse_normalize_encode_mix/mix/protobuf'):.0f} ns", ok(est('parse_normalize_encode_mix/mix/protobuf') <= 800)),
-    ("20-level depth diff", "≤ 1.3 µs", f"{est('parse_normalize_encode/depth20/protobuf'):.0f} ns", ok(est('parse_normalize_encode/depth20/protobuf') <= 1300)),
-    ("trade", "≤ 350 ns", f"{est('parse_normalize_encode/trade/protobuf'):.0f} ns", ok(est('parse_normalize_encode/trade/protobuf') <= 350)),
+    ("parse + normalize + encode, the mix, one core", "≤ 800 ns", per_msg('parse_normalize_encode_mix/mix/protobuf'), ok(est('parse_normalize_encode_mix/mix/protobuf') <= 800)),
+    ("20-level depth diff", "≤ 1.3 µs", per_msg('parse_normalize_encode/depth20/protobuf'), ok(est('parse_normalize_encode/depth20/protobuf') <= 1300)),
+    ("trade", "≤ 350 ns", per_msg('parse_normalize_encode/trade/protobuf'), ok(est('parse_normalize_encode/trade/protobuf') <= 350)),
     ("end to end, null sink, zero loss", "≥ 400k msgs/s", f"{null_max.get('handed_rate', 0):,.0f} msgs/s, loss {null_max.get('loss_received_not_handed', 0):.0f}", ok(null_max.get("handed_rate", 0) >= 400_000)),
     ("end to end into the real Kafka broker (acknowledged)", "≥ 250k msgs/s", f"{acked:,.0f} msgs/s acknowledged ({kafka.get('handed_rate', 0):,.0f} handed to the sink)", ok(acked >= 250_000)),
     ("wire read -> handed to the sink at 50k msgs/s, p99", "≤ 20 µs", f"inline pipeline {inline.get('latency_receive_to_sink_p99', 0):.1f} µs; threads {lat.get('latency_receive_to_sink_p99', 0):.0f} µs", ok(inline.get("latency_receive_to_sink_p99", 1e9) <= 20) + " (inline)"),

@@ -186,10 +186,10 @@ fn hot_path_allocates_nothing_after_warmup() {
             if i % 10 == 0 && book.is_live() {
                 snapshot.clear_book();
                 for l in book.bids.best_first().take(20) {
-                    snapshot.push_book_level(true, l.price.as_str(), l.qty.as_str());
+                    snapshot.book.bids.push(l.price.as_str(), l.qty.as_str());
                 }
                 for l in book.asks.best_first().take(20) {
-                    snapshot.push_book_level(false, l.price.as_str(), l.qty.as_str());
+                    snapshot.book.asks.push(l.price.as_str(), l.qty.as_str());
                 }
             }
         }

@@ -4,22 +4,28 @@
 //! exactly the applied/dropped counts the recordings were checked with.
 
 use mdc::book::sync::{DiffRef, Outcome, Rules, Snapshot, SymbolBook};
-use mdc::wire::Level;
+use mdc::event::Levels;
 use serde_json::Value;
 
-fn levels(v: &Value) -> Vec<Level> {
+fn pairs(v: &Value) -> Vec<(String, String)> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|l| Level {
-            price: l[0].as_str().unwrap().into(),
-            qty: l[1].as_str().unwrap().into(),
+        .map(|l| {
+            (
+                l[0].as_str().unwrap().to_owned(),
+                l[1].as_str().unwrap().to_owned(),
+            )
         })
         .collect()
 }
 
-fn pairs(v: &Value) -> Vec<(String, String)> {
-    levels(v).into_iter().map(|l| (l.price, l.qty)).collect()
+fn levels(v: &Value) -> Levels {
+    let mut out = Levels::default();
+    for (p, q) in pairs(v) {
+        out.push(&p, &q);
+    }
+    out
 }
 
 /// `(file, applied, dropped)` from the fixture README's table.

@@ -296,10 +296,10 @@ impl Books {
             self.cfg.depth as usize
         };
         for l in st.book.bids.best_first().take(n) {
-            e.push_book_level(true, l.price.as_str(), l.qty.as_str());
+            e.book.bids.push(l.price.as_str(), l.qty.as_str());
         }
         for l in st.book.asks.best_first().take(n) {
-            e.push_book_level(false, l.price.as_str(), l.qty.as_str());
+            e.book.asks.push(l.price.as_str(), l.qty.as_str());
         }
         Some(&self.event)
     }

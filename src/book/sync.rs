@@ -12,7 +12,7 @@
 
 use super::price::{Dec, price_key};
 use super::side::Side;
-use crate::wire;
+use crate::event::Levels;
 
 /// Which procedure a market follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +27,8 @@ pub struct DiffRef<'a> {
     pub first: u64,
     pub last: u64,
     pub prev: Option<u64>,
-    pub bids: &'a [wire::Level],
-    pub asks: &'a [wire::Level],
+    pub bids: &'a Levels,
+    pub asks: &'a Levels,
 }
 
 /// A parsed level of a buffered diff or a snapshot.
@@ -98,10 +98,10 @@ pub struct SymbolBook {
     pub dropped: u64,
 }
 
-fn parse_levels(levels: &[wire::Level]) -> Option<Vec<OwnedLevel>> {
+fn parse_levels(levels: &Levels) -> Option<Vec<OwnedLevel>> {
     levels
         .iter()
-        .map(|l| Some((price_key(&l.price)?, Dec::new(&l.price)?, Dec::new(&l.qty)?)))
+        .map(|(p, q)| Some((price_key(p)?, Dec::new(p)?, Dec::new(q)?)))
         .collect()
 }
 
@@ -171,17 +171,17 @@ impl SymbolBook {
                 if out != Outcome::Applied {
                     return self.fail(out);
                 }
-                for l in d.bids {
+                for (price, qty) in d.bids {
                     let (Some(k), Some(p), Some(q)) =
-                        (price_key(&l.price), Dec::new(&l.price), Dec::new(&l.qty))
+                        (price_key(price), Dec::new(price), Dec::new(qty))
                     else {
                         return self.fail(Outcome::BadLevel);
                     };
                     self.bids.set(k, p, q);
                 }
-                for l in d.asks {
+                for (price, qty) in d.asks {
                     let (Some(k), Some(p), Some(q)) =
-                        (price_key(&l.price), Dec::new(&l.price), Dec::new(&l.qty))
+                        (price_key(price), Dec::new(price), Dec::new(qty))
                     else {
                         return self.fail(Outcome::BadLevel);
                     };
@@ -319,11 +319,10 @@ impl SymbolBook {
 mod tests {
     use super::*;
 
-    fn lv(p: &str, q: &str) -> wire::Level {
-        wire::Level {
-            price: p.into(),
-            qty: q.into(),
-        }
+    fn lv(p: &str, q: &str) -> Levels {
+        let mut l = Levels::default();
+        l.push(p, q);
+        l
     }
 
     fn snap(l: u64) -> Snapshot {
@@ -337,13 +336,14 @@ mod tests {
     #[test]
     fn spot_buffer_snapshot_gap() {
         let mut b = SymbolBook::new(Rules::Spot, 100);
-        let bids = [lv("10", "2")];
+        let bids = lv("10", "2");
+        let none = Levels::default();
         let d = |f, l| DiffRef {
             first: f,
             last: l,
             prev: None,
             bids: &bids,
-            asks: &[],
+            asks: &none,
         };
         assert_eq!(b.on_diff(d(100, 105)), Outcome::Buffered);
         assert!(b.take_request());
@@ -365,12 +365,13 @@ mod tests {
     #[test]
     fn futures_bracket_and_pu_chain() {
         let mut b = SymbolBook::new(Rules::Futures, 100);
+        let none = Levels::default();
         let d = |f, l, p| DiffRef {
             first: f,
             last: l,
             prev: Some(p),
-            bids: &[],
-            asks: &[],
+            bids: &none,
+            asks: &none,
         };
         assert_eq!(b.on_diff(d(90, 95, 80)), Outcome::Buffered);
         assert_eq!(b.on_diff(d(97, 120, 95)), Outcome::Buffered);
@@ -386,13 +387,14 @@ mod tests {
         let mut b = SymbolBook::new(Rules::Spot, 100);
         b.take_request();
         assert_eq!(b.on_snapshot(&snap(5)), Outcome::Applied);
-        let bad = [lv("11.5", "1")];
+        let bad = lv("11.5", "1");
+        let none = Levels::default();
         let d = DiffRef {
             first: 6,
             last: 6,
             prev: None,
             bids: &bad,
-            asks: &[],
+            asks: &none,
         };
         assert_eq!(b.on_diff(d), Outcome::Crossed);
         assert!(!b.is_live());

@@ -1,8 +1,8 @@
 //! The JSON Lines form of an event: one object per line, decimals as strings with the exchange's digits,
 //! ids and timestamps as integers. Written by hand (no serde) so it allocates nothing.
 
-use crate::event::{Event, EventKind};
-use crate::wire::{self, Side};
+use crate::event::{Event, EventKind, Levels};
+use crate::wire::Side;
 
 /// Appends `ev` as one JSON object followed by `\n`.
 pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
@@ -124,16 +124,16 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}\n");
 }
 
-fn levels(out: &mut Vec<u8>, levels: &[wire::Level]) {
+fn levels(out: &mut Vec<u8>, levels: &Levels) {
     out.push(b'[');
-    for (i, l) in levels.iter().enumerate() {
+    for (i, (price, qty)) in levels.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.push(b'[');
-        string(out, &l.price);
+        string(out, price);
         out.push(b',');
-        string(out, &l.qty);
+        string(out, qty);
         out.push(b']');
     }
     out.push(b']');

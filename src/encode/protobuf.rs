@@ -2,9 +2,9 @@
 //! reusable [`Event`] without building an owned `Envelope` (its `oneof` would drop and re-allocate the
 //! payload for every message). `tests` below prove the bytes decode as `wire::Envelope`.
 
-use crate::event::{Event, EventKind};
+use crate::event::{BookSnapshot, DepthDiff, Event, EventKind, Levels};
 use prost::Message;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use prost::encoding::{WireType, encode_varint, encoded_len_varint};
 
 /// Appends `ev` as an `Envelope` message (no length prefix).
 pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
@@ -44,8 +44,8 @@ fn bytes_field(tag: u32, v: &[u8], out: &mut Vec<u8>) {
     if v.is_empty() {
         return;
     }
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(v.len() as u64, out);
+    key(tag, WireType::LengthDelimited, out);
+    varint(v.len() as u64, out);
     out.extend_from_slice(v);
 }
 
@@ -53,14 +53,14 @@ fn int64_field(tag: u32, v: i64, out: &mut Vec<u8>) {
     if v == 0 {
         return;
     }
-    encode_key(tag, WireType::Varint, out);
-    encode_varint(v as u64, out);
+    key(tag, WireType::Varint, out);
+    varint(v as u64, out);
 }
 
 fn message_field<M: Message>(tag: u32, m: &M, out: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, out);
+    key(tag, WireType::LengthDelimited, out);
     let len = m.encoded_len();
-    encode_varint(len as u64, out);
+    varint(len as u64, out);
     out.reserve(len);
     // `encode_raw`: `encode` would compute the whole length again before writing.
     m.encode_raw(out);
@@ -69,6 +69,12 @@ fn message_field<M: Message>(tag: u32, m: &M, out: &mut Vec<u8>) {
 // Depth diffs and book snapshots are most of the traffic and mostly levels: they are written by
 // hand (the same bytes prost writes, proven by the tests below) with each level's length computed
 // once and single-byte varints written directly, instead of prost's generic per-level passes.
+
+/// A field key (field number and wire type), as prost's `encode_key` writes it.
+#[inline]
+fn key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
+    varint(u64::from((tag << 3) | wire_type as u32), out);
+}
 
 #[inline]
 fn varint(v: u64, out: &mut Vec<u8>) {
@@ -84,39 +90,41 @@ fn varint_len(v: u64) -> usize {
     if v < 0x80 { 1 } else { encoded_len_varint(v) }
 }
 
+/// Bytes of one `Level` message: its non-empty strings, each with a key and a length.
 #[inline]
-fn level_len(l: &crate::wire::Level) -> usize {
-    let str_len = |s: &str| {
-        if s.is_empty() {
+fn level_len(price: usize, qty: usize) -> usize {
+    let str_len = |n: usize| {
+        if n == 0 {
             0
         } else {
-            1 + varint_len(s.len() as u64) + s.len()
+            1 + varint_len(n as u64) + n
         }
     };
-    str_len(&l.price) + str_len(&l.qty)
+    str_len(price) + str_len(qty)
 }
 
 #[inline]
-fn levels_len(tag_len: usize, ls: &[crate::wire::Level]) -> usize {
-    ls.iter()
-        .map(|l| {
-            let n = level_len(l);
+fn levels_len(tag_len: usize, ls: &Levels) -> usize {
+    ls.spans()
+        .map(|(s, p, q)| {
+            let n = level_len(p - s, q - p);
             tag_len + varint_len(n as u64) + n
         })
         .sum()
 }
 
 #[inline]
-fn write_levels(tag: u32, ls: &[crate::wire::Level], out: &mut Vec<u8>) {
+fn write_levels(tag: u32, ls: &Levels, out: &mut Vec<u8>) {
     let key = ((tag << 3) | 2) as u8; // tags 2..=4: one-byte keys
-    for l in ls {
+    let bytes = ls.bytes();
+    for (s, p, q) in ls.spans() {
         out.push(key);
-        varint(level_len(l) as u64, out);
-        for (t, v) in [(0x0au8, &l.price), (0x12u8, &l.qty)] {
-            if !v.is_empty() {
+        varint(level_len(p - s, q - p) as u64, out);
+        for (t, a, b) in [(0x0au8, s, p), (0x12u8, p, q)] {
+            if b > a {
                 out.push(t);
-                varint(v.len() as u64, out);
-                out.extend_from_slice(v.as_bytes());
+                varint((b - a) as u64, out);
+                out.extend_from_slice(&bytes[a..b]);
             }
         }
     }
@@ -133,14 +141,14 @@ fn uint_write(key: u8, v: u64, out: &mut Vec<u8>) {
     }
 }
 
-fn depth_field(tag: u32, d: &crate::wire::DepthDiff, out: &mut Vec<u8>) {
+fn depth_field(tag: u32, d: &DepthDiff, out: &mut Vec<u8>) {
     let len = uint_len(d.first_update_id)
         + uint_len(d.last_update_id)
         + levels_len(1, &d.bids)
         + levels_len(1, &d.asks)
         + d.prev_last_update_id.map_or(0, |v| 1 + varint_len(v))
         + if d.resyncing { 2 } else { 0 };
-    encode_key(tag, WireType::LengthDelimited, out);
+    key(tag, WireType::LengthDelimited, out);
     varint(len as u64, out);
     out.reserve(len);
     uint_write(0x08, d.first_update_id, out);
@@ -157,12 +165,12 @@ fn depth_field(tag: u32, d: &crate::wire::DepthDiff, out: &mut Vec<u8>) {
     }
 }
 
-fn book_field(tag: u32, b: &crate::wire::BookSnapshot, out: &mut Vec<u8>) {
+fn book_field(tag: u32, b: &BookSnapshot, out: &mut Vec<u8>) {
     let len = uint_len(b.update_id)
         + levels_len(1, &b.bids)
         + levels_len(1, &b.asks)
         + uint_len(b.depth as u64);
-    encode_key(tag, WireType::LengthDelimited, out);
+    key(tag, WireType::LengthDelimited, out);
     varint(len as u64, out);
     out.reserve(len);
     uint_write(0x08, b.update_id, out);
@@ -181,30 +189,38 @@ mod tests {
     use super::*;
     use crate::wire::{self, envelope::Payload};
 
+    fn levels(ls: &[(&str, &str)]) -> Levels {
+        let mut out = Levels::default();
+        for (p, q) in ls {
+            out.push(p, q);
+        }
+        out
+    }
+
     #[test]
     fn hand_written_depth_and_book_encoding_is_prosts() {
-        let lv = |p: &str, q: &str| wire::Level {
-            price: p.into(),
-            qty: q.into(),
-        };
         let long = "9".repeat(200);
+        let twenty: Vec<String> = (0..20).map(|i| format!("{i}.01")).collect();
         for d in [
-            wire::DepthDiff::default(),
-            wire::DepthDiff {
+            DepthDiff::default(),
+            DepthDiff {
                 first_update_id: 1,
                 last_update_id: 300,
-                bids: vec![lv("1.5", "0"), lv("", "2"), lv(&long, "3")],
-                asks: vec![lv("2.25", "")],
+                bids: levels(&[("1.5", "0"), ("", "2"), (&long, "3")]),
+                asks: levels(&[("2.25", "")]),
                 prev_last_update_id: Some(0),
                 resyncing: true,
             },
-            wire::DepthDiff {
+            DepthDiff {
                 first_update_id: u64::MAX,
                 last_update_id: 1 << 40,
-                bids: (0..20)
-                    .map(|i| lv(&format!("{i}.01"), "1.00000000"))
-                    .collect(),
-                asks: Vec::new(),
+                bids: levels(
+                    &twenty
+                        .iter()
+                        .map(|p| (p.as_str(), "1.00000000"))
+                        .collect::<Vec<_>>(),
+                ),
+                asks: Levels::default(),
                 prev_last_update_id: Some(77),
                 resyncing: false,
             },
@@ -212,23 +228,41 @@ mod tests {
             let mut ours = Vec::new();
             depth_field(12, &d, &mut ours);
             let mut theirs = Vec::new();
-            prost::encoding::message::encode(12, &d, &mut theirs);
+            prost::encoding::message::encode(12, &d.to_wire(), &mut theirs);
             assert_eq!(ours, theirs, "{d:?}");
         }
         for b in [
-            wire::BookSnapshot::default(),
-            wire::BookSnapshot {
+            BookSnapshot::default(),
+            BookSnapshot {
                 update_id: 5,
-                bids: vec![lv("1", "2"), lv(&long, &long)],
-                asks: vec![lv("3", "4")],
+                bids: levels(&[("1", "2"), (&long, &long)]),
+                asks: levels(&[("3", "4")]),
                 depth: 20,
             },
         ] {
             let mut ours = Vec::new();
             book_field(14, &b, &mut ours);
             let mut theirs = Vec::new();
-            prost::encoding::message::encode(14, &b, &mut theirs);
+            prost::encoding::message::encode(14, &b.to_wire(), &mut theirs);
             assert_eq!(ours, theirs, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn varints_and_keys_are_prosts() {
+        let mut values: Vec<u64> = (0..64).flat_map(|b| [1u64 << b, (1u64 << b) - 1]).collect();
+        values.extend([0, u64::MAX, 1_617_566_591_308_000_123, (-5i64) as u64]);
+        for v in values {
+            let (mut ours, mut theirs) = (vec![7u8], vec![7u8]);
+            varint(v, &mut ours);
+            encode_varint(v, &mut theirs);
+            assert_eq!(ours, theirs, "{v}");
+        }
+        for tag in [1, 15, 16, 20, 2047, 536_870_911] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            key(tag, WireType::LengthDelimited, &mut ours);
+            prost::encoding::encode_key(tag, WireType::LengthDelimited, &mut theirs);
+            assert_eq!(ours, theirs, "{tag}");
         }
     }
 
@@ -241,8 +275,8 @@ mod tests {
         ev.header.receive_ts_ns = 1_617_566_591_308_000_123;
         ev.depth.first_update_id = 9;
         ev.depth.last_update_id = 11;
-        ev.push_bid("55000.00000000", "135.66466600");
-        ev.push_ask("58042.29000000", "0.00000000");
+        ev.depth.bids.push("55000.00000000", "135.66466600");
+        ev.depth.asks.push("58042.29000000", "0.00000000");
         let mut out = Vec::new();
         write_event(&ev, &mut out);
         let env = wire::Envelope::decode(out.as_slice()).unwrap();

@@ -1,8 +1,12 @@
 //! The normalized event model every exchange decodes into and every encoder reads from.
 //!
-//! One [`Event`] is owned per parser thread and reused for every message: its strings and level vectors
-//! keep their capacity, so decoding a message allocates nothing once the buffers have grown to the
-//! largest message seen (see `tests/alloc.rs`).
+//! One [`Event`] is owned per parser thread and reused for every message: its strings and packed
+//! levels keep their capacity, so decoding a message allocates nothing once the buffers have grown
+//! to the largest message seen (see `tests/alloc.rs`).
+
+pub mod levels;
+
+pub use levels::{Iter as LevelIter, Levels};
 
 use crate::wire;
 
@@ -91,6 +95,59 @@ pub struct Header {
     pub receive_ts_ns: i64,
 }
 
+/// A depth diff: the exchange's update ids and the changed levels (quantity 0 removes a level).
+/// Mirrors `wire::DepthDiff`, with the levels packed (see [`Levels`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DepthDiff {
+    /// Binance `U`.
+    pub first_update_id: u64,
+    /// Binance `u`.
+    pub last_update_id: u64,
+    pub bids: Levels,
+    pub asks: Levels,
+    /// Binance USD-M `pu`: the previous diff's last update id (absent on spot).
+    pub prev_last_update_id: Option<u64>,
+    /// The collector's local book of this symbol is re-syncing.
+    pub resyncing: bool,
+}
+
+impl DepthDiff {
+    /// The Protobuf message (owned; for tests and tools, not the hot path).
+    pub fn to_wire(&self) -> wire::DepthDiff {
+        wire::DepthDiff {
+            first_update_id: self.first_update_id,
+            last_update_id: self.last_update_id,
+            bids: self.bids.to_wire(),
+            asks: self.asks.to_wire(),
+            prev_last_update_id: self.prev_last_update_id,
+            resyncing: self.resyncing,
+        }
+    }
+}
+
+/// The collector's local book of one symbol after applying diff `update_id`, best first.
+/// Mirrors `wire::BookSnapshot`, with the levels packed (see [`Levels`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BookSnapshot {
+    pub update_id: u64,
+    pub bids: Levels,
+    pub asks: Levels,
+    /// Levels per side requested (`book.depth`); 0 = the full book.
+    pub depth: u32,
+}
+
+impl BookSnapshot {
+    /// The Protobuf message (owned; for tests and tools, not the hot path).
+    pub fn to_wire(&self) -> wire::BookSnapshot {
+        wire::BookSnapshot {
+            update_id: self.update_id,
+            bids: self.bids.to_wire(),
+            asks: self.asks.to_wire(),
+            depth: self.depth,
+        }
+    }
+}
+
 /// A reusable normalized event: a header plus one payload slot per kind; `kind` says which is valid.
 #[derive(Debug, Default)]
 pub struct Event {
@@ -98,21 +155,15 @@ pub struct Event {
     pub header: Header,
     pub trade: wire::Trade,
     pub agg_trade: wire::AggTrade,
-    pub depth: wire::DepthDiff,
+    pub depth: DepthDiff,
     pub book_ticker: wire::BookTicker,
-    pub book: wire::BookSnapshot,
+    pub book: BookSnapshot,
     pub mark_price: wire::MarkPrice,
     pub liquidation: wire::Liquidation,
     pub open_interest: wire::OpenInterest,
     pub long_short_ratio: wire::LongShortRatio,
     pub funding_rate: wire::FundingRate,
     pub gap: wire::Gap,
-    /// Levels parked between messages so their strings keep their capacity.
-    level_pool: Vec<wire::Level>,
-    /// Depth levels written by the message being decoded; the rest of `depth.bids`/`asks` are
-    /// last message's, overwritten in place (no moves) and parked by [`Event::finish_depth`].
-    bids_used: usize,
-    asks_used: usize,
 }
 
 impl Event {
@@ -122,7 +173,8 @@ impl Event {
         e.header.exchange = exchange;
         e.header.market = market;
         e.header.symbol.reserve(32);
-        e.level_pool.reserve(64);
+        e.depth.bids = Levels::with_capacity(32, 1024);
+        e.depth.asks = Levels::with_capacity(32, 1024);
         e
     }
 
@@ -141,90 +193,21 @@ impl Event {
         }
     }
 
-    /// Starts a new depth payload: its levels overwrite the previous message's in place.
-    /// Call [`Event::finish_depth`] once every level is pushed.
+    /// Starts a new depth payload: no levels, no `pu`, not re-syncing.
+    #[inline]
     pub fn clear_depth(&mut self) {
-        self.bids_used = 0;
-        self.asks_used = 0;
+        self.depth.bids.clear();
+        self.depth.asks.clear();
         self.depth.prev_last_update_id = None;
         self.depth.resyncing = false;
     }
 
-    /// Ends a depth payload: levels left over from a longer previous message are parked.
-    pub fn finish_depth(&mut self) {
-        let (b, a) = (self.bids_used, self.asks_used);
-        if self.depth.bids.len() > b {
-            self.level_pool.extend(self.depth.bids.drain(b..));
-        }
-        if self.depth.asks.len() > a {
-            self.level_pool.extend(self.depth.asks.drain(a..));
-        }
-    }
-
-    /// Empties the book snapshot payload, parking its levels for reuse.
+    /// Empties the book snapshot payload's levels.
+    #[inline]
     pub fn clear_book(&mut self) {
-        self.level_pool.append(&mut self.book.bids);
-        self.level_pool.append(&mut self.book.asks);
+        self.book.bids.clear();
+        self.book.asks.clear();
     }
-
-    /// Appends a level to the book snapshot (`bid` side or ask side), reusing parked strings.
-    pub fn push_book_level(&mut self, bid: bool, price: &str, qty: &str) {
-        let l = level(&mut self.level_pool, price, qty);
-        if bid {
-            self.book.bids.push(l);
-        } else {
-            self.book.asks.push(l);
-        }
-    }
-
-    /// Appends a bid level (overwriting last message's level in place where there is one).
-    #[inline]
-    pub fn push_bid(&mut self, price: &str, qty: &str) {
-        put_level(
-            &mut self.depth.bids,
-            &mut self.bids_used,
-            &mut self.level_pool,
-            price,
-            qty,
-        );
-    }
-
-    /// Appends an ask level (overwriting last message's level in place where there is one).
-    #[inline]
-    pub fn push_ask(&mut self, price: &str, qty: &str) {
-        put_level(
-            &mut self.depth.asks,
-            &mut self.asks_used,
-            &mut self.level_pool,
-            price,
-            qty,
-        );
-    }
-}
-
-#[inline]
-fn put_level(
-    v: &mut Vec<wire::Level>,
-    used: &mut usize,
-    pool: &mut Vec<wire::Level>,
-    price: &str,
-    qty: &str,
-) {
-    match v.get_mut(*used) {
-        Some(l) => {
-            set(&mut l.price, price);
-            set(&mut l.qty, qty);
-        }
-        None => v.push(level(pool, price, qty)),
-    }
-    *used += 1;
-}
-
-fn level(pool: &mut Vec<wire::Level>, price: &str, qty: &str) -> wire::Level {
-    let mut l = pool.pop().unwrap_or_default();
-    set(&mut l.price, price);
-    set(&mut l.qty, qty);
-    l
 }
 
 /// Overwrites `dst` with `src`, keeping `dst`'s allocation.

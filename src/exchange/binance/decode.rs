@@ -4,7 +4,7 @@
 //! then interpreted by event type. Works for raw `/ws` payloads and combined-stream wrappers
 //! `{"stream":..,"data":..}`, and for array payloads (`!markPrice@arr` style) element by element.
 
-use crate::event::{Event, EventKind, set};
+use crate::event::{Event, EventKind, Levels, set};
 use crate::exchange::{DecodeError, Decoded, Decoder, is_decimal};
 use crate::wire::Side;
 use simd_json::prelude::*;
@@ -204,9 +204,8 @@ fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, Dec
             if f.pu.is_some() {
                 ev.depth.prev_last_update_id = Some(uint(f.pu, "pu")?);
             }
-            levels(ev, f.b, "b", true)?;
-            levels(ev, f.a, "a", false)?;
-            ev.finish_depth();
+            levels(&mut ev.depth.bids, f.b, "b")?;
+            levels(&mut ev.depth.asks, f.a, "a")?;
             ev.kind = Some(EventKind::DepthDiff);
         }
         Some("bookTicker") => book_ticker(ev, &f)?,
@@ -372,10 +371,9 @@ fn side(v: Option<Value<'_, '_>>) -> Result<Side, DecodeError> {
 }
 
 fn levels(
-    ev: &mut Event,
+    out: &mut Levels,
     v: Option<Value<'_, '_>>,
     name: &'static str,
-    bids: bool,
 ) -> Result<(), DecodeError> {
     let arr = v
         .and_then(|v| v.as_array())
@@ -384,11 +382,7 @@ fn levels(
         let pair = lvl.as_array().ok_or(DecodeError::Shape(name))?;
         let price = decimal(pair.get(0), name)?;
         let qty = decimal(pair.get(1), name)?;
-        if bids {
-            ev.push_bid(price, qty);
-        } else {
-            ev.push_ask(price, qty);
-        }
+        out.push(price, qty);
     }
     Ok(())
 }
