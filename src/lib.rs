@@ -19,6 +19,7 @@ pub mod config;
 pub mod encode;
 pub mod event;
 pub mod exchange;
+pub mod fnv;
 pub mod harness;
 pub mod metrics;
 pub mod pipeline;

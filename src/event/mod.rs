@@ -193,6 +193,40 @@ impl Event {
         }
     }
 
+    /// True when [`Event::position`] is unique within the stream (an exchange id); false where it
+    /// is the event time, which two events of a stream can share.
+    pub fn position_is_unique(&self) -> bool {
+        match self.kind {
+            Some(EventKind::Trade | EventKind::AggTrade | EventKind::DepthDiff) => true,
+            Some(EventKind::BookTicker) => self.book_ticker.update_id > 0,
+            _ => false,
+        }
+    }
+
+    /// A hash of the event's exchange time and payload (not of our receive time): tells apart two
+    /// events of one stream at the same position. Used during rollover overlaps only; `scratch`
+    /// is reused for the payload's Protobuf bytes.
+    pub fn fingerprint(&self, scratch: &mut Vec<u8>) -> u64 {
+        use prost::Message;
+        scratch.clear();
+        scratch.extend_from_slice(&self.header.exchange_ts_ns.to_le_bytes());
+        let _ = match self.kind {
+            None => Ok(()),
+            Some(EventKind::Trade) => self.trade.encode(scratch),
+            Some(EventKind::AggTrade) => self.agg_trade.encode(scratch),
+            Some(EventKind::DepthDiff) => self.depth.to_wire().encode(scratch),
+            Some(EventKind::BookTicker) => self.book_ticker.encode(scratch),
+            Some(EventKind::BookSnapshot) => self.book.to_wire().encode(scratch),
+            Some(EventKind::MarkPrice) => self.mark_price.encode(scratch),
+            Some(EventKind::Liquidation) => self.liquidation.encode(scratch),
+            Some(EventKind::OpenInterest) => self.open_interest.encode(scratch),
+            Some(EventKind::LongShortRatio) => self.long_short_ratio.encode(scratch),
+            Some(EventKind::FundingRate) => self.funding_rate.encode(scratch),
+            Some(EventKind::Gap) => self.gap.encode(scratch),
+        };
+        crate::fnv::fnv1a(scratch.iter().copied())
+    }
+
     /// Starts a new depth payload: no levels, no `pu`, not re-syncing.
     #[inline]
     pub fn clear_depth(&mut self) {

@@ -32,6 +32,66 @@ struct Stream {
     /// The new session is the authority; `high` is the last position published.
     switched: bool,
     high: u64,
+    // Where positions are event times (not unique), fingerprints of the events at the last
+    // position of each session, and of those published at `high` (with whether the new session
+    // has delivered its copy): two events in one millisecond are two events, not a copy.
+    old_at_last: Vec<u64>,
+    new_at_last: Vec<u64>,
+    at_high: Vec<(u64, bool)>,
+}
+
+impl Stream {
+    /// The new session becomes the authority after the old one's last event at `high`.
+    fn switch(&mut self, high: u64) {
+        self.switched = true;
+        self.high = high;
+        self.at_high.clear();
+        if self.old_last == Some(high) {
+            self.at_high
+                .extend(self.old_at_last.iter().map(|&f| (f, false)));
+        }
+        if self.new_last == Some(high) {
+            for i in 0..self.new_at_last.len() {
+                let f = self.new_at_last[i];
+                self.match_copy(f);
+            }
+        }
+    }
+
+    /// Marks an event published at `high` as delivered by the new session too; false when none
+    /// with this fingerprint is left (the new session's event is a new one).
+    fn match_copy(&mut self, fp: u64) -> bool {
+        match self.at_high.iter_mut().find(|(f, seen)| *f == fp && !*seen) {
+            Some(e) => {
+                e.1 = true;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Records `fp` as an event at `pos`, the last position of a session (`last`, `at_last`).
+fn note(last: &mut Option<u64>, at_last: &mut Vec<u64>, pos: u64, fp: u64) {
+    if *last != Some(pos) {
+        at_last.clear();
+    }
+    at_last.push(fp);
+    *last = Some(pos);
+}
+
+/// Is every fingerprint of `sub` in `sup`, counting repeats?
+fn contains_all(sup: &[u64], sub: &[u64]) -> bool {
+    let mut used = vec![false; sup.len()];
+    sub.iter().all(
+        |f| match (0..sup.len()).find(|&i| !used[i] && sup[i] == *f) {
+            Some(i) => {
+                used[i] = true;
+                true
+            }
+            None => false,
+        },
+    )
 }
 
 /// Two sessions of one connection side by side.
@@ -123,6 +183,8 @@ pub struct Sessions {
     pub forced: u64,
     /// Events dropped as copies during overlaps.
     pub duplicates: u64,
+    /// Reused for event fingerprints during overlaps.
+    scratch: Vec<u8>,
 }
 
 /// Minimum time between the new session's last subscription and the switch, so that the first
@@ -286,43 +348,11 @@ impl Sessions {
             return session == o.old;
         };
         let ts = ev.header.receive_ts_ns;
-        let pass = if session == o.old {
-            if st.switched {
-                false
-            } else {
-                if st.new_last.is_some_and(|n| pos >= n) {
-                    // The old session has delivered everything the new one has: switch.
-                    st.switched = true;
-                    st.high = pos;
-                }
-                st.old_last = Some(pos);
-                st.old_last_ts = ts;
-                true
-            }
-        } else if session == o.new {
-            if st.new_last.is_none() {
-                st.new_first_ts = ts;
-            }
-            st.new_last = Some(pos);
-            if st.switched {
-                if pos > st.high {
-                    st.high = pos;
-                    true
-                } else {
-                    false
-                }
-            } else {
-                if let Some(old) = st.old_last
-                    && pos <= old
-                {
-                    // The new session is at or behind the old one: it delivers all that follows.
-                    st.switched = true;
-                    st.high = old;
-                }
-                false
-            }
+        let pass = if ev.position_is_unique() {
+            admit_unique(st, session, o.old, o.new, pos, ts)
         } else {
-            false
+            let fp = ev.fingerprint(&mut self.scratch);
+            admit_timed(st, session, o.old, o.new, pos, fp, ts)
         };
         if !pass {
             self.duplicates += 1;
@@ -405,6 +435,104 @@ impl Sessions {
                 });
             }
         }
+    }
+}
+
+/// [`Sessions::admit`] for a stream whose positions are exchange ids: equal means the same event.
+fn admit_unique(st: &mut Stream, session: u32, old: u32, new: u32, pos: u64, ts: i64) -> bool {
+    if session == old {
+        if st.switched {
+            return false;
+        }
+        if st.new_last.is_some_and(|n| pos >= n) {
+            // The old session has delivered everything the new one has: switch.
+            st.switched = true;
+            st.high = pos;
+        }
+        st.old_last = Some(pos);
+        st.old_last_ts = ts;
+        true
+    } else if session == new {
+        if st.new_last.is_none() {
+            st.new_first_ts = ts;
+        }
+        st.new_last = Some(pos);
+        if st.switched {
+            if pos > st.high {
+                st.high = pos;
+                true
+            } else {
+                false
+            }
+        } else {
+            if let Some(old) = st.old_last
+                && pos <= old
+            {
+                // The new session is at or behind the old one: it delivers all that follows.
+                st.switched = true;
+                st.high = old;
+            }
+            false
+        }
+    } else {
+        false
+    }
+}
+
+/// [`Sessions::admit`] for a stream whose positions are event times: at an equal time, the
+/// fingerprints tell a copy from another event of the same millisecond.
+fn admit_timed(
+    st: &mut Stream,
+    session: u32,
+    old: u32,
+    new: u32,
+    pos: u64,
+    fp: u64,
+    ts: i64,
+) -> bool {
+    if session == old {
+        if st.switched {
+            return false;
+        }
+        note(&mut st.old_last, &mut st.old_at_last, pos, fp);
+        st.old_last_ts = ts;
+        // Switch once the old session has delivered everything the new one has: it is past the
+        // new one's last time, or at it with every event the new one had there.
+        if let Some(n) = st.new_last
+            && (pos > n || (pos == n && contains_all(&st.old_at_last, &st.new_at_last)))
+        {
+            st.switch(pos);
+        }
+        true
+    } else if session == new {
+        if st.new_last.is_none() {
+            st.new_first_ts = ts;
+        }
+        if !st.switched {
+            match st.old_last {
+                // The new session is at or behind the old one: it delivers all that follows,
+                // this event included unless it is a copy of one the old one published.
+                Some(o) if pos <= o => st.switch(o),
+                _ => {
+                    note(&mut st.new_last, &mut st.new_at_last, pos, fp);
+                    return false;
+                }
+            }
+        }
+        note(&mut st.new_last, &mut st.new_at_last, pos, fp);
+        if pos > st.high {
+            st.high = pos;
+            st.at_high.clear();
+            st.at_high.push((fp, true));
+            true
+        } else if pos == st.high && !st.match_copy(fp) {
+            st.at_high.push((fp, true));
+            true
+        } else {
+            false
+        }
+    } else {
+        false
     }
 }
 
@@ -521,6 +649,81 @@ mod tests {
         let u: Vec<_> = s.take_unproven().collect();
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].stream, "btcusdt@trade");
+    }
+
+    /// A liquidation at event time `ms` whose quantity `q` tells it apart from others in that ms.
+    fn liquidation(ms: i64, q: &str) -> Event {
+        let mut e = Event::new("binance", "usdm");
+        e.kind = Some(EventKind::Liquidation);
+        e.header.symbol = "BTCUSDT".into();
+        e.header.exchange_ts_ns = ms * 1_000_000;
+        e.liquidation.qty = q.into();
+        e
+    }
+
+    /// Publishes from interleaved (session, ms, qty) arrivals; returns what was published.
+    fn run_timed(s: &mut Sessions, arrivals: &[(u32, i64, &str)]) -> Vec<(i64, String)> {
+        arrivals
+            .iter()
+            .filter(|(g, ms, q)| s.admit(0, *g, &liquidation(*ms, q)))
+            .map(|(_, ms, q)| (*ms, q.to_string()))
+            .collect()
+    }
+
+    fn timed(list: &[(i64, &str)]) -> Vec<(i64, String)> {
+        list.iter().map(|(m, q)| (*m, q.to_string())).collect()
+    }
+
+    #[test]
+    fn events_sharing_a_millisecond_are_not_taken_for_copies() {
+        // The new session is behind: it switches on its copy of A, then B (same ms) is new.
+        let mut s = rolling();
+        let out = run_timed(
+            &mut s,
+            &[
+                (0, 100, "A"),
+                (1, 100, "A"),
+                (1, 100, "B"),
+                (0, 100, "B"),
+                (1, 101, "C"),
+            ],
+        );
+        assert_eq!(out, timed(&[(100, "A"), (100, "B"), (101, "C")]));
+
+        // The new session is ahead with A and B: the old one must deliver both before it switches.
+        let mut s = rolling();
+        let out = run_timed(
+            &mut s,
+            &[
+                (0, 99, "Z"),
+                (1, 100, "A"),
+                (1, 100, "B"),
+                (0, 100, "A"),
+                (0, 100, "B"),
+                (1, 100, "D"),
+                (0, 100, "D"),
+                (1, 101, "C"),
+                (0, 101, "C"),
+            ],
+        );
+        assert_eq!(
+            out,
+            timed(&[(99, "Z"), (100, "A"), (100, "B"), (100, "D"), (101, "C")])
+        );
+
+        // Two identical events in one ms are two events: each session's second copy counts.
+        let mut s = rolling();
+        let out = run_timed(
+            &mut s,
+            &[
+                (0, 100, "A"),
+                (1, 100, "A"),
+                (0, 100, "A"),
+                (1, 100, "A"),
+                (1, 100, "A"),
+            ],
+        );
+        assert_eq!(out, timed(&[(100, "A"), (100, "A"), (100, "A")]));
     }
 
     #[test]

@@ -61,11 +61,7 @@ impl Shard {
 
 /// The shard of `(exchange, key)` among `count`.
 pub fn owner(exchange: &str, key: &str, count: u32) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in exchange.bytes().chain([0u8]).chain(key.bytes()) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::fnv::fnv1a(exchange.bytes().chain([0u8]).chain(key.bytes()));
     (h % count.max(1) as u64) as u32
 }
 
