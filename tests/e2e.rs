@@ -190,23 +190,85 @@ runtime:
     let inbound = sim.inbound_log();
     assert!(inbound.len() > log.len(), "pongs are counted too");
     for conn in 0..2 {
-        let mut t: Vec<_> = inbound
-            .iter()
-            .filter(|(c, _)| *c == conn)
-            .map(|(_, t)| *t)
-            .collect();
-        t.sort();
-        for w in t.windows(6) {
-            assert!(
-                w[5].duration_since(w[0]) >= Duration::from_millis(950),
-                "more than 5 messages within a second on connection {conn}: gaps {:?}",
-                w.windows(2)
-                    .map(|p| p[1].duration_since(p[0]))
-                    .collect::<Vec<_>>()
-            );
-        }
+        assert_at_most_5_per_second(&inbound, conn);
     }
     assert_exactly_once(&sim.sent_messages(), &read_jsonl(&data));
+}
+
+/// Asserts that no 6 messages we sent on connection `conn` fall within one second at the server.
+fn assert_at_most_5_per_second(inbound: &[(usize, std::time::Instant)], conn: usize) {
+    let mut t: Vec<_> = inbound
+        .iter()
+        .filter(|(c, _)| *c == conn)
+        .map(|(_, t)| *t)
+        .collect();
+    t.sort();
+    for w in t.windows(6) {
+        assert!(
+            w[5].duration_since(w[0]) >= Duration::from_millis(950),
+            "more than 5 messages within a second on connection {conn}: gaps {:?}",
+            w.windows(2)
+                .map(|p| p[1].duration_since(p[0]))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+/// A server that pings every 400 ms (Binance spot: every 20 s) costs a pong each time; with
+/// `server_ping_interval` configured, the subscriptions leave room for those pongs from the first
+/// second (before any ping has been observed), so the connection never exceeds 5 messages/s.
+#[test]
+fn a_fast_pinging_server_never_sees_more_than_the_message_limit() {
+    let sim = Simulator::start(SimConfig {
+        rate: 200,
+        record: true,
+        seed: 5,
+        ping_interval: Some(Duration::from_millis(400)),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let symbols: Vec<String> = (0..200).map(|i| format!("\"S{i:03}USDT\"")).collect();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    symbols: [{}]
+    channels: ["trade", "aggTrade", "depth@100ms", "bookTicker"]
+    max_streams_per_connection: 1024
+    server_ping_interval: "400ms"
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: ""
+book:
+  enabled: false
+"#,
+        sim.ws_url(),
+        symbols.join(", ")
+    );
+    let dir = temp_dir("fastping");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    assert!(
+        wait_until(Duration::from_secs(60), || sim
+            .subscriptions()
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+            >= 800),
+        "every stream subscribed; log:\n{}",
+        mdc.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    assert!(
+        sim.subscribe_log().len() >= 5,
+        "subscribed by several messages"
+    );
+    let (pings, pongs) = sim.pings();
+    assert!(pings >= 5 && pongs >= 5, "pings {pings}, pongs {pongs}");
+    assert_at_most_5_per_second(&sim.inbound_log(), 0);
 }
 
 fn metric(text: &str, name_and_labels: &str) -> u64 {

@@ -83,6 +83,10 @@ pub struct ConnectionSpec {
     pub silence_timeout: std::time::Duration,
     /// We ping the server this often (its pong proves the connection alive).
     pub ping_interval: std::time::Duration,
+    /// How often the server is expected to ping us: each ping costs a pong from the message
+    /// budget, so the outgoing pacing leaves room for this many pongs per window from the start
+    /// (later, for at least as many as the observed ping rate needs).
+    pub server_ping_interval: std::time::Duration,
     /// Nothing at all received for this long (no data, no pong, no ping): the connection is dead
     /// (half-open TCP, a stalled server) and is replaced.
     pub liveness_timeout: std::time::Duration,

@@ -44,6 +44,8 @@ pub struct Established {
     /// Subscription messages still to send, paced by `max_messages_per_sec`.
     pub subscribe: Vec<String>,
     pub max_messages_per_sec: u32,
+    /// Expected interval of the server's pings (see [`crate::exchange::ConnectionSpec`]).
+    pub server_ping_interval: Duration,
     pub ping_interval: Duration,
     pub liveness_timeout: Duration,
     pub status: Arc<ConnStatus>,
@@ -335,6 +337,7 @@ impl Connector {
                             ws,
                             subscribe: t.spec.subscribe.clone(),
                             max_messages_per_sec: t.spec.max_messages_per_sec,
+                            server_ping_interval: t.spec.server_ping_interval,
                             ping_interval: t.spec.ping_interval,
                             liveness_timeout: t.spec.liveness_timeout,
                             status: t.status.clone(),

@@ -42,7 +42,9 @@ struct Budget {
     /// Pongs within the last [`SEND_WINDOW`] (catches bursts the ping gap would not predict).
     pongs: VecDeque<Instant>,
     last_ping: Option<Instant>,
-    ping_gap: Option<Duration>,
+    /// Shortest of the configured server ping interval and the last observed gap.
+    ping_gap: Duration,
+    expected_gap: Duration,
 }
 
 fn prune(q: &mut VecDeque<Instant>, now: Instant) {
@@ -55,14 +57,16 @@ fn prune(q: &mut VecDeque<Instant>, now: Instant) {
 }
 
 impl Budget {
-    fn new(limit: usize) -> Budget {
+    /// `limit` messages per window; the server is expected to ping every `expected_gap`.
+    fn new(limit: usize, expected_gap: Duration) -> Budget {
         let limit = limit.max(1);
         Budget {
             limit,
             own: VecDeque::with_capacity(limit + 1),
             pongs: VecDeque::with_capacity(limit + 1),
             last_ping: None,
-            ping_gap: None,
+            ping_gap: expected_gap,
+            expected_gap,
         }
     }
 
@@ -71,9 +75,9 @@ impl Budget {
     fn allows(&mut self, now: Instant) -> bool {
         prune(&mut self.own, now);
         prune(&mut self.pongs, now);
-        let by_rate = self.ping_gap.map_or(1, |g| {
-            SEND_WINDOW.as_nanos().div_ceil(g.as_nanos().max(1)) as usize
-        });
+        let by_rate = SEND_WINDOW
+            .as_nanos()
+            .div_ceil(self.ping_gap.as_nanos().max(1)) as usize;
         let pongs = by_rate.max(self.pongs.len()).max(1);
         self.own.len() + 1 + pongs <= self.limit || (self.own.is_empty() && self.pongs.is_empty())
     }
@@ -85,7 +89,7 @@ impl Budget {
     /// A ping arrived (its pong leaves at once).
     fn pong(&mut self, now: Instant) {
         if let Some(last) = self.last_ping {
-            self.ping_gap = Some(now.duration_since(last));
+            self.ping_gap = now.duration_since(last).min(self.expected_gap);
         }
         self.last_ping = Some(now);
         prune(&mut self.pongs, now);
@@ -222,7 +226,7 @@ impl Reader {
                     ws: est.ws,
                     subscribe_messages: est.subscribe.len(),
                     pending: est.subscribe.into(),
-                    sends: Budget::new(rate as usize),
+                    sends: Budget::new(rate as usize, est.server_ping_interval),
                     subscribed: false,
                     opened: Instant::now(),
                     status: est.status,

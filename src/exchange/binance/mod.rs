@@ -48,6 +48,8 @@ pub struct Profile {
     pub max_snapshot_limit: u32,
     /// Exchange limit of messages we may send per second per connection.
     pub max_messages_per_sec: u32,
+    /// How often the server pings (the default of `server_ping_interval`).
+    pub server_ping_interval: std::time::Duration,
     /// Routed WebSocket paths by channel name (the part before the first `@`): USD-M serves
     /// `/public` and `/market` and a stream on the wrong path silently delivers nothing. Empty for
     /// markets without routing (spot: `/stream`).
@@ -100,6 +102,9 @@ struct Section {
     silent_stream_timeout: Option<String>,
     /// How often we ping the server (default 30s).
     ping_interval: Option<String>,
+    /// How often the server pings us (default: the market's documented interval, spot 20s,
+    /// USD-M 3m); the message pacing leaves room for the pongs from the first second.
+    server_ping_interval: Option<String>,
     /// Nothing received for this long -> the connection is dead and replaced (default 60s).
     liveness_timeout: Option<String>,
     /// Planned make-before-break rollover before this age (default "23h30m"; Binance closes at
@@ -118,6 +123,7 @@ pub struct BinancePlan {
     /// See `silent_stream_timeout`.
     silence_timeout: std::time::Duration,
     ping_interval: std::time::Duration,
+    server_ping_interval: std::time::Duration,
     liveness_timeout: std::time::Duration,
     max_age: Option<std::time::Duration>,
     rollover_timeout: std::time::Duration,
@@ -269,6 +275,17 @@ impl BinancePlan {
                 "must exceed ping_interval (and ping_interval be at least 100ms)",
             ));
         }
+        let server_ping_interval = match s.server_ping_interval.as_deref() {
+            None => profile.server_ping_interval,
+            Some(v) => crate::config::duration::parse(v)
+                .map_err(|r| ConfigError::new(key("server_ping_interval"), r))?,
+        };
+        if server_ping_interval < std::time::Duration::from_millis(10) {
+            return Err(ConfigError::new(
+                key("server_ping_interval"),
+                "must be at least 10ms",
+            ));
+        }
         let max_age = match s.max_connection_age.as_deref().unwrap_or("23h30m") {
             "off" => None,
             v => {
@@ -307,6 +324,7 @@ impl BinancePlan {
             rest_plan,
             silence_timeout,
             ping_interval,
+            server_ping_interval,
             liveness_timeout,
             max_age,
             rollover_timeout,
@@ -414,6 +432,7 @@ impl ExchangePlan for BinancePlan {
                         .collect(),
                     silence_timeout: self.silence_timeout,
                     ping_interval: self.ping_interval,
+                    server_ping_interval: self.server_ping_interval,
                     liveness_timeout: self.liveness_timeout,
                     max_age: self.max_age,
                     rollover_timeout: self.rollover_timeout,
@@ -447,6 +466,7 @@ impl ExchangePlan for BinancePlan {
             #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
             routes: &'a std::collections::BTreeMap<String, String>,
             ping_interval: String,
+            server_ping_interval: String,
             liveness_timeout: String,
             silent_stream_timeout: String,
             max_connection_age: String,
@@ -461,6 +481,7 @@ impl ExchangePlan for BinancePlan {
             max_messages_per_sec: self.max_messages_per_sec,
             routes: &self.routes,
             ping_interval: fmt(self.ping_interval),
+            server_ping_interval: fmt(self.server_ping_interval),
             liveness_timeout: fmt(self.liveness_timeout),
             silent_stream_timeout: fmt(self.silence_timeout),
             max_connection_age: self.max_age.map(fmt).unwrap_or_else(|| "off".into()),

@@ -13,6 +13,7 @@ pub static PROFILE: Profile = Profile {
     max_streams: 1024,
     default_streams: 1024,
     max_messages_per_sec: 5,
+    server_ping_interval: std::time::Duration::from_secs(20),
     routes: &[],
     rest_channels: &[],
     rules: crate::book::sync::Rules::Spot,

@@ -40,6 +40,7 @@ pub static PROFILE: Profile = Profile {
     max_streams: 1024,
     default_streams: 200,
     max_messages_per_sec: 10,
+    server_ping_interval: std::time::Duration::from_secs(180),
     routes: &[
         ("depth", "public"),
         ("bookTicker", "public"),
