@@ -126,42 +126,17 @@ fn many_streams_over_several_connections_and_threads() {
         ..SimConfig::default()
     })
     .unwrap();
-    let symbols: Vec<String> = (0..500).map(|i| format!("\"S{i:03}USDT\"")).collect();
-    let cfg = format!(
-        r#"
-exchanges:
-  binance_spot:
-    ws_url: "{}"
-    symbols: [{}]
-    channels: ["trade", "aggTrade", "depth@100ms", "bookTicker"]
-    max_streams_per_connection: 1024
-sinks:
-  file: {{ path: "./data" }}
-http:
-  listen: ""
-book:
-  enabled: false
-runtime:
-  readers: 2
-  parsers: 2
-"#,
-        sim.ws_url(),
-        symbols.join(", ")
+    let cfg = four_channel_config(
+        &sim.ws_url(),
+        500,
+        "",
+        "runtime:\n  readers: 2\n  parsers: 2\n",
     );
     let dir = temp_dir("many");
     let mut mdc = Collector::start(&dir, &cfg, &[]);
     let data = dir.join("data");
     // Pongs share the 5 messages/s with SUBSCRIBE, so subscribing takes a few seconds.
-    assert!(
-        wait_until(Duration::from_secs(90), || sim
-            .subscriptions()
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-            >= 2000),
-        "every stream subscribed; log:\n{}",
-        mdc.log_text()
-    );
+    wait_subscribed(&sim, 2000, &mdc);
     assert!(
         wait_until(Duration::from_secs(90), || count_lines(&data) as u64
             >= total),
@@ -193,6 +168,43 @@ runtime:
         assert_at_most_5_per_second(&inbound, conn);
     }
     assert_exactly_once(&sim.sent_messages(), &read_jsonl(&data));
+}
+
+/// Binance spot with `symbols` symbols on trade, aggTrade, depth@100ms and bookTicker into files;
+/// `exchange_extra` adds lines to the exchange section, `tail` whole sections.
+fn four_channel_config(ws_url: &str, symbols: usize, exchange_extra: &str, tail: &str) -> String {
+    let symbols: Vec<String> = (0..symbols).map(|i| format!("\"S{i:03}USDT\"")).collect();
+    format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{ws_url}"
+    symbols: [{}]
+    channels: ["trade", "aggTrade", "depth@100ms", "bookTicker"]
+    max_streams_per_connection: 1024
+{exchange_extra}sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: ""
+book:
+  enabled: false
+{tail}"#,
+        symbols.join(", ")
+    )
+}
+
+/// Waits (up to 90 s) until the simulator has seen `streams` subscriptions in all.
+fn wait_subscribed(sim: &Simulator, streams: usize, mdc: &Collector) {
+    assert!(
+        wait_until(Duration::from_secs(90), || sim
+            .subscriptions()
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+            >= streams),
+        "every stream subscribed; log:\n{}",
+        mdc.log_text()
+    );
 }
 
 /// Asserts that no 6 messages we sent on connection `conn` fall within one second at the server.
@@ -227,38 +239,15 @@ fn a_fast_pinging_server_never_sees_more_than_the_message_limit() {
         ..SimConfig::default()
     })
     .unwrap();
-    let symbols: Vec<String> = (0..200).map(|i| format!("\"S{i:03}USDT\"")).collect();
-    let cfg = format!(
-        r#"
-exchanges:
-  binance_spot:
-    ws_url: "{}"
-    symbols: [{}]
-    channels: ["trade", "aggTrade", "depth@100ms", "bookTicker"]
-    max_streams_per_connection: 1024
-    server_ping_interval: "400ms"
-sinks:
-  file: {{ path: "./data" }}
-http:
-  listen: ""
-book:
-  enabled: false
-"#,
-        sim.ws_url(),
-        symbols.join(", ")
+    let cfg = four_channel_config(
+        &sim.ws_url(),
+        200,
+        "    server_ping_interval: \"400ms\"\n",
+        "",
     );
     let dir = temp_dir("fastping");
     let mut mdc = Collector::start(&dir, &cfg, &[]);
-    assert!(
-        wait_until(Duration::from_secs(60), || sim
-            .subscriptions()
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-            >= 800),
-        "every stream subscribed; log:\n{}",
-        mdc.log_text()
-    );
+    wait_subscribed(&sim, 800, &mdc);
     std::thread::sleep(Duration::from_secs(2));
     let (status, _) = mdc.terminate(Duration::from_secs(10));
     assert!(status.success(), "log:\n{}", mdc.log_text());
