@@ -232,7 +232,12 @@ impl Reader {
                     status: est.status,
                     unpublished: 0,
                     last_rx_ns: realtime_ns(),
-                    last_ping: Instant::now(),
+                    // The first ping goes out at once: it proves the connection both ways, and
+                    // the first masked frame of this thread (tungstenite seeds its masking RNG
+                    // and grows its write buffer then) happens at connect, not in steady state.
+                    last_ping: Instant::now()
+                        .checked_sub(est.ping_interval)
+                        .unwrap_or_else(Instant::now),
                     ping_interval: est.ping_interval,
                     liveness_ns: est.liveness_timeout.as_nanos().min(i64::MAX as u128) as i64,
                     pings_sent: 0,
