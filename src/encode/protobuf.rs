@@ -4,7 +4,7 @@
 
 use crate::event::{BookSnapshot, DepthDiff, Event, EventKind, Levels};
 use prost::Message;
-use prost::encoding::{WireType, encode_varint, encoded_len_varint};
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 /// Appends `ev` as an `Envelope` message (no length prefix).
 pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
@@ -44,7 +44,7 @@ fn bytes_field(tag: u32, v: &[u8], out: &mut Vec<u8>) {
     if v.is_empty() {
         return;
     }
-    key(tag, WireType::LengthDelimited, out);
+    encode_key(tag, WireType::LengthDelimited, out);
     varint(v.len() as u64, out);
     out.extend_from_slice(v);
 }
@@ -53,12 +53,12 @@ fn int64_field(tag: u32, v: i64, out: &mut Vec<u8>) {
     if v == 0 {
         return;
     }
-    key(tag, WireType::Varint, out);
+    encode_key(tag, WireType::Varint, out);
     varint(v as u64, out);
 }
 
 fn message_field<M: Message>(tag: u32, m: &M, out: &mut Vec<u8>) {
-    key(tag, WireType::LengthDelimited, out);
+    encode_key(tag, WireType::LengthDelimited, out);
     let len = m.encoded_len();
     varint(len as u64, out);
     out.reserve(len);
@@ -69,12 +69,6 @@ fn message_field<M: Message>(tag: u32, m: &M, out: &mut Vec<u8>) {
 // Depth diffs and book snapshots are most of the traffic and mostly levels: they are written by
 // hand (the same bytes prost writes, proven by the tests below) with each level's length computed
 // once and single-byte varints written directly, instead of prost's generic per-level passes.
-
-/// A field key (field number and wire type), as prost's `encode_key` writes it.
-#[inline]
-fn key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
-    varint(u64::from((tag << 3) | wire_type as u32), out);
-}
 
 #[inline]
 fn varint(v: u64, out: &mut Vec<u8>) {
@@ -92,12 +86,12 @@ fn varint_len(v: u64) -> usize {
 
 /// Bytes of one `Level` message: its non-empty strings, each with a key and a length.
 #[inline]
-fn level_len(price: usize, qty: usize) -> usize {
-    let str_len = |n: usize| {
-        if n == 0 {
+fn level_len(price: &str, qty: &str) -> usize {
+    let str_len = |s: &str| {
+        if s.is_empty() {
             0
         } else {
-            1 + varint_len(n as u64) + n
+            1 + varint_len(s.len() as u64) + s.len()
         }
     };
     str_len(price) + str_len(qty)
@@ -105,9 +99,9 @@ fn level_len(price: usize, qty: usize) -> usize {
 
 #[inline]
 fn levels_len(tag_len: usize, ls: &Levels) -> usize {
-    ls.spans()
-        .map(|(s, p, q)| {
-            let n = level_len(p - s, q - p);
+    ls.iter()
+        .map(|(price, qty)| {
+            let n = level_len(price, qty);
             tag_len + varint_len(n as u64) + n
         })
         .sum()
@@ -116,15 +110,14 @@ fn levels_len(tag_len: usize, ls: &Levels) -> usize {
 #[inline]
 fn write_levels(tag: u32, ls: &Levels, out: &mut Vec<u8>) {
     let key = ((tag << 3) | 2) as u8; // tags 2..=4: one-byte keys
-    let bytes = ls.bytes();
-    for (s, p, q) in ls.spans() {
+    for (price, qty) in ls {
         out.push(key);
-        varint(level_len(p - s, q - p) as u64, out);
-        for (t, a, b) in [(0x0au8, s, p), (0x12u8, p, q)] {
-            if b > a {
+        varint(level_len(price, qty) as u64, out);
+        for (t, v) in [(0x0au8, price), (0x12u8, qty)] {
+            if !v.is_empty() {
                 out.push(t);
-                varint((b - a) as u64, out);
-                out.extend_from_slice(&bytes[a..b]);
+                varint(v.len() as u64, out);
+                out.extend_from_slice(v.as_bytes());
             }
         }
     }
@@ -148,7 +141,7 @@ fn depth_field(tag: u32, d: &DepthDiff, out: &mut Vec<u8>) {
         + levels_len(1, &d.asks)
         + d.prev_last_update_id.map_or(0, |v| 1 + varint_len(v))
         + if d.resyncing { 2 } else { 0 };
-    key(tag, WireType::LengthDelimited, out);
+    encode_key(tag, WireType::LengthDelimited, out);
     varint(len as u64, out);
     out.reserve(len);
     uint_write(0x08, d.first_update_id, out);
@@ -170,7 +163,7 @@ fn book_field(tag: u32, b: &BookSnapshot, out: &mut Vec<u8>) {
         + levels_len(1, &b.bids)
         + levels_len(1, &b.asks)
         + uint_len(b.depth as u64);
-    key(tag, WireType::LengthDelimited, out);
+    encode_key(tag, WireType::LengthDelimited, out);
     varint(len as u64, out);
     out.reserve(len);
     uint_write(0x08, b.update_id, out);
@@ -249,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn varints_and_keys_are_prosts() {
+    fn varints_are_prosts() {
         let mut values: Vec<u64> = (0..64).flat_map(|b| [1u64 << b, (1u64 << b) - 1]).collect();
         values.extend([0, u64::MAX, 1_617_566_591_308_000_123, (-5i64) as u64]);
         for v in values {
@@ -257,12 +250,6 @@ mod tests {
             varint(v, &mut ours);
             encode_varint(v, &mut theirs);
             assert_eq!(ours, theirs, "{v}");
-        }
-        for tag in [1, 15, 16, 20, 2047, 536_870_911] {
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            key(tag, WireType::LengthDelimited, &mut ours);
-            prost::encoding::encode_key(tag, WireType::LengthDelimited, &mut theirs);
-            assert_eq!(ours, theirs, "{tag}");
         }
     }
 
