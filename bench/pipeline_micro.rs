@@ -100,6 +100,24 @@ fn bench_mix(c: &mut Criterion) {
             })
         });
     }
+    // The same frames through the general simd-json path only (no fast path), same run.
+    let mut dec = BinanceDecoder::general_only("spot");
+    let mut frame = Frame::with_capacity(4096);
+    let mut rec = Record::with_capacity(4096);
+    let mut i = 0usize;
+    g.bench_function("mix/protobuf_general_only", |b| {
+        b.iter(|| {
+            let msg = &corpus[i % corpus.len()];
+            i += 1;
+            frame.fill(msg.as_bytes());
+            let len = frame.len;
+            let r = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
+                fill(&mut rec, ev, Formats::PROTOBUF)
+            });
+            black_box(&rec);
+            black_box(r)
+        })
+    });
     // The same frames through simd-json alone (copy into the frame + tape, nothing else): the part
     // of `mix/*` that is the JSON parser's, measured in the same run.
     let mut buffers = simd_json::Buffers::new(64 * 1024);

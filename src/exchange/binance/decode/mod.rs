@@ -1,4 +1,8 @@
-//! Binance JSON stream payloads -> normalized events, parsed in place with simd-json's tape.
+//! Binance JSON stream payloads -> normalized events.
+//!
+//! The high-rate shapes go through [`fast`], a single scalar pass; everything else, and every
+//! frame the fast path declines, is parsed in place with simd-json's tape (this module), which is
+//! also the reference for what the fast path must produce.
 //!
 //! Each payload object is scanned once; its (mostly one-letter) keys are collected into [`Fields`] and
 //! then interpreted by event type. Works for raw `/ws` payloads and combined-stream wrappers
@@ -11,6 +15,10 @@ use simd_json::prelude::*;
 use simd_json::tape::{Tape, Value};
 use simd_json::{Buffers, fill_tape_padded};
 
+#[cfg(test)]
+mod differential;
+mod fast;
+
 /// One parser thread's Binance decoder (spot or USD-M: same payload shapes).
 pub struct BinanceDecoder {
     event: Event,
@@ -19,6 +27,8 @@ pub struct BinanceDecoder {
     tape: Tape<'static>,
     /// Combined-stream name of the last frame.
     stream: String,
+    /// Try [`fast`] first (off only to measure or test the general path alone).
+    fast_path: bool,
 }
 
 impl BinanceDecoder {
@@ -29,6 +39,16 @@ impl BinanceDecoder {
             buffers: Buffers::new(64 * 1024),
             tape: Tape(Vec::with_capacity(1024)),
             stream: String::with_capacity(64),
+            fast_path: true,
+        }
+    }
+
+    /// A decoder that parses every frame with simd-json's tape, without the fast path: the
+    /// reference the fast path is tested against, and the comparison in the benchmarks.
+    pub fn general_only(market: &'static str) -> Self {
+        BinanceDecoder {
+            fast_path: false,
+            ..Self::new(market)
         }
     }
 }
@@ -41,6 +61,12 @@ impl Decoder for BinanceDecoder {
         recv_ts_ns: i64,
         emit: &mut dyn FnMut(&mut Event),
     ) -> Result<Decoded, DecodeError> {
+        if self.fast_path
+            && fast::decode(buf, len, &mut self.event, &mut self.stream, recv_ts_ns).is_some()
+        {
+            emit(&mut self.event);
+            return Ok(Decoded::Events(1));
+        }
         let mut tape: Tape<'_> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let res = match fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
             Ok(()) => decode_root(
