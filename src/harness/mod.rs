@@ -47,6 +47,10 @@ pub struct BenchOptions {
     /// Kafka bootstrap servers (with --sink kafka).
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
+    /// Kafka `compression` (with --sink kafka): lz4 (the sink's default) | none | zstd | snappy |
+    /// gzip. On a broker over loopback, compression only costs CPU the broker could use.
+    #[arg(long, default_value = "lz4")]
+    pub compression: String,
     /// protobuf | json.
     #[arg(long, default_value = "protobuf")]
     pub format: String,
@@ -186,8 +190,9 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
             }
         ),
         "kafka" => format!(
-            "  kafka: {{ enabled: true, brokers: \"{}\", format: \"{}\", topic: \"bench.{{type}}\", required: true }}",
+            "  kafka: {{ enabled: true, brokers: \"{}\", compression: \"{}\", format: \"{}\", topic: \"bench.{{type}}\", required: true }}",
             o.brokers,
+            o.compression,
             if o.format == "json" {
                 "json"
             } else {
@@ -412,7 +417,11 @@ fn report(
         t.streams,
         t.conns,
         o.sink,
-        o.format,
+        if o.sink == "kafka" {
+            format!("{}, compression {}", o.format, o.compression)
+        } else {
+            o.format.clone()
+        },
         o.warmup.as_secs_f64(),
         secs,
         t.outcome

@@ -17,7 +17,7 @@ struct ConnWatch {
     label: String,
     timeout_ns: i64,
     /// Stream name -> slot in the vectors below.
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, crate::fnv::FnvBuild>,
     names: Vec<String>,
     watched: Vec<bool>,
     /// Last message per stream (ns, local), published to `shared`.

@@ -3,6 +3,7 @@
 
 use super::config::KafkaConfig;
 use crate::event::EventKind;
+use crate::fnv::FnvBuild;
 use std::collections::HashMap;
 
 /// Resolved names of one (exchange, market, symbol): a topic per event kind and the key.
@@ -19,7 +20,7 @@ pub struct Topics {
     per_type: [Option<String>; EventKind::COUNT],
     key: KeyMode,
     /// (exchange, market) -> symbol -> names.
-    cache: HashMap<(&'static str, &'static str), HashMap<String, Names>>,
+    cache: HashMap<(&'static str, &'static str), HashMap<String, Names, FnvBuild>, FnvBuild>,
 }
 
 #[derive(Debug)]
@@ -46,7 +47,7 @@ impl Topics {
                 "none" => KeyMode::None,
                 t => KeyMode::Template(t.to_string()),
             },
-            cache: HashMap::new(),
+            cache: HashMap::default(),
         }
     }
 
