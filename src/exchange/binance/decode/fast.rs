@@ -3,14 +3,15 @@
 //! One scalar pass over the frame reads the object and, for a depth diff, copies every level
 //! straight into the event while checking it is a plain decimal: no tape, no string unescaping,
 //! no second pass over the levels. simd-json's general parse costs about half of the per-message
-//! budget on its own (perf/README.md), and these four shapes are ~97 % of a busy feed.
+//! budget on its own (perf/README.md), and these four shapes are the streams that carry most
+//! messages (all of the benchmark mix).
 //!
 //! It accepts only a strict subset of JSON: strings of printable ASCII without escapes, numbers
 //! without exponent and at most 18 digits per part, nesting up to [`MAX_DEPTH`], no repeated key
 //! among those it reads. Whatever falls outside the subset, any other event type, array payloads,
 //! control replies and every error return `None`, and the caller decodes the frame with the
 //! general simd-json path, which is the reference: on frames both accept, both produce the same
-//! event (`tests/decode_fast.rs` checks this on the fixtures, the benchmark mix and mutations).
+//! event (`differential.rs` checks this on the fixtures, the benchmark mix and mutations).
 
 use crate::event::{Event, EventKind, Levels, set};
 use crate::exchange::is_decimal;
