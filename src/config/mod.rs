@@ -205,6 +205,9 @@ pub enum IdlePolicy {
     Yield,
     /// Spin, yield, then sleep `idle_sleep_us` (shared machines).
     Sleep,
+    /// Spin, yield, then park until a producer writes to one of the thread's rings (shared
+    /// machines where the cores are oversubscribed, e.g. a broker beside the collector).
+    Park,
 }
 
 /// `runtime:`: threads, rings and pinning.

@@ -64,7 +64,7 @@ pub struct BenchOptions {
     pub readers: usize,
     #[arg(long, default_value_t = 1)]
     pub parsers: usize,
-    /// spin | yield | sleep.
+    /// spin | yield | sleep | park.
     #[arg(long, default_value = "yield")]
     pub idle: String,
     /// threads (reader, parser, publisher threads) | inline (one thread does all).

@@ -361,7 +361,9 @@ impl Parser {
                 if self.inputs.iter_mut().all(|i| i.is_finished()) {
                     break;
                 }
-                self.idle.wait();
+                let inputs = &self.inputs;
+                self.idle
+                    .wait_or_park(|| inputs.iter().any(|i| !i.is_empty()));
             } else {
                 self.idle.reset();
             }

@@ -56,7 +56,9 @@ impl Publisher {
                 if r.p.inputs.iter_mut().all(|i| i.is_finished()) {
                     break;
                 }
-                r.p.idle.wait();
+                let inputs = &r.p.inputs;
+                r.p.idle
+                    .wait_or_park(|| inputs.iter().any(|i| !i.is_empty()));
             } else {
                 r.p.idle.reset();
             }

@@ -8,6 +8,7 @@
 //! A full ring is reported to the caller (`write_with` returns `None`); the caller applies the
 //! backpressure policy (the reader stops reading its socket, so TCP pushes back on the exchange).
 
+use crate::runtime::idle::Bell;
 use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub fn ring<T: Send>(capacity: usize, mut init: impl FnMut() -> T) -> (Producer<
             shared: shared.clone(),
             tail: 0,
             cached_head: 0,
+            bell: None,
         },
         Consumer {
             shared,
@@ -62,6 +64,8 @@ pub struct Producer<T> {
     shared: Arc<Shared<T>>,
     tail: usize,
     cached_head: usize,
+    /// The consumer thread's bell (idle policy `park`), rung after every write.
+    bell: Option<Arc<Bell>>,
 }
 
 impl<T> Producer<T> {
@@ -82,7 +86,15 @@ impl<T> Producer<T> {
         let r = f(unsafe { &mut *cell.get() });
         self.tail = self.tail.wrapping_add(1);
         self.shared.tail.store(self.tail, Ordering::Release);
+        if let Some(b) = &self.bell {
+            b.ring();
+        }
         Some(r)
+    }
+
+    /// Wakes the consumer thread through `bell` after every write (its idle policy parks).
+    pub fn set_bell(&mut self, bell: Arc<Bell>) {
+        self.bell = Some(bell);
     }
 
     /// Slots currently filled (an instantaneous, approximate view for metrics).
@@ -105,6 +117,9 @@ impl<T> Producer<T> {
 impl<T> Drop for Producer<T> {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
+        if let Some(b) = &self.bell {
+            b.ring();
+        }
     }
 }
 

@@ -119,6 +119,12 @@ pub fn run_with(
         .connections_expected
         .store(targets.len() as i64, Ordering::Relaxed);
 
+    // Idle state of the consumer threads first: with policy `park` their rings' producers ring
+    // their bells.
+    let idle = || Idle::new(rt.idle, rt.idle_sleep_us);
+    let parser_idles: Vec<Idle> = (0..rt.parsers).map(|_| idle()).collect();
+    let publisher_idle = idle();
+
     // reader r -> parser p rings, and parser p -> publisher rings.
     let mut to_parsers: Vec<Vec<Producer<Frame>>> = (0..rt.readers).map(|_| Vec::new()).collect();
     let mut parser_inputs: Vec<Vec<Consumer<Frame>>> =
@@ -132,10 +138,20 @@ pub fn run_with(
             input.push(c);
         }
     }
+    for out in to_parsers.iter_mut() {
+        for (p, idle) in out.iter_mut().zip(&parser_idles) {
+            if let Some(bell) = idle.bell() {
+                p.set_bell(bell);
+            }
+        }
+    }
     let mut publisher_inputs = Vec::new();
     let mut parser_outputs = Vec::new();
     for _ in 0..rt.parsers {
-        let (p, c) = ring::ring(rt.ring_capacity, || Record::with_capacity(RECORD_BYTES));
+        let (mut p, c) = ring::ring(rt.ring_capacity, || Record::with_capacity(RECORD_BYTES));
+        if let Some(bell) = publisher_idle.bell() {
+            p.set_bell(bell);
+        }
         parser_outputs.push(p);
         publisher_inputs.push(c);
     }
@@ -148,7 +164,10 @@ pub fn run_with(
     let poll_output = if poll_jobs.is_empty() {
         None
     } else {
-        let (p, c) = ring::ring(1024, || Record::with_capacity(RECORD_BYTES));
+        let (mut p, c) = ring::ring(1024, || Record::with_capacity(RECORD_BYTES));
+        if let Some(bell) = publisher_idle.bell() {
+            p.set_bell(bell);
+        }
         publisher_inputs.push(c);
         Some(p)
     };
@@ -243,7 +262,6 @@ pub fn run_with(
         &[],
     );
 
-    let idle = || Idle::new(rt.idle, rt.idle_sleep_us);
     let stop_aux = Arc::new(AtomicBool::new(false));
     let http = metrics::server::start(&config.http.listen, metrics.clone(), stop_aux.clone())?;
 
@@ -284,7 +302,7 @@ pub fn run_with(
         inputs: publisher_inputs,
         sinks,
         metrics: metrics.clone(),
-        idle: idle(),
+        idle: publisher_idle,
         occupancy: publisher_occupancy,
         // Inline: the reader thread's own count covers the publisher's work.
         allocations: if inline {
@@ -327,7 +345,12 @@ pub fn run_with(
     );
     // Readers (ended sessions) and parsers (rollover progress) report to the connector.
     let (ended_tx, ended_rx) = crossbeam_channel::unbounded();
-    for (i, (inputs, output)) in parser_inputs.into_iter().zip(parser_outputs).enumerate() {
+    for (i, ((inputs, output), parser_idle)) in parser_inputs
+        .into_iter()
+        .zip(parser_outputs)
+        .zip(parser_idles)
+        .enumerate()
+    {
         let name = format!("parser-{i}");
         let cpu = rt.cpus.parsers.get(i).copied();
         let decoders = config.exchanges.iter().map(|p| p.decoder()).collect();
@@ -378,7 +401,7 @@ pub fn run_with(
             inputs,
             output,
             stage,
-            idle: idle(),
+            idle: parser_idle,
             occupancy: (0..rt.readers)
                 .map(|r| occupancy(&format!("reader-{r}>parser-{i}")))
                 .collect(),
