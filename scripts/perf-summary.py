@@ -84,14 +84,20 @@ runs = [
     ("bench-null-max", "End to end, maximum rate, null sink"),
     ("bench-file-max", "End to end, maximum rate, file sink"),
     ("bench-kafka-max", "End to end, maximum rate, Kafka (a fresh tansu on the same 2 vCPUs, `scripts/bench-kafka.sh`; compression lz4, the sink's default)"),
-    ("bench-kafka-max-r2", "Kafka again (repeat 2, a fresh broker)"),
-    ("bench-kafka-max-r3", "Kafka again (repeat 3, a fresh broker)"),
     ("bench-kafka-max-none", "End to end, maximum rate, Kafka without compression (a fresh tansu, `scripts/bench-kafka.sh --compression none`)"),
     ("bench-null-50000", "Latency at 50k msgs/s offered, null sink"),
     ("bench-null-50000-pinned-cpu1", "Latency at 50k msgs/s, every collector thread on CPU 1"),
     ("bench-null-50000-inline", "Latency at 50k msgs/s, `runtime.pipeline: inline` (one collector thread)"),
+    ("bench-null-50000-park", "Latency and CPU at 50k msgs/s, `--idle park` (parked threads woken by their rings)"),
+    ("bench-null-50000-sleep", "Latency and CPU at 50k msgs/s, `--idle sleep`"),
     ("bench-null-max-inline", "End to end, maximum rate, `runtime.pipeline: inline`"),
 ]
+kafka_at = next(i for i, (stem, _) in enumerate(runs) if stem == "bench-kafka-max") + 1
+for f in sorted(os.listdir(run), key=lambda f: int(re.sub(r"\D", "", f) or 0)):
+    m = re.fullmatch(r"bench-kafka-max-r([0-9]+)\.md", f)
+    if m:
+        runs.insert(kafka_at, (f[:-3], f"Kafka again (repeat {m.group(1)}, a fresh broker)"))
+        kafka_at += 1
 for stem, title in runs:
     if not os.path.exists(os.path.join(run, stem + ".md")):
         continue
@@ -147,13 +153,13 @@ null_max, kafka, lat, pinned, inline = (bench_csv(s) for s in ("bench-null-max",
 # Kafka at the sink's defaults: the run `bench-kafka-max` and its repeats `bench-kafka-max-r<N>`
 # (each with a fresh broker); judged on the least disturbed, like the per-message costs.
 kafka_runs = []
-for stem in ["bench-kafka-max"] + sorted(f[:-3] for f in os.listdir(run) if re.fullmatch(r"bench-kafka-max-r[0-9]+\.md", f)):
+for stem in ["bench-kafka-max"] + sorted((f[:-3] for f in os.listdir(run) if re.fullmatch(r"bench-kafka-max-r[0-9]+\.md", f)), key=lambda s: int(s.rsplit("r", 1)[1])):
     if os.path.exists(os.path.join(run, stem + ".md")):
         m = re.search(r"\| acknowledged by the broker \| ([0-9]+) \|", read(stem + ".md"))
         if m:
             kafka_runs.append(float(m.group(1)))
 acked = max(kafka_runs, default=0.0)
-kafka_spread = (f"; {len(kafka_runs)} runs: " + ", ".join(f"{a / 1000:.0f}k" for a in kafka_runs)) if len(kafka_runs) > 1 else ""
+kafka_spread = (f"; {len(kafka_runs)} runs: " + ", ".join(f"{a / 1000:.0f}k" for a in kafka_runs) + f"; median {median(kafka_runs) / 1000:.0f}k") if len(kafka_runs) > 1 else ""
 ratios = [c.get("ratio") for c in (null_max, kafka, lat, pinned, inline) if c.get("ratio")]
 def per_msg(name):
     v = reps.get(name)

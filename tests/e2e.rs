@@ -113,9 +113,8 @@ fn protobuf_files_decode_to_the_same_events() {
 /// 2,000 streams over two connections (Binance spot's 1,024-stream limit), two reader and two
 /// parser threads, and a server that pings every 2 s (Binance: every 20 s): every stream is subscribed exactly once,
 /// the messages we send (`SUBSCRIBE`, pongs, pings) never exceed 5 per second per connection, and
-/// every event arrives exactly once and in order per stream. The threads wait with `idle: park`
-/// (every other test runs the default `sleep`): four reader->parser rings and two
-/// parser->publisher rings wake their parked consumers.
+/// every event arrives exactly once and in order per stream. With the default `idle: park`, four
+/// reader->parser rings and two parser->publisher rings wake their parked consumers.
 #[test]
 fn many_streams_over_several_connections_and_threads() {
     let total = 20_000;
@@ -132,7 +131,7 @@ fn many_streams_over_several_connections_and_threads() {
         &sim.ws_url(),
         500,
         "",
-        "runtime:\n  readers: 2\n  parsers: 2\n  idle: park\n",
+        "runtime:\n  readers: 2\n  parsers: 2\n",
     );
     let dir = temp_dir("many");
     let mut mdc = Collector::start(&dir, &cfg, &[]);

@@ -280,7 +280,7 @@ impl Default for RuntimeConfig {
             ring_capacity: 4096,
             frame_bytes: 4096,
             max_message_bytes: 8 << 20,
-            idle: IdlePolicy::Sleep,
+            idle: IdlePolicy::Park,
             pipeline: PipelineMode::Threads,
             idle_sleep_us: 50,
             shutdown_timeout: "5s".into(),
