@@ -104,7 +104,8 @@ impl Bell {
 
     fn park(&self, has_work: impl FnOnce() -> bool, timeout: Duration) {
         self.thread.get_or_init(std::thread::current);
-        self.sleeping.store(true, Ordering::Relaxed);
+        // Release: a producer that sees the announcement also sees the registered thread.
+        self.sleeping.store(true, Ordering::Release);
         fence(Ordering::SeqCst);
         if !has_work() {
             // A ring between the announcement and here leaves the park token set: no lost wake-up.
