@@ -92,9 +92,10 @@ impl<T> Producer<T> {
         Some(r)
     }
 
-    /// Wakes the consumer thread through `bell` after every write (its idle policy parks).
-    pub fn set_bell(&mut self, bell: Arc<Bell>) {
-        self.bell = Some(bell);
+    /// Wakes the consumer thread through `bell` after every write (`Some` when its idle policy
+    /// parks).
+    pub fn set_bell(&mut self, bell: Option<Arc<Bell>>) {
+        self.bell = bell;
     }
 
     /// Slots currently filled (an instantaneous, approximate view for metrics).

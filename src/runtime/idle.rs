@@ -130,7 +130,7 @@ mod tests {
         idle.park_timeout = Duration::from_secs(3);
         let bell = idle.bell().expect("park has a bell");
         let (mut p, mut c) = ring::ring(8, || 0u64);
-        p.set_bell(bell.clone());
+        p.set_bell(Some(bell.clone()));
         const N: u64 = 12;
         let producer = std::thread::spawn(move || {
             for i in 0..N {

@@ -130,28 +130,20 @@ pub fn run_with(
     let mut parser_inputs: Vec<Vec<Consumer<Frame>>> =
         (0..rt.parsers).map(|_| Vec::new()).collect();
     for out in to_parsers.iter_mut() {
-        for input in parser_inputs.iter_mut() {
+        for (input, parser_idle) in parser_inputs.iter_mut().zip(&parser_idles) {
             // Inline: the reader parses itself; its rings to parsers stay unused.
             let slots = if inline { 2 } else { rt.ring_capacity };
-            let (p, c) = ring::ring(slots, || Frame::with_capacity(rt.frame_bytes));
+            let (mut p, c) = ring::ring(slots, || Frame::with_capacity(rt.frame_bytes));
+            p.set_bell(parser_idle.bell());
             out.push(p);
             input.push(c);
-        }
-    }
-    for out in to_parsers.iter_mut() {
-        for (p, idle) in out.iter_mut().zip(&parser_idles) {
-            if let Some(bell) = idle.bell() {
-                p.set_bell(bell);
-            }
         }
     }
     let mut publisher_inputs = Vec::new();
     let mut parser_outputs = Vec::new();
     for _ in 0..rt.parsers {
         let (mut p, c) = ring::ring(rt.ring_capacity, || Record::with_capacity(RECORD_BYTES));
-        if let Some(bell) = publisher_idle.bell() {
-            p.set_bell(bell);
-        }
+        p.set_bell(publisher_idle.bell());
         parser_outputs.push(p);
         publisher_inputs.push(c);
     }
@@ -165,9 +157,7 @@ pub fn run_with(
         None
     } else {
         let (mut p, c) = ring::ring(1024, || Record::with_capacity(RECORD_BYTES));
-        if let Some(bell) = publisher_idle.bell() {
-            p.set_bell(bell);
-        }
+        p.set_bell(publisher_idle.bell());
         publisher_inputs.push(c);
         Some(p)
     };

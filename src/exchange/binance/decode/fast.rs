@@ -35,6 +35,15 @@ enum Val {
     Other,
 }
 
+/// Where an array value goes: `b`/`a` arrays of `[price, qty]` pairs into the event's depth
+/// levels, any other array skipped.
+#[derive(Clone, Copy)]
+enum Dest {
+    Skip,
+    Bids,
+    Asks,
+}
+
 /// The payload keys the four fast shapes read; the rest are skipped.
 #[derive(Default)]
 #[allow(non_snake_case)]
@@ -106,7 +115,7 @@ pub(super) fn decode(
                 if stream_name.is_some() {
                     return None;
                 }
-                match sc.value(ev, None)? {
+                match sc.value(ev, Dest::Skip)? {
                     Val::Str(s, e) => stream_name = Some((s, e)),
                     _ => return None,
                 }
@@ -361,8 +370,8 @@ impl<'a> Scan<'a> {
         })
     }
 
-    /// One value. `levels` is where a `b`/`a` array of pairs goes; `None` skips arrays.
-    fn value(&mut self, ev: &mut Event, levels: Option<bool>) -> Option<Val> {
+    /// One value; an array goes to `dest`.
+    fn value(&mut self, ev: &mut Event, dest: Dest) -> Option<Val> {
         match self.peek() {
             b'"' => {
                 let (s, e) = self.string()?;
@@ -372,27 +381,24 @@ impl<'a> Scan<'a> {
             b't' => self.literal(b"true", Val::True),
             b'f' => self.literal(b"false", Val::False),
             b'n' => self.literal(b"null", Val::Other),
-            b'[' => match levels {
-                Some(bids) => {
-                    let side = if bids {
-                        &mut self.bids_seen
-                    } else {
-                        &mut self.asks_seen
-                    };
-                    if std::mem::replace(side, true) {
-                        return None;
-                    }
-                    let out = if bids {
-                        &mut ev.depth.bids
-                    } else {
-                        &mut ev.depth.asks
-                    };
-                    self.levels(out)?;
-                    Some(Val::Levels)
-                }
-                None => {
+            b'[' => match dest {
+                Dest::Skip => {
                     self.skip(0)?;
                     Some(Val::Other)
+                }
+                Dest::Bids | Dest::Asks => {
+                    let bids = matches!(dest, Dest::Bids);
+                    let (seen, out) = if bids {
+                        (&mut self.bids_seen, &mut ev.depth.bids)
+                    } else {
+                        (&mut self.asks_seen, &mut ev.depth.asks)
+                    };
+                    // A second `b`/`a` array anywhere in the frame (root and `data`): general path.
+                    if std::mem::replace(seen, true) {
+                        return None;
+                    }
+                    self.levels(out)?;
+                    Some(Val::Levels)
                 }
             },
             b'{' => {
@@ -440,7 +446,7 @@ impl<'a> Scan<'a> {
             b"T" => &mut f.T,
             b"m" => &mut f.m,
             b"a" => {
-                let v = self.value(ev, Some(false))?;
+                let v = self.value(ev, Dest::Asks)?;
                 return put(&mut f.a, v);
             }
             b"f" => &mut f.f,
@@ -449,17 +455,17 @@ impl<'a> Scan<'a> {
             b"u" => &mut f.u,
             b"pu" => &mut f.pu,
             b"b" => {
-                let v = self.value(ev, Some(true))?;
+                let v = self.value(ev, Dest::Bids)?;
                 return put(&mut f.b, v);
             }
             b"B" => &mut f.B,
             b"A" => &mut f.A,
             _ => {
-                self.value(ev, None)?;
+                self.value(ev, Dest::Skip)?;
                 return Some(());
             }
         };
-        let v = self.value(ev, None)?;
+        let v = self.value(ev, Dest::Skip)?;
         put(slot, v)
     }
 
