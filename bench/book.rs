@@ -121,6 +121,7 @@ fn bench_book(c: &mut Criterion) {
     }
     let none = Levels::default();
     let _ = book.on_diff(DiffRef {
+        ts_ns: 0,
         first: 1,
         last: 1,
         prev: None,
@@ -163,6 +164,7 @@ fn bench_book(c: &mut Criterion) {
             id += 1;
             let (bids, asks) = &diffs[(id & 255) as usize];
             black_box(book.on_diff(DiffRef {
+                ts_ns: 0,
                 first: id,
                 last: id,
                 prev: None,

@@ -162,6 +162,7 @@ fn hot_path_allocates_nothing_after_warmup() {
             last_update_id: last_initial,
             bids: pairs(&initial["bids"]),
             asks: pairs(&initial["asks"]),
+            ..Snapshot::default()
         });
         b
     };
@@ -175,6 +176,7 @@ fn hot_path_allocates_nothing_after_warmup() {
                 .decode(&mut frame.buf, len, 1, &mut |ev| {
                     let d = &ev.depth;
                     book.on_diff(DiffRef {
+                        ts_ns: 0,
                         first: d.first_update_id,
                         last: d.last_update_id,
                         prev: None,

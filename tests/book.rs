@@ -186,6 +186,19 @@ book:
             .or_default()
             .push(s);
     }
+    // One REST snapshot per sync: the first of each symbol, one per injected gap (BTCUSDT), one
+    // per symbol after the reconnect. Snapshots are taken inside a diff's [U, u] (as Binance
+    // serves them); the diff that revealed a gap must be kept for them, or every gap costs two.
+    let (rest_requests, _) = sim.rest_requests();
+    let gaps = sim.gaps_injected();
+    assert!(
+        rest_requests <= gaps + 4,
+        "{rest_requests} REST snapshots for {gaps} injected gaps (+2 initial, +2 reconnect)"
+    );
+    assert!(
+        snaps.iter().all(|s| s["exchange_ts_ns"].as_i64() > Some(0)),
+        "every book_snapshot carries an exchange time"
+    );
     let history = sim.depth_history();
     let mut compared = 0;
     let mut updates = 0;
@@ -196,12 +209,36 @@ book:
             .unwrap_or_default()
             .into_iter()
             .peekable();
+        // Served REST snapshots by id: a book synced before the diff holding the snapshot's id
+        // arrived is published at that id, and must equal what was served.
+        let served: HashMap<u64, RefBook> = h
+            .snapshots
+            .iter()
+            .map(|b| {
+                let (book, id) = RefBook::from_rest(b);
+                (id, book)
+            })
+            .collect();
         for raw in &h.diffs {
             let v: Value = serde_json::from_str(raw).unwrap();
             let d = &v["data"];
+            let u = d["u"].as_u64().unwrap();
+            while let Some(s) = pending.peek() {
+                let id = s["update_id"].as_u64().unwrap();
+                if id >= u {
+                    break;
+                }
+                let book = served.get(&id).unwrap_or_else(|| {
+                    panic!("{sym}: a snapshot at {id}, never generated nor served")
+                });
+                let (bids, asks) = book.levels();
+                assert_eq!(s["bids"], bids, "{sym} bids at served {id}");
+                assert_eq!(s["asks"], asks, "{sym} asks at served {id}");
+                compared += 1;
+                pending.next();
+            }
             truth.apply(&d["b"], &d["a"]);
             updates += 1;
-            let u = d["u"].as_u64().unwrap();
             while let Some(s) = pending.peek() {
                 let id = s["update_id"].as_u64().unwrap();
                 if id > u {

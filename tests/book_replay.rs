@@ -73,11 +73,13 @@ fn replay(market: &str, rules: Rules) -> usize {
                     last_update_id: l.as_u64().unwrap(),
                     bids: pairs(&v["bids"]),
                     asks: pairs(&v["asks"]),
+                    ..Snapshot::default()
                 })
             } else {
                 let d = &v["data"];
                 let (b, a) = (levels(&d["b"]), levels(&d["a"]));
                 book.on_diff(DiffRef {
+                    ts_ns: 0,
                     first: d["U"].as_u64().unwrap(),
                     last: d["u"].as_u64().unwrap(),
                     prev: d.get("pu").and_then(Value::as_u64),

@@ -215,6 +215,7 @@ impl Books {
             first: d.first_update_id,
             last: d.last_update_id,
             prev: d.prev_last_update_id,
+            ts_ns: ev.header.exchange_ts_ns,
             bids: &d.bids,
             asks: &d.asks,
         });
@@ -364,7 +365,8 @@ impl Books {
                     st.book.bids.len(),
                     st.book.asks.len()
                 );
-                if let Some(ev) = self.snapshot(resp.source, &resp.symbol, 0, now_ns) {
+                let ts = st.book.exchange_ts_ns;
+                if let Some(ev) = self.snapshot(resp.source, &resp.symbol, ts, now_ns) {
                     emit(ev);
                 }
             }

@@ -26,6 +26,17 @@ impl Dec {
         })
     }
 
+    /// A quantity from the exchange: a plain non-negative decimal (digits, optional `.digits`);
+    /// `None` for a sign (`-0`, `-1`), an exponent, or anything else a book must not take in.
+    #[inline]
+    pub fn quantity(s: &str) -> Option<Dec> {
+        let b = s.as_bytes();
+        if b.first() == Some(&b'-') || !crate::exchange::is_decimal(s) {
+            return None;
+        }
+        Dec::new(s)
+    }
+
     /// The exchange's digits.
     #[inline]
     pub fn as_str(&self) -> &str {
@@ -96,6 +107,10 @@ mod tests {
             price_key("1e5").is_none() && price_key("-1").is_none() && price_key(".5").is_none()
         );
         assert!(Dec::new("0.00000000").unwrap().is_zero());
+        for bad in ["-0", "-1.5", "1e3", "", "1.", "0x10", " 1"] {
+            assert!(Dec::quantity(bad).is_none(), "{bad}");
+        }
+        assert_eq!(Dec::quantity("0.00100000").unwrap().as_str(), "0.00100000");
         assert!(!Dec::new("0.00000001").unwrap().is_zero());
         assert_eq!(
             Dec::new("61837.63000000").unwrap().as_str(),

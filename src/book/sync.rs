@@ -27,6 +27,8 @@ pub struct DiffRef<'a> {
     pub first: u64,
     pub last: u64,
     pub prev: Option<u64>,
+    /// The diff's exchange event time (ns; 0 when unknown).
+    pub ts_ns: i64,
     pub bids: &'a Levels,
     pub asks: &'a Levels,
 }
@@ -40,6 +42,7 @@ pub struct OwnedDiff {
     pub first: u64,
     pub last: u64,
     pub prev: Option<u64>,
+    pub ts_ns: i64,
     pub bids: Vec<OwnedLevel>,
     pub asks: Vec<OwnedLevel>,
 }
@@ -48,6 +51,10 @@ pub struct OwnedDiff {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub last_update_id: u64,
+    /// The exchange's message time of the snapshot (USD-M `E`; 0 where none is sent, as on spot).
+    pub exchange_ts_ns: i64,
+    /// The matching engine's time of the snapshot (USD-M `T`; 0 where none is sent).
+    pub transaction_ts_ns: i64,
     pub bids: Vec<(String, String)>,
     pub asks: Vec<(String, String)>,
 }
@@ -86,6 +93,10 @@ pub struct SymbolBook {
     pub bids: Side,
     pub asks: Side,
     pub last_update_id: u64,
+    /// Exchange time of the newest change the book holds: the last applied diff's event time, or
+    /// the snapshot's own time (USD-M `T`/`E`), or (spot, whose snapshot has no time) the newest
+    /// diff the snapshot already contained. 0 until known.
+    pub exchange_ts_ns: i64,
     phase: Phase,
     buffer: std::collections::VecDeque<OwnedDiff>,
     max_buffer: usize,
@@ -101,7 +112,7 @@ pub struct SymbolBook {
 fn parse_levels(levels: &Levels) -> Option<Vec<OwnedLevel>> {
     levels
         .iter()
-        .map(|(p, q)| Some((price_key(p)?, Dec::new(p)?, Dec::new(q)?)))
+        .map(|(p, q)| Some((price_key(p)?, Dec::new(p)?, Dec::quantity(q)?)))
         .collect()
 }
 
@@ -112,6 +123,7 @@ impl SymbolBook {
             bids: Side::new(true),
             asks: Side::new(false),
             last_update_id: 0,
+            exchange_ts_ns: 0,
             phase: Phase::Syncing { requested: false },
             buffer: std::collections::VecDeque::new(),
             max_buffer: max_buffer.max(1),
@@ -150,30 +162,26 @@ impl SymbolBook {
     /// A diff from the stream.
     pub fn on_diff(&mut self, d: DiffRef<'_>) -> Outcome {
         match self.phase {
-            Phase::Syncing { .. } => {
-                let (Some(bids), Some(asks)) = (parse_levels(d.bids), parse_levels(d.asks)) else {
-                    return Outcome::BadLevel;
-                };
-                if self.buffer.len() >= self.max_buffer {
-                    self.buffer.pop_front();
-                }
-                self.buffer.push_back(OwnedDiff {
-                    first: d.first,
-                    last: d.last,
-                    prev: d.prev,
-                    bids,
-                    asks,
-                });
-                Outcome::Buffered
-            }
+            Phase::Syncing { .. } => self.buffer_diff(d),
             Phase::Live { fresh } => {
                 let out = self.check_live(d.first, d.last, d.prev, fresh);
+                if out == Outcome::Gap {
+                    // The diff that revealed the break is the first of the new buffer: the
+                    // snapshot about to be fetched is usually taken inside its `[U, u]` (a 100 ms
+                    // diff spans many update ids), and without it that snapshot would be one
+                    // diff short and re-synced again at once.
+                    self.resync();
+                    if self.buffer_diff(d) == Outcome::BadLevel {
+                        return Outcome::BadLevel;
+                    }
+                    return Outcome::Gap;
+                }
                 if out != Outcome::Applied {
                     return self.fail(out);
                 }
                 for (price, qty) in d.bids {
                     let (Some(k), Some(p), Some(q)) =
-                        (price_key(price), Dec::new(price), Dec::new(qty))
+                        (price_key(price), Dec::new(price), Dec::quantity(qty))
                     else {
                         return self.fail(Outcome::BadLevel);
                     };
@@ -181,15 +189,34 @@ impl SymbolBook {
                 }
                 for (price, qty) in d.asks {
                     let (Some(k), Some(p), Some(q)) =
-                        (price_key(price), Dec::new(price), Dec::new(qty))
+                        (price_key(price), Dec::new(price), Dec::quantity(qty))
                     else {
                         return self.fail(Outcome::BadLevel);
                     };
                     self.asks.set(k, p, q);
                 }
-                self.finish(d.last)
+                self.finish(d.last, d.ts_ns)
             }
         }
+    }
+
+    /// Keeps a diff for when the snapshot arrives (the oldest goes when the buffer is full).
+    fn buffer_diff(&mut self, d: DiffRef<'_>) -> Outcome {
+        let (Some(bids), Some(asks)) = (parse_levels(d.bids), parse_levels(d.asks)) else {
+            return Outcome::BadLevel;
+        };
+        if self.buffer.len() >= self.max_buffer {
+            self.buffer.pop_front();
+        }
+        self.buffer.push_back(OwnedDiff {
+            first: d.first,
+            last: d.last,
+            prev: d.prev,
+            ts_ns: d.ts_ns,
+            bids,
+            asks,
+        });
+        Outcome::Buffered
     }
 
     /// Continuity of a diff against a synced book; `Applied` means "apply it".
@@ -199,7 +226,7 @@ impl SymbolBook {
             Rules::Spot => {
                 if last <= l {
                     Outcome::Stale
-                } else if first > l + 1 {
+                } else if first > l.saturating_add(1) {
                     Outcome::Gap
                 } else {
                     Outcome::Applied
@@ -225,9 +252,12 @@ impl SymbolBook {
         }
     }
 
-    fn finish(&mut self, last: u64) -> Outcome {
+    fn finish(&mut self, last: u64, ts_ns: i64) -> Outcome {
         self.applied += 1;
         self.last_update_id = last;
+        if ts_ns > 0 {
+            self.exchange_ts_ns = ts_ns;
+        }
         self.phase = Phase::Live { fresh: false };
         if let (Some(b), Some(a)) = (self.bids.best(), self.asks.best())
             && b.key >= a.key
@@ -253,7 +283,7 @@ impl SymbolBook {
         // Too old for what we already buffered: fetch again, keep the buffer.
         if let Some(first) = self.buffer.front()
             && self.buffer.iter().all(|d| d.last > l)
-            && first.first > l + 1
+            && first.first > l.saturating_add(1)
             && !(self.rules == Rules::Futures && first.prev == Some(l))
         {
             self.phase = Phase::Syncing { requested: false };
@@ -262,18 +292,25 @@ impl SymbolBook {
         self.bids.clear();
         self.asks.clear();
         for (p, q) in &s.bids {
-            let (Some(k), Some(pd), Some(qd)) = (price_key(p), Dec::new(p), Dec::new(q)) else {
+            let (Some(k), Some(pd), Some(qd)) = (price_key(p), Dec::new(p), Dec::quantity(q))
+            else {
                 return self.fail(Outcome::BadLevel);
             };
             self.bids.set(k, pd, qd);
         }
         for (p, q) in &s.asks {
-            let (Some(k), Some(pd), Some(qd)) = (price_key(p), Dec::new(p), Dec::new(q)) else {
+            let (Some(k), Some(pd), Some(qd)) = (price_key(p), Dec::new(p), Dec::quantity(q))
+            else {
                 return self.fail(Outcome::BadLevel);
             };
             self.asks.set(k, pd, qd);
         }
         self.last_update_id = l;
+        self.exchange_ts_ns = if s.transaction_ts_ns > 0 {
+            s.transaction_ts_ns
+        } else {
+            s.exchange_ts_ns
+        };
         self.phase = Phase::Live { fresh: true };
         let buffered: Vec<OwnedDiff> = self.buffer.drain(..).collect();
         let mut out = Outcome::Applied;
@@ -284,6 +321,10 @@ impl SymbolBook {
             match self.check_live(d.first, d.last, d.prev, fresh) {
                 Outcome::Stale => {
                     self.dropped += 1;
+                    if s.exchange_ts_ns == 0 && s.transaction_ts_ns == 0 {
+                        // Already in the snapshot: the newest such diff dates the book.
+                        self.exchange_ts_ns = self.exchange_ts_ns.max(d.ts_ns);
+                    }
                     continue;
                 }
                 Outcome::Applied => {
@@ -293,7 +334,7 @@ impl SymbolBook {
                     for (k, p, q) in &d.asks {
                         self.asks.set(*k, *p, *q);
                     }
-                    out = self.finish(d.last);
+                    out = self.finish(d.last, d.ts_ns);
                     if out != Outcome::Applied {
                         return out;
                     }
@@ -330,6 +371,7 @@ mod tests {
             last_update_id: l,
             bids: vec![("10".into(), "1".into())],
             asks: vec![("11".into(), "1".into())],
+            ..Snapshot::default()
         }
     }
 
@@ -342,6 +384,7 @@ mod tests {
             first: f,
             last: l,
             prev: None,
+            ts_ns: 0,
             bids: &bids,
             asks: &none,
         };
@@ -370,6 +413,7 @@ mod tests {
             first: f,
             last: l,
             prev: Some(p),
+            ts_ns: 0,
             bids: &none,
             asks: &none,
         };
@@ -393,11 +437,89 @@ mod tests {
             first: 6,
             last: 6,
             prev: None,
+            ts_ns: 0,
             bids: &bad,
             asks: &none,
         };
         assert_eq!(b.on_diff(d), Outcome::Crossed);
         assert!(!b.is_live());
         assert!(b.bids.is_empty());
+    }
+
+    /// A gap revealed by a diff whose range holds the next snapshot's id (the usual case on the
+    /// real exchange): that diff is kept, so one snapshot re-syncs the book.
+    #[test]
+    fn gap_diff_is_buffered_for_a_snapshot_taken_inside_it() {
+        for rules in [Rules::Spot, Rules::Futures] {
+            let mut b = SymbolBook::new(rules, 100);
+            let bids = lv("10", "3");
+            let none = Levels::default();
+            let d = |f, l, p, ts| DiffRef {
+                first: f,
+                last: l,
+                prev: Some(p),
+                ts_ns: ts,
+                bids: &bids,
+                asks: &none,
+            };
+            b.take_request();
+            assert_eq!(b.on_snapshot(&snap(100)), Outcome::Applied);
+            assert_eq!(b.on_diff(d(101, 105, 100, 1)), Outcome::Applied);
+            // 106..=109 never arrived: the next diff reveals the break.
+            assert_eq!(b.on_diff(d(110, 120, 109, 2)), Outcome::Gap);
+            assert!(b.take_request(), "one snapshot asked for");
+            // Taken at 115, inside the diff that revealed the gap, before the next one arrived.
+            assert_eq!(b.on_snapshot(&snap(115)), Outcome::Applied, "{rules:?}");
+            assert_eq!(b.last_update_id, 120);
+            assert_eq!(b.exchange_ts_ns, 2);
+            assert_eq!(b.bids.best().unwrap().qty.as_str(), "3");
+            assert!(!b.take_request(), "no second snapshot");
+            assert_eq!(b.on_diff(d(121, 125, 120, 3)), Outcome::Applied);
+        }
+    }
+
+    #[test]
+    fn negative_and_malformed_quantities_never_enter_the_book() {
+        let mut b = SymbolBook::new(Rules::Spot, 100);
+        let mut s = snap(5);
+        s.bids.push(("9".into(), "-0".into()));
+        assert_eq!(b.on_snapshot(&s), Outcome::BadLevel);
+        let mut s = snap(5);
+        s.asks.push(("12".into(), "1e3".into()));
+        assert_eq!(b.on_snapshot(&s), Outcome::BadLevel);
+        assert_eq!(b.on_snapshot(&snap(5)), Outcome::Applied);
+        let neg = lv("10", "-1");
+        let none = Levels::default();
+        let d = DiffRef {
+            first: 6,
+            last: 6,
+            prev: None,
+            ts_ns: 0,
+            bids: &neg,
+            asks: &none,
+        };
+        assert_eq!(b.on_diff(d), Outcome::BadLevel);
+        assert!(b.bids.is_empty());
+    }
+
+    #[test]
+    fn update_ids_at_the_top_of_the_range_do_not_overflow() {
+        let mut b = SymbolBook::new(Rules::Spot, 100);
+        b.take_request();
+        assert_eq!(b.on_snapshot(&snap(u64::MAX - 1)), Outcome::Applied);
+        let none = Levels::default();
+        let d = |f, l| DiffRef {
+            first: f,
+            last: l,
+            prev: None,
+            ts_ns: 0,
+            bids: &none,
+            asks: &none,
+        };
+        assert_eq!(b.on_diff(d(u64::MAX, u64::MAX)), Outcome::Applied);
+        assert_eq!(b.on_diff(d(u64::MAX, u64::MAX)), Outcome::Stale);
+        let mut b = SymbolBook::new(Rules::Spot, 100);
+        b.on_diff(d(u64::MAX, u64::MAX));
+        assert_eq!(b.on_snapshot(&snap(u64::MAX)), Outcome::Applied);
     }
 }

@@ -106,6 +106,11 @@ pub struct StreamGen {
     asks: BTreeMap<u64, u64>,
     /// Last update id generated (depth streams): the book above is the state after it.
     pub last_update_id: u64,
+    /// `U` of the last generated diff (depth streams).
+    last_first_id: u64,
+    /// The last diff's level changes with the quantity each level had before it, in order
+    /// (`asks`, price, previous quantity): lets a REST snapshot be served from inside that diff.
+    undo: Vec<(bool, u64, Option<u64>)>,
     /// USD-M payload shapes (extra `e`/`E`/`T`, `pu`, 2-decimal prices, 3-decimal quantities).
     futures: bool,
     /// Trade ids are the generation time (ns, realtime; still increasing), so a benchmark can
@@ -147,6 +152,8 @@ impl StreamGen {
             bids: BTreeMap::new(),
             asks: BTreeMap::new(),
             last_update_id: next_id - 1,
+            last_first_id: next_id - 1,
+            undo: Vec::new(),
             futures,
             stamp_trade_ids: false,
         };
@@ -169,25 +176,36 @@ impl StreamGen {
 
     /// The true book as Binance's REST depth body (`limit` levels per side, best first).
     pub fn snapshot_json(&self, limit: usize) -> String {
-        let mut out = format!("{{\"lastUpdateId\":{},\"bids\":[", self.last_update_id);
-        let bids: Vec<(u64, u64)> = self
-            .bids
-            .iter()
-            .rev()
-            .take(limit)
-            .map(|(p, q)| (*p, *q))
-            .collect();
-        write_levels(&mut out, &bids, self.futures);
-        out.push_str("],\"asks\":[");
-        let asks: Vec<(u64, u64)> = self
-            .asks
-            .iter()
-            .take(limit)
-            .map(|(p, q)| (*p, *q))
-            .collect();
-        write_levels(&mut out, &asks, self.futures);
-        out.push_str("]}");
-        out
+        snapshot_body(
+            self.last_update_id,
+            &self.bids,
+            &self.asks,
+            limit,
+            self.futures,
+        )
+    }
+
+    /// The book as the exchange's matching engine had it in the middle of the last diff: its
+    /// `lastUpdateId` lies strictly inside that diff's `[U, u]` when `u > U`, and only the first
+    /// half of its level changes are in. This is what Binance really serves: a 100 ms diff spans
+    /// many update ids and a REST snapshot is taken at any one of them, so the collector must
+    /// apply the diff whose range holds the snapshot's id (EXCHANGES.md 4.1).
+    pub fn snapshot_mid_diff_json(&self, limit: usize) -> String {
+        let (first, last) = (self.last_first_id, self.last_update_id);
+        if last <= first || self.undo.is_empty() {
+            return self.snapshot_json(limit);
+        }
+        let (mut bids, mut asks) = (self.bids.clone(), self.asks.clone());
+        let keep = self.undo.len() / 2;
+        for (is_ask, p, old) in self.undo[keep..].iter().rev() {
+            let side = if *is_ask { &mut asks } else { &mut bids };
+            match old {
+                Some(q) => side.insert(*p, *q),
+                None => side.remove(p),
+            };
+        }
+        let mid = first + (last - first) / 2;
+        snapshot_body(mid, &bids, &asks, limit, self.futures)
     }
 
     /// Appends the next combined-stream message to `out`.
@@ -271,6 +289,8 @@ impl StreamGen {
                 let last = first + self.rng.range(0, 5);
                 self.next_id = last + 1;
                 self.last_update_id = last;
+                self.last_first_id = first;
+                self.undo.clear();
                 let s = &self.symbol;
                 if f {
                     let _ = write!(
@@ -384,7 +404,8 @@ impl StreamGen {
             })
             .collect();
         for p in stale {
-            book.remove(&p);
+            let old = book.remove(&p);
+            self.undo.push((asks, p, old));
             changes.push((p, 0));
         }
         let n = self.rng.range(0, 10);
@@ -404,15 +425,44 @@ impl StreamGen {
                 continue; // one change per price per message, as Binance sends
             }
             let book = if asks { &mut self.asks } else { &mut self.bids };
-            if q == 0 {
-                book.remove(&p);
+            let old = if q == 0 {
+                book.remove(&p)
             } else {
-                book.insert(p, q);
-            }
+                book.insert(p, q)
+            };
+            self.undo.push((asks, p, old));
             changes.push((p, q));
         }
         changes
     }
+}
+
+fn snapshot_body(
+    id: u64,
+    bids: &BTreeMap<u64, u64>,
+    asks: &BTreeMap<u64, u64>,
+    limit: usize,
+    futures: bool,
+) -> String {
+    let mut out = format!("{{\"lastUpdateId\":{id},");
+    if futures {
+        // USD-M snapshots carry the message and matching-engine times.
+        let ms = crate::clock::realtime_ns() / 1_000_000;
+        let _ = write!(out, "\"E\":{ms},\"T\":{},", ms - 1);
+    }
+    out.push_str("\"bids\":[");
+    let b: Vec<(u64, u64)> = bids
+        .iter()
+        .rev()
+        .take(limit)
+        .map(|(p, q)| (*p, *q))
+        .collect();
+    write_levels(&mut out, &b, futures);
+    out.push_str("],\"asks\":[");
+    let a: Vec<(u64, u64)> = asks.iter().take(limit).map(|(p, q)| (*p, *q)).collect();
+    write_levels(&mut out, &a, futures);
+    out.push_str("]}");
+    out
 }
 
 fn write_levels(out: &mut String, levels: &[(u64, u64)], futures: bool) {

@@ -69,6 +69,10 @@ pub struct SimConfig {
     pub record_depth: bool,
     /// Serve REST depth snapshots (`/api/v3/depth`, `/fapi/v1/depth`) on this address.
     pub rest_listen: Option<String>,
+    /// REST depth snapshots are taken inside the last generated diff (`lastUpdateId` strictly
+    /// between its `U` and `u`, half of its changes in), as on the real exchange; `false` serves
+    /// the book exactly at a diff boundary.
+    pub snapshot_mid_diff: bool,
     /// Answers for the first REST requests, in order, before normal service.
     pub rest_faults: Vec<RestFault>,
     /// Binance USD-M instead of spot: futures payload shapes, routed paths (`/public/stream`,
@@ -101,6 +105,8 @@ pub struct DepthHistory {
     pub initial: String,
     /// Every generated diff (combined-stream message), in order, sent or not.
     pub diffs: Vec<String>,
+    /// Every REST snapshot body served, in order.
+    pub snapshots: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -117,6 +123,7 @@ impl Default for SimConfig {
             depth_gaps: Vec::new(),
             record_depth: false,
             rest_listen: None,
+            snapshot_mid_diff: true,
             rest_faults: Vec::new(),
             futures: false,
             lose_on_reconnect: 0,

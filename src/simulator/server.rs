@@ -566,11 +566,27 @@ pub(crate) fn start_rest(addr: &str, shared: Arc<Shared>) -> std::io::Result<std
                         let limit: usize =
                             param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
                         let prefix = format!("{}@depth", symbol.to_ascii_lowercase());
+                        let mid = shared.cfg.snapshot_mid_diff;
                         let body = shared.streams.lock().ok().and_then(|map| {
                             map.iter()
                                 .find(|(k, _)| k.starts_with(&prefix))
-                                .map(|(_, g)| g.snapshot_json(limit))
+                                .map(|(_, g)| {
+                                    if mid {
+                                        g.snapshot_mid_diff_json(limit)
+                                    } else {
+                                        g.snapshot_json(limit)
+                                    }
+                                })
                         });
+                        if let Some(b) = &body
+                            && shared.cfg.record_depth
+                            && let Ok(mut log) = shared.depth_log.lock()
+                        {
+                            log.entry(symbol.to_ascii_uppercase())
+                                .or_default()
+                                .snapshots
+                                .push(b.clone());
+                        }
                         match body {
                             Some(b) => (200, b, None),
                             None => (

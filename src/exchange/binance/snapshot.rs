@@ -19,6 +19,11 @@ struct Body {
     last_update_id: u64,
     bids: Vec<(String, String)>,
     asks: Vec<(String, String)>,
+    /// USD-M only: message time and matching-engine time (ms).
+    #[serde(rename = "E", default)]
+    event_time: i64,
+    #[serde(rename = "T", default)]
+    transaction_time: i64,
 }
 
 impl SnapshotSource for BinanceSnapshots {
@@ -54,6 +59,8 @@ impl SnapshotSource for BinanceSnapshots {
         let b: Body = serde_json::from_str(body).map_err(|e| format!("bad snapshot body: {e}"))?;
         Ok(Snapshot {
             last_update_id: b.last_update_id,
+            exchange_ts_ns: b.event_time.saturating_mul(1_000_000),
+            transaction_ts_ns: b.transaction_time.saturating_mul(1_000_000),
             bids: b.bids,
             asks: b.asks,
         })
