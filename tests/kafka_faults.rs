@@ -64,6 +64,28 @@ fn metric(m: &Metrics, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} registered"))
 }
 
+/// A record whose payload is a real `Envelope` (a trade), as the encoder writes it.
+fn envelope_record(i: u64) -> Record {
+    let mut r = record(i);
+    let env = mdc::wire::Envelope {
+        exchange: "binance".into(),
+        market: "spot".into(),
+        symbol: "BTCUSDT".into(),
+        r#type: "trade".into(),
+        exchange_ts_ns: 1,
+        receive_ts_ns: r.recv_ts_ns,
+        payload: Some(mdc::wire::envelope::Payload::Trade(mdc::wire::Trade {
+            trade_id: i,
+            price: "1.00".into(),
+            qty: "2.00".into(),
+            side: 1,
+        })),
+    };
+    r.proto.clear();
+    prost::Message::encode(&env, &mut r.proto).unwrap();
+    r
+}
+
 /// Ticks the sink until `done` or `limit`.
 fn drive(sink: &mut KafkaSink, limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
@@ -274,4 +296,112 @@ fn drop_newest_never_waits_and_counts_drops() {
     assert_eq!(v["stream"], "trade");
     assert_eq!(v["symbol"], "BTCUSDT");
     assert!(v["from_ts_ns"].as_i64() < v["to_ts_ns"].as_i64(), "{v}");
+}
+
+/// The idempotent producer hits a fatal error (the broker answers the head-of-line produce request
+/// with OUT_OF_ORDER_SEQUENCE_NUMBER, as after a broker lost its producer state): the sink replaces
+/// the producer, re-sends what was not acknowledged and keeps going. Nothing is lost, nothing
+/// counted as failed, the reset is counted.
+#[test]
+fn fatal_idempotence_error_recreates_the_producer() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("md.trade", 1, 1).unwrap();
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    let metrics = Metrics::new(&["kafka"]);
+    let s = settings(&mock.bootstrap_servers(), "");
+    let mut sink = KafkaSink::start(&s, &metrics).unwrap();
+    for i in 0..50 {
+        sink.write(&record(i)).unwrap();
+    }
+    assert!(
+        drive(&mut sink, Duration::from_secs(20), || metric(
+            &metrics,
+            "kafka_producer_resets_total"
+        ) >= 1),
+        "the fatal error replaced the producer"
+    );
+    for i in 50..100 {
+        sink.write(&record(i)).unwrap();
+    }
+    assert!(
+        drive(&mut sink, Duration::from_secs(20), || metric(
+            &metrics,
+            "kafka_acked_total"
+        ) >= 100),
+        "acked {}",
+        metric(&metrics, "kafka_acked_total")
+    );
+    assert_eq!(metric(&metrics, "kafka_failed_total"), 0);
+    assert_eq!(metric(&metrics, "kafka_producer_resets_total"), 1);
+    sink.close().expect("everything delivered");
+    let got = common::kafka::consume_all(
+        &mock.bootstrap_servers(),
+        "md.trade",
+        1,
+        200,
+        Duration::from_secs(3),
+    );
+    let mut payloads: Vec<String> = got
+        .iter()
+        .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), 100, "every record reached the broker");
+}
+
+/// `drop_newest` with a tiny retry bound: copies past `retry_max_kbytes` are given up at once and
+/// announced as a `gap` (reason `sink_dropped`); the retry queue never holds more than the bound.
+#[test]
+fn retry_queue_is_bounded_by_bytes() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("md.trade", 1, 1).unwrap();
+    mock.create_topic("md.gap", 1, 1).unwrap();
+    let metrics = Metrics::new(&["kafka"]);
+    let s = settings(
+        &mock.bootstrap_servers(),
+        "backpressure: drop_newest\nretry_max_kbytes: 1\nmessage_timeout: \"200ms\"\nretry_deadline: \"60s\"",
+    );
+    let mut sink = KafkaSink::start(&s, &metrics).unwrap();
+    mock.broker_down(1).unwrap();
+    for i in 0..400 {
+        sink.write(&envelope_record(i)).unwrap();
+    }
+    // Each payload is ~60 bytes: 1 KiB holds ~17 copies; the rest is given up.
+    assert!(drive(&mut sink, Duration::from_secs(10), || metric(
+        &metrics,
+        "kafka_failed_total"
+    ) >= 350));
+    drive(&mut sink, Duration::from_secs(1), || false);
+    let failed = metric(&metrics, "kafka_failed_total");
+    assert!(failed < 400, "some copies were kept: {failed}");
+    assert!(
+        failed >= 400 - 1024 / 50,
+        "no more than the bound kept: {failed}"
+    );
+    mock.broker_up(1).unwrap();
+    assert!(
+        drive(&mut sink, Duration::from_secs(30), || metric(
+            &metrics,
+            "kafka_acked_total"
+        ) > 400 - failed),
+        "kept copies and the gap delivered: acked {}",
+        metric(&metrics, "kafka_acked_total")
+    );
+    let _ = sink.close();
+    let gaps = common::kafka::consume_all(
+        &mock.bootstrap_servers(),
+        "md.gap",
+        1,
+        1,
+        Duration::from_secs(5),
+    );
+    assert_eq!(gaps.len(), 1);
+    let env = <mdc::wire::Envelope as prost::Message>::decode(gaps[0].1.as_slice()).unwrap();
+    let v = common::envelope_json(&env);
+    assert_eq!(v["reason"], "sink_dropped");
+    assert_eq!(v["stream"], "trade");
 }

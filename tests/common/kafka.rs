@@ -35,7 +35,11 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
-        let port = free_port();
+        Broker::start_on(free_port())
+    }
+
+    /// A fresh broker (empty memory storage) on `port`: a cluster replaced under the same address.
+    pub fn start_on(port: u16) -> Broker {
         let dir = temp_dir("tansu");
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_bin())
@@ -86,6 +90,12 @@ impl Broker {
             "create {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Kills the broker: everything it stored is gone with it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGSTOP: the broker process is stopped (keeps its in-memory data).

@@ -63,6 +63,18 @@ pub struct KafkaConfig {
     /// Bound on librdkafka's queue in KiB (`queue.buffering.max.kbytes`).
     #[serde(default = "d_queue_kbytes")]
     pub queue_max_kbytes: u32,
+    /// Bound on the copies we keep of records librdkafka gave up on (our retry queue), in KiB.
+    /// Past it, `drop_newest` gives new failures up (announced as `gap`s) and `block` takes no new
+    /// record until the copies are re-sent. Memory of the sink is at most `queue_max_kbytes` +
+    /// `retry_max_kbytes`, plus one more `queue_max_kbytes` for the moment a producer reset moves
+    /// librdkafka's queue into the retry queue.
+    #[serde(default = "d_retry_kbytes")]
+    pub retry_max_kbytes: u32,
+    /// No acknowledgement for this long while records are in flight and the brokers answer
+    /// metadata requests: the producer is wedged (a broker that came back without its state, a
+    /// re-created topic); it is recreated and what was not acknowledged is re-sent.
+    #[serde(default = "d_stall_timeout")]
+    pub stall_timeout: String,
     /// What a full queue does: `block` (default: the publisher waits, the rings fill, the readers
     /// stop reading and TCP pushes back on the exchange; nothing is dropped inside the process) or
     /// `drop_newest` (the record is dropped and counted in `kafka_dropped_total`).
@@ -145,6 +157,12 @@ fn d_queue_messages() -> u32 {
 fn d_queue_kbytes() -> u32 {
     1 << 20
 }
+fn d_retry_kbytes() -> u32 {
+    256 * 1024
+}
+fn d_stall_timeout() -> String {
+    "5s".into()
+}
 fn d_backpressure() -> String {
     "block".into()
 }
@@ -180,6 +198,7 @@ pub struct KafkaSettings {
     pub metadata_timeout: Duration,
     pub health_interval: Duration,
     pub flush_timeout: Duration,
+    pub stall_timeout: Duration,
 }
 
 const PLACEHOLDERS: [&str; 4] = ["{exchange}", "{market}", "{type}", "{symbol}"];
@@ -308,7 +327,7 @@ impl KafkaSettings {
                 format!("`{}` is not one of block, drop_newest", raw.backpressure),
             ));
         }
-        if raw.queue_max_messages == 0 || raw.queue_max_kbytes == 0 {
+        if raw.queue_max_messages == 0 || raw.queue_max_kbytes == 0 || raw.retry_max_kbytes == 0 {
             return Err(ConfigError::new(
                 k("queue_max_messages"),
                 "queue bounds must be positive",
@@ -323,8 +342,15 @@ impl KafkaSettings {
             metadata_timeout: dur("metadata_timeout", &raw.metadata_timeout)?,
             health_interval: dur("health_interval", &raw.health_interval)?,
             flush_timeout: dur("flush_timeout", &raw.flush_timeout)?,
+            stall_timeout: dur("stall_timeout", &raw.stall_timeout)?,
             raw,
         };
+        if s.stall_timeout < Duration::from_millis(500) {
+            return Err(ConfigError::new(k("stall_timeout"), "at least 500ms"));
+        }
+        if s.health_interval < Duration::from_millis(50) {
+            return Err(ConfigError::new(k("health_interval"), "at least 50ms"));
+        }
         if s.message_timeout < Duration::from_millis(100) {
             return Err(ConfigError::new(k("message_timeout"), "at least 100ms"));
         }
@@ -338,6 +364,16 @@ impl KafkaSettings {
                 ConfigError::new(k("properties"), format!("rejected by librdkafka: {e}"))
             })?;
         Ok(Some(s))
+    }
+
+    /// librdkafka properties of the reachability checker: the same brokers and security, no
+    /// producer state (so it answers for the brokers, whatever the producer is going through).
+    pub fn health_client_config(&self) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("enable.idempotence", "false")
+            .set("statistics.interval.ms", "0")
+            .set("client.id", "mdc-health");
+        c
     }
 
     /// librdkafka properties for the producer.

@@ -5,6 +5,11 @@
 //! with a retriable error is copied into [`Retry`] (allocation only on this failure path) and
 //! re-enqueued by the sink with exponential backoff until `retry_deadline` from its first failure.
 //! Non-retriable errors (too large, not authorized, invalid) are counted and logged at once.
+//!
+//! The copies are bounded by bytes (`retry_max_kbytes`): past the bound, `drop_newest` gives the
+//! new failure up at once, `block` keeps it and makes the sink refuse new records until the queue
+//! is back under the bound (the publisher waits, the rings fill, TCP pushes back). Every record
+//! given up is handed to the sink ([`Delivery::take_given_up`]) to be announced as a `gap`.
 
 use crate::clock::realtime_ns;
 use crate::metrics::LogThrottle;
@@ -34,6 +39,13 @@ pub struct Retry {
     pub last_error: String,
 }
 
+/// A record the sink will not deliver: announced as a `gap` with `reason`.
+#[derive(Debug)]
+pub struct GivenUp {
+    pub reason: &'static str,
+    pub payload: Vec<u8>,
+}
+
 /// Counters and state shared between the producer's callbacks and the sink.
 pub struct Delivery {
     pub acked: Arc<AtomicU64>,
@@ -54,6 +66,20 @@ pub struct Delivery {
     pub retry_deadline_ns: i64,
     pub backoff_ns: i64,
     pub backoff_max_ns: i64,
+    /// Payload bytes held in `retries` and `in_flight_retries`.
+    pub retry_bytes: AtomicU64,
+    /// Bound on `retry_bytes`.
+    pub retry_max_bytes: u64,
+    /// `backpressure: drop_newest`: failures past the bound are given up at once.
+    pub drop_newest: bool,
+    /// Records given up since the sink last looked, for its `gap` events.
+    pub given_up: Mutex<Vec<GivenUp>>,
+    /// Set by the error callback when librdkafka raises a fatal error (the producer is unusable).
+    pub fatal: std::sync::atomic::AtomicBool,
+    /// Incremented whenever librdkafka reports all brokers down (readiness reacts at once).
+    pub all_down_events: Arc<AtomicU64>,
+    /// Why the next failure is given up (set while a producer reset purges its queues).
+    pub reset_in_progress: std::sync::atomic::AtomicBool,
     failed_log: Mutex<LogThrottle>,
     error_log: Mutex<LogThrottle>,
 }
@@ -71,6 +97,8 @@ impl Delivery {
         retry_deadline_ns: i64,
         backoff_ns: i64,
         backoff_max_ns: i64,
+        retry_max_bytes: u64,
+        drop_newest: bool,
     ) -> Delivery {
         Delivery {
             acked,
@@ -88,6 +116,13 @@ impl Delivery {
             retry_deadline_ns,
             backoff_ns,
             backoff_max_ns,
+            retry_bytes: AtomicU64::new(0),
+            retry_max_bytes: retry_max_bytes.max(1),
+            drop_newest,
+            given_up: Mutex::new(Vec::new()),
+            fatal: std::sync::atomic::AtomicBool::new(false),
+            all_down_events: Arc::new(AtomicU64::new(0)),
+            reset_in_progress: std::sync::atomic::AtomicBool::new(false),
             failed_log: Mutex::new(LogThrottle::default()),
             error_log: Mutex::new(LogThrottle::default()),
         }
@@ -99,7 +134,28 @@ impl Delivery {
             + self.in_flight_retries.lock().map(|r| r.len()).unwrap_or(0)
     }
 
-    fn give_up(&self, r: &Retry, why: &str) {
+    /// True while the retry copies are at or over their byte bound (`block`: take no new record).
+    pub fn retries_full(&self) -> bool {
+        self.retry_bytes.load(Ordering::Relaxed) >= self.retry_max_bytes
+    }
+
+    /// Records given up since the last call.
+    pub fn take_given_up(&self) -> Vec<GivenUp> {
+        match self.given_up.lock() {
+            Ok(mut g) if !g.is_empty() => std::mem::take(&mut *g),
+            _ => Vec::new(),
+        }
+    }
+
+    fn reason(&self, default: &'static str) -> &'static str {
+        if self.reset_in_progress.load(Ordering::Relaxed) {
+            "sink_reset"
+        } else {
+            default
+        }
+    }
+
+    fn give_up(&self, r: Retry, why: &str, reason: &'static str) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         if self.failed_log.lock().map(|mut l| l.hit()).unwrap_or(true) {
             log::error!(
@@ -113,11 +169,26 @@ impl Delivery {
                 r.last_error
             );
         }
+        if let Ok(mut g) = self.given_up.lock() {
+            g.push(GivenUp {
+                reason,
+                payload: r.payload,
+            });
+        }
     }
 
     fn schedule(&self, mut r: Retry, now: i64) {
         if now - r.first_failure_ns >= self.retry_deadline_ns {
-            self.give_up(&r, "retry deadline passed");
+            let reason = self.reason("sink_failed");
+            self.give_up(r, "retry deadline passed", reason);
+            return;
+        }
+        let size = r.payload.len() as u64;
+        if self.drop_newest
+            && self.retry_bytes.load(Ordering::Relaxed) + size > self.retry_max_bytes
+        {
+            let reason = self.reason("sink_dropped");
+            self.give_up(r, "retry queue full (retry_max_kbytes)", reason);
             return;
         }
         let exp = self
@@ -126,8 +197,15 @@ impl Delivery {
             .min(self.backoff_max_ns);
         r.next_at_ns = now + exp;
         if let Ok(mut q) = self.retries.lock() {
+            self.retry_bytes.fetch_add(size, Ordering::Relaxed);
             q.push_back(r);
         }
+    }
+
+    /// A retry copy left the retry bookkeeping (acknowledged, or given up).
+    pub fn release(&self, r: &Retry) {
+        self.retry_bytes
+            .fetch_sub(r.payload.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -180,6 +258,16 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Fatal) => {
+                self.0.fatal.store(true, Ordering::Relaxed);
+                log::error!("event=kafka_fatal_error reason=\"{reason}\"");
+            }
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                self.0.all_down_events.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
         if self.0.error_log.lock().map(|mut l| l.hit()).unwrap_or(true) {
             log::warn!("event=kafka_client_error error=\"{error}\" reason=\"{reason}\"");
         }
@@ -212,6 +300,9 @@ impl ProducerContext for Ctx {
         } else {
             None
         };
+        if let Some(r) = &retry {
+            d.release(r);
+        }
         match result {
             Ok(_) => {
                 d.acked.fetch_add(1, Ordering::Relaxed);
@@ -240,7 +331,7 @@ impl ProducerContext for Ctx {
                 if is_retriable(e) {
                     d.schedule(r, now);
                 } else {
-                    d.give_up(&r, "not retriable");
+                    d.give_up(r, "not retriable", "sink_failed");
                 }
             }
         }

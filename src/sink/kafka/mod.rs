@@ -6,12 +6,22 @@
 //! Guarantees: idempotent producer with `acks=all` by default (librdkafka's retries cannot
 //! duplicate); messages librdkafka gives up on are re-enqueued by us until `retry_deadline`
 //! ([`delivery`]); everything still undelivered at shutdown after `flush_timeout` is reported and
-//! makes the process exit non-zero. A separate thread checks reachability with a metadata request
-//! every `health_interval` (`/readyz`).
+//! makes the process exit non-zero. A separate thread checks reachability with its own client
+//! (a metadata request every `health_interval`, and at once when librdkafka reports every broker
+//! down), for `/readyz`.
+//!
+//! Recovery: a producer that hits a fatal error (idempotence: `UNKNOWN_PRODUCER_ID`,
+//! `OUT_OF_ORDER_SEQUENCE_NUMBER`, a fenced epoch), or that gets no acknowledgement for
+//! `stall_timeout` while records are in flight and the brokers answer (a cluster replaced without
+//! its state, a re-created topic), is replaced: its queues are purged into our retry queue, a new
+//! producer is created and everything not acknowledged is re-sent. Records that cannot be re-sent
+//! are announced as `gap` events (reason `sink_reset`). A re-send after a purge may duplicate a
+//! record the old broker had in fact written (at-least-once across a reset).
 
 pub mod config;
 pub mod delivery;
 pub mod drops;
+mod intern;
 pub mod topics;
 
 use super::{Sink, SinkError, SinkFactory, SinkPlan};
@@ -23,8 +33,9 @@ use crate::metrics::{Metrics, SinkHealth};
 use crate::pipeline::record::Record;
 use config::{KafkaFormat, KafkaSettings};
 use delivery::{Ctx, Delivery, RETRY_FLAG};
+use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -77,7 +88,8 @@ const L: &[(&str, &str)] = &[("sink", "kafka")];
 
 /// The running sink.
 pub struct KafkaSink {
-    producer: Arc<BaseProducer<Ctx>>,
+    settings: KafkaSettings,
+    producer: BaseProducer<Ctx>,
     delivery: Arc<Delivery>,
     topics: Topics,
     format: KafkaFormat,
@@ -93,8 +105,14 @@ pub struct KafkaSink {
     drop_newest: bool,
     dropped: Arc<AtomicU64>,
     drop_log: crate::metrics::LogThrottle,
-    /// Dropped ranges still to be announced as `gap` events.
+    /// Lost ranges still to be announced as `gap` events.
     drops: drops::Drops,
+    /// Acknowledged count at the last progress check, and since when nothing moved while records
+    /// were in flight and the brokers answered (0: not stalled).
+    last_acked: u64,
+    stalled_since_ns: i64,
+    last_watch_ns: i64,
+    resets: Arc<AtomicU64>,
 }
 
 impl KafkaSink {
@@ -135,14 +153,16 @@ impl KafkaSink {
             s.retry_deadline.as_nanos() as i64,
             s.retry_backoff.as_nanos() as i64,
             s.retry_backoff_max.as_nanos() as i64,
+            u64::from(s.raw.retry_max_kbytes) * 1024,
+            s.raw.backpressure == "drop_newest",
         ));
-        let producer: BaseProducer<Ctx> = s
-            .client_config()
-            .create_with_context(Ctx(delivery.clone()))
-            .map_err(|e| SinkError(format!("cannot create producer: {e}")))?;
-        let producer = Arc::new(producer);
+        let producer = new_producer(s, &delivery)?;
         let health = metrics.sink_health("kafka");
-        let reachable = check(&producer, s.metadata_timeout);
+        let checker: BaseProducer<HealthCtx> = s
+            .health_client_config()
+            .create_with_context(HealthCtx(delivery.all_down_events.clone()))
+            .map_err(|e| SinkError(format!("cannot create health client: {e}")))?;
+        let reachable = check(&checker, s.metadata_timeout);
         if let Err(e) = &reachable {
             if s.raw.required {
                 return Err(SinkError(format!(
@@ -158,9 +178,9 @@ impl KafkaSink {
         health.reachable.store(reachable.is_ok(), Ordering::Relaxed);
         let stop_health = Arc::new(AtomicBool::new(false));
         spawn_health(
-            producer.clone(),
+            checker,
             health.clone(),
-            delivery.clone(),
+            delivery.all_down_events.clone(),
             s.metadata_timeout,
             s.health_interval,
             stop_health.clone(),
@@ -186,7 +206,18 @@ impl KafkaSink {
             s.raw.idempotence,
             s.raw.compression
         );
+        let gap_counter = |reason: &'static str| {
+            (
+                reason,
+                metrics.counter(
+                    "gap_events_total",
+                    "Gap events emitted (data of a stream may be missing), by reason.",
+                    &[("reason", reason)],
+                ),
+            )
+        };
         Ok(KafkaSink {
+            settings: s.clone(),
             producer,
             delivery,
             topics: Topics::new(&s.raw),
@@ -215,12 +246,120 @@ impl KafkaSink {
                 L,
             ),
             drop_log: crate::metrics::LogThrottle::default(),
-            drops: drops::Drops::counted(metrics.counter(
-                "gap_events_total",
-                "Gap events emitted (data of a stream may be missing), by reason.",
-                &[("reason", "sink_dropped")],
-            )),
+            drops: drops::Drops::counted(vec![
+                gap_counter("sink_dropped"),
+                gap_counter("sink_reset"),
+                gap_counter("sink_failed"),
+            ]),
+            last_acked: 0,
+            stalled_since_ns: 0,
+            last_watch_ns: 0,
+            resets: metrics.counter(
+                "kafka_producer_resets_total",
+                "Producers replaced after a fatal error or a stall with the brokers reachable.",
+                L,
+            ),
         })
+    }
+
+    /// Replaces a producer that hit a fatal error or stalls while the brokers answer: purges its
+    /// queues into the retry queue (their delivery reports copy each record), creates a new one
+    /// and lets `run_retries` re-send everything.
+    fn reset_producer(&mut self, why: &str) {
+        let in_flight = self.producer.in_flight_count();
+        log::warn!(
+            "event=kafka_producer_reset reason=\"{why}\" in_flight={in_flight} pending_retries={} note=\"re-sending what was not acknowledged\"",
+            self.delivery.pending_retries()
+        );
+        self.resets.fetch_add(1, Ordering::Relaxed);
+        let fresh = match new_producer(&self.settings, &self.delivery) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("event=kafka_producer_reset_failed error=\"{e}\"");
+                return;
+            }
+        };
+        let old = std::mem::replace(&mut self.producer, fresh);
+        self.delivery
+            .reset_in_progress
+            .store(true, Ordering::Relaxed);
+        old.purge(PurgeConfig::default().queue().inflight());
+        // The purge's delivery reports are ready at once; serve them (bounded) so every record
+        // is copied into the retry queue before the old producer goes.
+        let t0 = Instant::now();
+        while old.in_flight_count() > 0 && t0.elapsed() < Duration::from_secs(2) {
+            old.poll(Duration::from_millis(10));
+        }
+        self.delivery
+            .reset_in_progress
+            .store(false, Ordering::Relaxed);
+        // Re-enqueued copies that were in flight on the old producer are re-sent at once: their
+        // reports can no longer arrive.
+        let orphans: Vec<delivery::Retry> = match self.delivery.in_flight_retries.lock() {
+            Ok(mut m) => m.drain().map(|(_, r)| r).collect(),
+            Err(_) => Vec::new(),
+        };
+        if let Ok(mut q) = self.delivery.retries.lock() {
+            for mut r in orphans {
+                r.next_at_ns = 0;
+                q.push_front(r);
+            }
+        }
+        self.delivery.fatal.store(false, Ordering::Relaxed);
+        self.last_acked = self.delivery.acked.load(Ordering::Relaxed);
+        self.stalled_since_ns = 0;
+        // Destroying a wedged librdkafka handle can block: not on the publisher thread.
+        let _ = std::thread::Builder::new()
+            .name("kafka-retire".into())
+            .spawn(move || drop(old));
+    }
+
+    /// Fatal error or no progress with the brokers reachable: reset (checked every 100 ms).
+    fn watch_progress(&mut self, now: i64) {
+        let fatal = self.delivery.fatal.load(Ordering::Relaxed);
+        if now - self.last_watch_ns < 100_000_000 && !fatal {
+            return;
+        }
+        self.last_watch_ns = now;
+        let in_flight = self.producer.in_flight_count().max(0) as i64;
+        self.health.queue_depth.store(
+            in_flight + self.delivery.pending_retries() as i64,
+            Ordering::Relaxed,
+        );
+        if fatal {
+            let why = self
+                .producer
+                .client()
+                .fatal_error()
+                .map(|(code, msg)| format!("fatal error {code:?}: {msg}"))
+                .unwrap_or_else(|| "fatal error".into());
+            self.reset_producer(&why);
+            return;
+        }
+        let acked = self.delivery.acked.load(Ordering::Relaxed);
+        let reachable = self.health.reachable.load(Ordering::Relaxed);
+        if acked != self.last_acked || in_flight == 0 || !reachable {
+            self.last_acked = acked;
+            self.stalled_since_ns = 0;
+            return;
+        }
+        if self.stalled_since_ns == 0 {
+            self.stalled_since_ns = now;
+        } else if now - self.stalled_since_ns >= self.settings.stall_timeout.as_nanos() as i64 {
+            let why = format!(
+                "no acknowledgement for {:?} with {in_flight} record(s) in flight and the brokers reachable",
+                self.settings.stall_timeout
+            );
+            self.reset_producer(&why);
+        }
+    }
+
+    /// Records given up by the delivery reports become `gap` notes.
+    fn collect_given_up(&mut self) {
+        let json = matches!(self.format, KafkaFormat::Json);
+        for g in self.delivery.take_given_up() {
+            self.drops.note_payload(g.reason, json, &g.payload);
+        }
     }
 
     /// Re-enqueues retries whose backoff has passed.
@@ -232,7 +371,18 @@ impl KafkaSink {
             }
             _ => return,
         };
-        for r in due {
+        let mut due = due.into_iter();
+        while let Some(r) = due.next() {
+            if self.delivery.fatal.load(Ordering::Relaxed) {
+                // The producer is unusable: keep these for its replacement.
+                if let Ok(mut q) = self.delivery.retries.lock() {
+                    q.push_front(r);
+                    for r in due.rev() {
+                        q.push_front(r);
+                    }
+                }
+                return;
+            }
             self.next_retry_id = (self.next_retry_id + 1) & !RETRY_FLAG;
             let id = self.next_retry_id;
             self.delivery.retried.fetch_add(1, Ordering::Relaxed);
@@ -252,11 +402,23 @@ impl KafkaSink {
                         m.insert(id, r);
                     }
                 }
+                Err(e) if is_fatal(&e) => {
+                    self.delivery.fatal.store(true, Ordering::Relaxed);
+                    if let Ok(mut q) = self.delivery.retries.lock() {
+                        q.push_front(r);
+                    }
+                }
                 Err(e) => {
                     self.delivery.failed.fetch_add(1, Ordering::Relaxed);
+                    self.delivery.release(&r);
                     log::error!(
                         "event=kafka_delivery_failed topic={} error=\"{e}\"",
                         r.topic
+                    );
+                    self.drops.note_payload(
+                        "sink_failed",
+                        matches!(self.format, KafkaFormat::Json),
+                        &r.payload,
                     );
                 }
             }
@@ -316,18 +478,52 @@ fn produce(
     }
 }
 
+/// A new producer on the shared delivery state.
+fn new_producer(s: &KafkaSettings, d: &Arc<Delivery>) -> Result<BaseProducer<Ctx>, SinkError> {
+    s.client_config()
+        .create_with_context(Ctx(d.clone()))
+        .map_err(|e| SinkError(format!("cannot create producer: {e}")))
+}
+
+/// The reachability checker's context: counts "all brokers down" reports.
+struct HealthCtx(Arc<AtomicU64>);
+
+impl ClientContext for HealthCtx {
+    fn error(&self, error: KafkaError, _reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, _msg: &str) {
+        // The producer logs the same broker events; one copy is enough.
+    }
+}
+
+impl rdkafka::producer::ProducerContext for HealthCtx {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
+}
+
 /// One metadata request: reachable or why not.
-fn check(p: &BaseProducer<Ctx>, timeout: Duration) -> Result<(), String> {
+fn check<C: rdkafka::producer::ProducerContext>(
+    p: &BaseProducer<C>,
+    timeout: Duration,
+) -> Result<(), String> {
     p.client()
         .fetch_metadata(None, timeout)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
+/// Readiness that follows the brokers: a metadata check every `health_interval`, and one at once
+/// when librdkafka (producer or checker) reports every broker down; the check decides, so a
+/// broker being reconnected to does not make `/readyz` flap. A check takes at most one interval,
+/// hence a change shows within two.
 fn spawn_health(
-    producer: Arc<BaseProducer<Ctx>>,
+    checker: BaseProducer<HealthCtx>,
     health: SinkHealth,
-    delivery: Arc<Delivery>,
+    down_events: Arc<AtomicU64>,
     timeout: Duration,
     interval: Duration,
     stop: Arc<AtomicBool>,
@@ -335,28 +531,41 @@ fn spawn_health(
     let _ = std::thread::Builder::new()
         .name("kafka-health".into())
         .spawn(move || {
+            let timeout = timeout.min(interval);
             let mut last = health.reachable.load(Ordering::Relaxed);
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                let r = check(&producer, timeout);
-                let ok = r.is_ok();
+            let mut seen_down = down_events.load(Ordering::Relaxed);
+            let mut next_check = Instant::now();
+            let set = |ok: bool, last: &mut bool, why: &str| {
                 health.reachable.store(ok, Ordering::Relaxed);
-                health.queue_depth.store(
-                    producer.in_flight_count() as i64 + delivery.pending_retries() as i64,
-                    Ordering::Relaxed,
-                );
-                if ok != last {
-                    match r {
-                        Ok(()) => log::info!("event=kafka_reachable"),
-                        Err(e) => log::warn!("event=kafka_unreachable error=\"{e}\""),
+                if ok != *last {
+                    if ok {
+                        log::info!("event=kafka_reachable");
+                    } else {
+                        log::warn!("event=kafka_unreachable error=\"{why}\"");
                     }
-                    last = ok;
+                    *last = ok;
                 }
-                let wait = interval.saturating_sub(t0.elapsed());
-                let until = Instant::now() + wait;
-                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(20));
+            };
+            while !stop.load(Ordering::Relaxed) {
+                checker.poll(Duration::ZERO);
+                let downs = down_events.load(Ordering::Relaxed);
+                if downs != seen_down {
+                    // Confirm with a check of our own: librdkafka also says "all down" while a
+                    // broker that just came back is still being reconnected to.
+                    seen_down = downs;
+                    next_check = Instant::now();
                 }
+                if Instant::now() >= next_check {
+                    let t0 = Instant::now();
+                    let r = check(&checker, timeout);
+                    checker.poll(Duration::ZERO);
+                    match r {
+                        Ok(()) => set(true, &mut last, ""),
+                        Err(e) => set(false, &mut last, &e),
+                    }
+                    next_check = t0 + interval;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
         });
 }
@@ -364,7 +573,12 @@ fn spawn_health(
 impl KafkaSink {
     /// Publishes a `gap` per stream with dropped records, as far as the queue has room.
     fn report_drops(&mut self) {
-        if self.drops.is_empty() {
+        // Only towards brokers that answer, and with room for a copy should it fail: a gap
+        // announcement must not itself be lost to the outage it reports.
+        if self.drops.is_empty()
+            || !self.health.reachable.load(Ordering::Relaxed)
+            || self.delivery.retries_full()
+        {
             return;
         }
         let json = matches!(self.format, KafkaFormat::Json);
@@ -385,12 +599,55 @@ impl KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// The producer refused a record with a fatal error: replace it and hand the record to the
+    /// new one.
+    fn write_after_reset(&mut self, rec: &Record, payload: &[u8]) -> Result<(), SinkError> {
+        self.delivery.fatal.store(true, Ordering::Relaxed);
+        self.watch_progress(realtime_ns());
+        let (topic, key) = self
+            .topics
+            .resolve(rec.exchange, rec.market, &rec.symbol, rec.kind);
+        let opaque = realtime_ns().max(0) as usize & !RETRY_FLAG;
+        let sent = produce(
+            &self.producer,
+            &self.enqueued,
+            &self.queue_full_waits,
+            topic,
+            key.map(str::as_bytes),
+            payload,
+            opaque,
+            true,
+        );
+        sent.map(|_| ()).map_err(|e| {
+            self.delivery.failed.fetch_add(1, Ordering::Relaxed);
+            SinkError(format!("produce to {topic} after a producer reset: {e}"))
+        })
+    }
+}
+
+/// librdkafka's "the producer is unusable" error.
+fn is_fatal(e: &KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
+}
+
 impl Sink for KafkaSink {
     fn name(&self) -> &'static str {
         "kafka"
     }
 
     fn write(&mut self, rec: &Record) -> Result<(), SinkError> {
+        if self.delivery.retries_full() && !self.drop_newest {
+            // `block`: the retry copies are at their bound; take nothing new until they drain.
+            while self.delivery.retries_full() {
+                self.queue_full_waits.fetch_add(1, Ordering::Relaxed);
+                self.producer.poll(Duration::from_millis(1));
+                let now = realtime_ns();
+                self.run_retries(now);
+                self.watch_progress(now);
+                self.collect_given_up();
+            }
+        }
         let payload: &[u8] = match self.format {
             KafkaFormat::Protobuf => &rec.proto,
             // The JSON Lines object without its newline.
@@ -410,6 +667,11 @@ impl Sink for KafkaSink {
             opaque,
             !self.drop_newest,
         );
+        if let Err(e) = &sent
+            && is_fatal(e)
+        {
+            return self.write_after_reset(rec, payload);
+        }
         if let Ok(false) = sent {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             self.drops.note(rec);
@@ -428,6 +690,8 @@ impl Sink for KafkaSink {
 
     fn tick(&mut self, now_ns: i64) -> Result<(), SinkError> {
         self.producer.poll(Duration::ZERO);
+        self.watch_progress(now_ns);
+        self.collect_given_up();
         self.report_drops();
         self.run_retries(now_ns);
         self.export_latency(now_ns);
@@ -436,11 +700,17 @@ impl Sink for KafkaSink {
 
     fn close(&mut self) -> Result<(), SinkError> {
         let deadline = Instant::now() + self.flush_timeout;
+        self.collect_given_up();
         self.report_drops();
-        // Flush in slices so due retries are re-enqueued while we wait.
+        // Flush in slices so due retries are re-enqueued (and a wedged producer replaced) while
+        // we wait.
         loop {
             let _ = self.producer.flush(Duration::from_millis(100));
-            self.run_retries(realtime_ns());
+            let now = realtime_ns();
+            self.run_retries(now);
+            self.watch_progress(now);
+            self.collect_given_up();
+            self.report_drops();
             let left = self.producer.in_flight_count() as usize + self.delivery.pending_retries();
             if left == 0 || Instant::now() >= deadline {
                 break;
