@@ -46,6 +46,7 @@ fn expected(raw: &Value) -> Vec<Value> {
                         ("price", d["p"].clone()),
                         ("qty", d["q"].clone()),
                         ("side", json!(side(&d["m"]))),
+                        ("trade_type", json!(d["X"].as_str().unwrap().to_lowercase())),
                     ] {
                         o.insert(k.into(), v);
                     }
@@ -64,12 +65,16 @@ fn expected(raw: &Value) -> Vec<Value> {
                     ] {
                         o.insert(k.into(), v);
                     }
+                    if !d["nq"].is_null() {
+                        o.insert("normal_qty".into(), d["nq"].clone());
+                    }
                 }
                 "depthUpdate" => {
                     for (k, v) in [
                         ("symbol", d["s"].clone()),
                         ("type", json!("depth_diff")),
                         ("exchange_ts_ns", json!(ns(&d["E"]))),
+                        ("transaction_ts_ns", json!(ns(&d["T"]))),
                         ("first_update_id", d["U"].clone()),
                         ("last_update_id", d["u"].clone()),
                         ("prev_last_update_id", d["pu"].clone()),
@@ -84,6 +89,7 @@ fn expected(raw: &Value) -> Vec<Value> {
                         ("symbol", d["s"].clone()),
                         ("type", json!("book_ticker")),
                         ("exchange_ts_ns", json!(ns(&d["E"]))),
+                        ("transaction_ts_ns", json!(ns(&d["T"]))),
                         ("update_id", d["u"].clone()),
                         ("bid_price", d["b"].clone()),
                         ("bid_qty", d["B"].clone()),
@@ -121,6 +127,7 @@ fn expected(raw: &Value) -> Vec<Value> {
                         ("qty", x["q"].clone()),
                         ("filled_qty", x["z"].clone()),
                         ("status", x["X"].clone()),
+                        ("last_filled_qty", x["l"].clone()),
                     ] {
                         o.insert(k.into(), v);
                     }
@@ -243,5 +250,88 @@ fn open_interest_rest_bodies() {
         // Returned again: nothing new.
         let again = (job.parse)(line, t, &mut job.event, &mut |_| panic!("duplicate")).unwrap();
         assert_eq!(again, None);
+    }
+}
+
+/// USD-M `@trade` records by `X` (Trade-Streams doc): market, insurance-fund and ADL fills are
+/// trades and say so in `trade_type`; `NA` records (price and quantity 0) are not trades and are
+/// skipped, unless `keep_non_trade` asks for them. aggTrade's `nq` is kept where sent. The frames
+/// are built from the documented field list (no recording of these rare records is at hand).
+#[test]
+fn trade_types_and_non_trade_records() {
+    let frame = |x: &str, p: &str| {
+        format!(
+            r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":1700000000001,"T":1700000000000,"s":"BTCUSDT","t":42,"p":"{p}","q":"{p}","X":"{x}","m":false}}}}"#
+        )
+    };
+    for fast in [true, false] {
+        let mut dec = if fast {
+            BinanceDecoder::new("usdm")
+        } else {
+            BinanceDecoder::general_only("usdm")
+        };
+        for (x, want) in [
+            ("MARKET", "market"),
+            ("INSURANCE_FUND", "insurance_fund"),
+            ("ADL", "adl"),
+        ] {
+            let line = frame(x, "1.5");
+            let mut f = Frame::with_capacity(64);
+            f.fill(line.as_bytes());
+            let len = f.len;
+            let mut got = Vec::new();
+            let r = dec.decode(&mut f.buf, len, RECV, &mut |ev| {
+                let mut j = Vec::new();
+                json::write_event(ev, &mut j);
+                got.push(serde_json::from_slice::<Value>(&j).unwrap());
+            });
+            assert_eq!(r, Ok(Decoded::Events(1)));
+            assert_eq!(got[0]["trade_type"], want, "{line}");
+        }
+        let line = frame("NA", "0");
+        let mut f = Frame::with_capacity(64);
+        f.fill(line.as_bytes());
+        let len = f.len;
+        let mut n = 0;
+        let r = dec.decode(&mut f.buf, len, RECV, &mut |_| n += 1);
+        assert_eq!(r, Ok(Decoded::Skipped("non_trade")));
+        assert_eq!(n, 0, "an NA record is not published as a trade");
+        dec.keep_non_trade = true;
+        let mut f = Frame::with_capacity(64);
+        f.fill(line.as_bytes());
+        let mut got = Vec::new();
+        let r = dec.decode(&mut f.buf, len, RECV, &mut |ev| {
+            let mut j = Vec::new();
+            json::write_event(ev, &mut j);
+            got.push(serde_json::from_slice::<Value>(&j).unwrap());
+        });
+        assert_eq!(r, Ok(Decoded::Events(1)));
+        assert_eq!(got[0]["trade_type"], "na");
+        // A spot-shaped trade after a typed one carries no stale trade_type.
+        let spot = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":43,"p":"2.0","q":"1.0","T":1,"m":true,"M":true}}"#;
+        let mut f = Frame::with_capacity(64);
+        f.fill(spot.as_bytes());
+        let len = f.len;
+        let mut got = Vec::new();
+        dec.decode(&mut f.buf, len, RECV, &mut |ev| {
+            let mut j = Vec::new();
+            json::write_event(ev, &mut j);
+            got.push(serde_json::from_slice::<Value>(&j).unwrap());
+        })
+        .unwrap();
+        assert!(got[0].get("trade_type").is_none(), "{}", got[0]);
+        // aggTrade `nq`.
+        let agg = r#"{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":2,"a":7,"s":"BTCUSDT","p":"3.0","q":"5.000","nq":"4.000","f":1,"l":2,"T":2,"m":false}}"#;
+        let mut f = Frame::with_capacity(64);
+        f.fill(agg.as_bytes());
+        let len = f.len;
+        let mut got = Vec::new();
+        dec.decode(&mut f.buf, len, RECV, &mut |ev| {
+            let mut j = Vec::new();
+            json::write_event(ev, &mut j);
+            got.push(serde_json::from_slice::<Value>(&j).unwrap());
+        })
+        .unwrap();
+        assert_eq!(got[0]["normal_qty"], "4.000");
     }
 }

@@ -74,11 +74,13 @@ fn envelope_record(i: u64) -> Record {
         r#type: "trade".into(),
         exchange_ts_ns: 1,
         receive_ts_ns: r.recv_ts_ns,
+        transaction_ts_ns: 0,
         payload: Some(mdc::wire::envelope::Payload::Trade(mdc::wire::Trade {
             trade_id: i,
             price: "1.00".into(),
             qty: "2.00".into(),
             side: 1,
+            trade_type: String::new(),
         })),
     };
     r.proto.clear();

@@ -67,6 +67,25 @@ book:
     for t in USDM_TYPES {
         assert!(got.iter().any(|e| e["type"] == t), "{t} present");
     }
+    // The stream's non-trade records (`X` = NA) were skipped and counted, typed trades kept.
+    let na = sim
+        .sent_messages()
+        .iter()
+        .filter(|m| m.contains("\"X\":\"NA\""))
+        .count();
+    assert!(na > 0, "the simulator sends NA records");
+    assert!(
+        mdc.log_text()
+            .contains("event=frame_skipped reason=non_trade"),
+        "skips are logged"
+    );
+    for t in ["market", "insurance_fund", "adl"] {
+        assert!(
+            got.iter().any(|e| e["trade_type"] == t),
+            "trade_type {t} present"
+        );
+    }
+    assert!(got.iter().all(|e| e["trade_type"] != "na"));
     assert!(
         got.iter()
             .any(|e| e["type"] == "depth_diff" && e["prev_last_update_id"].is_u64())

@@ -20,6 +20,10 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
     int(out, h.exchange_ts_ns);
     out.extend_from_slice(b",\"receive_ts_ns\":");
     int(out, h.receive_ts_ns);
+    if h.transaction_ts_ns != 0 {
+        key(out, "transaction_ts_ns");
+        int(out, h.transaction_ts_ns);
+    }
     match kind {
         EventKind::Trade => {
             let t = &ev.trade;
@@ -27,6 +31,9 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             field_str(out, "price", &t.price);
             field_str(out, "qty", &t.qty);
             field_side(out, t.side());
+            if !t.trade_type.is_empty() {
+                field_str(out, "trade_type", &t.trade_type);
+            }
         }
         EventKind::AggTrade => {
             let t = &ev.agg_trade;
@@ -36,6 +43,9 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             field_str(out, "price", &t.price);
             field_str(out, "qty", &t.qty);
             field_side(out, t.side());
+            if !t.normal_qty.is_empty() {
+                field_str(out, "normal_qty", &t.normal_qty);
+            }
         }
         EventKind::DepthDiff => {
             let d = &ev.depth;
@@ -71,6 +81,9 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             field_str(out, "qty", &l.qty);
             field_str(out, "filled_qty", &l.filled_qty);
             field_str(out, "status", &l.status);
+            if !l.last_filled_qty.is_empty() {
+                field_str(out, "last_filled_qty", &l.last_filled_qty);
+            }
         }
         EventKind::OpenInterest => {
             let o = &ev.open_interest;

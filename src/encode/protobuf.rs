@@ -16,6 +16,7 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
     bytes_field(4, kind.as_str().as_bytes(), out);
     int64_field(5, h.exchange_ts_ns, out);
     int64_field(6, h.receive_ts_ns, out);
+    int64_field(7, h.transaction_ts_ns, out);
     let tag = kind.proto_field();
     match kind {
         EventKind::Trade => message_field(tag, &ev.trade, out),

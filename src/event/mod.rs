@@ -93,6 +93,9 @@ pub struct Header {
     pub exchange_ts_ns: i64,
     /// Our receive time in ns, taken right after the socket read.
     pub receive_ts_ns: i64,
+    /// The matching engine's time in ns where the exchange sends one next to the event time
+    /// (Binance USD-M `T` of depth diffs, book tickers and REST snapshots); 0 otherwise.
+    pub transaction_ts_ns: i64,
 }
 
 /// A depth diff: the exchange's update ids and the changed levels (quantity 0 removes a level).

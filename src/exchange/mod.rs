@@ -125,6 +125,9 @@ pub enum Decoded {
     Control,
     /// The exchange announced it will close this connection soon (Binance `serverShutdown`).
     ServerShutdown,
+    /// A record that is not market data, skipped on purpose; counted in
+    /// `frames_skipped_total{reason}` (e.g. Binance USD-M `NA` trade records: `non_trade`).
+    Skipped(&'static str),
 }
 
 /// Why a frame was skipped. Each variant is counted separately (`reason` label in metrics).

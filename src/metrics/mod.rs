@@ -171,7 +171,10 @@ pub struct SinkHealth {
 pub mod skip {
     pub const OVERSIZE: usize = 0;
     pub const BINARY: usize = 1;
-    pub const VALUES: &[&str] = &["oversize", "binary"];
+    /// Records the exchange sends on a market-data stream that are not market data (Binance
+    /// USD-M `NA` trades), skipped by the parser.
+    pub const NON_TRADE: usize = 2;
+    pub const VALUES: &[&str] = &["oversize", "binary", "non_trade"];
 }
 
 /// Labels of `frames_received_total`.

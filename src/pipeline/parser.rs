@@ -36,6 +36,9 @@ pub struct Stage {
     pub formats: Formats,
     events: Tally,
     errors: Counters,
+    /// `frames_skipped_total{reason}`: records skipped on purpose by a decoder.
+    skipped: Counters,
+    skip_log: LogThrottle,
     error_logs: HashMap<&'static str, LogThrottle>,
     /// Slot buffers grown beyond this are shrunk back to `frame_bytes` once processed.
     pub shrink_above: usize,
@@ -70,6 +73,8 @@ impl Stage {
                 latency: metrics.latency.recorder(&[("stage", "receive_to_parsed")]),
             },
             errors: metrics.parse_errors.handle(),
+            skipped: metrics.frames_skipped.handle(),
+            skip_log: LogThrottle::default(),
             error_logs,
             shrink_above: SHRINK_ABOVE,
             frame_bytes: 4096,
@@ -183,6 +188,19 @@ impl Stage {
         }
         match res {
             Ok(Decoded::Events(_) | Decoded::Control) => {}
+            Ok(Decoded::Skipped(reason)) => {
+                let i = crate::metrics::skip::VALUES
+                    .iter()
+                    .position(|r| *r == reason)
+                    .unwrap_or(crate::metrics::skip::NON_TRADE);
+                self.skipped.add(i, 1);
+                if self.skip_log.hit() {
+                    log::info!(
+                        "event=frame_skipped reason={reason} conn={conn} count={}",
+                        self.skip_log.count()
+                    );
+                }
+            }
             Ok(Decoded::ServerShutdown) => {
                 log::warn!("event=server_shutdown conn={conn} session={session}");
                 self.sessions.on_server_shutdown(conn, session);
@@ -267,6 +285,7 @@ impl Stage {
             }
         }
         self.errors.publish();
+        self.skipped.publish();
         self.sessions.publish();
     }
 }

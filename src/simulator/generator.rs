@@ -243,9 +243,18 @@ impl StreamGen {
                 );
                 let s = &self.symbol;
                 if f {
+                    // As on the real stream (USD-M Trade-Streams `X`): mostly market trades, some
+                    // insurance-fund and ADL fills, and `NA` records with price and quantity 0
+                    // that are not trades at all.
+                    let (x, p, q) = match id {
+                        i if i.is_multiple_of(97) => ("NA", "0".to_string(), "0".to_string()),
+                        i if i.is_multiple_of(211) => ("INSURANCE_FUND", p, q),
+                        i if i.is_multiple_of(307) => ("ADL", p, q),
+                        _ => ("MARKET", p, q),
+                    };
                     let _ = write!(
                         out,
-                        "{{\"e\":\"trade\",\"E\":{now_ms},\"T\":{t},\"s\":\"{s}\",\"t\":{id},\"p\":\"{p}\",\"q\":\"{q}\",\"X\":\"MARKET\",\"m\":{m}}}"
+                        "{{\"e\":\"trade\",\"E\":{now_ms},\"T\":{t},\"s\":\"{s}\",\"t\":{id},\"p\":\"{p}\",\"q\":\"{q}\",\"X\":\"{x}\",\"m\":{m}}}"
                     );
                 } else {
                     let _ = write!(
@@ -269,8 +278,13 @@ impl StreamGen {
                 if f {
                     let _ = write!(
                         out,
-                        "{{\"e\":\"aggTrade\",\"E\":{now_ms},\"a\":{id},\"s\":\"{s}\",\"p\":\"{p}\",\"q\":\"{q}\",\"f\":{first},\"l\":{l},\"T\":{t},\"m\":{m}}}"
+                        "{{\"e\":\"aggTrade\",\"E\":{now_ms},\"a\":{id},\"s\":\"{s}\",\"p\":\"{p}\",\"q\":\"{q}\",\"f\":{first},\"l\":{l},\"T\":{t},\"m\":{m}"
                     );
+                    // `nq` (quantity without RPI orders) on part of the stream, as it is rolled out.
+                    if id.is_multiple_of(2) {
+                        let _ = write!(out, ",\"nq\":\"{q}\"");
+                    }
+                    out.push('}');
                 } else {
                     let _ = write!(
                         out,

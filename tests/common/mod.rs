@@ -211,7 +211,12 @@ pub fn expected_events(raw: &str, market: &str) -> Vec<Value> {
         Some(a) => a.clone(),
         None => vec![v["data"].clone()],
     };
-    items.iter().map(|d| expected_one(d, market)).collect()
+    items
+        .iter()
+        // USD-M `NA` records are not trades: skipped by default.
+        .filter(|d| !(d["e"] == "trade" && d["X"] == "NA"))
+        .map(|d| expected_one(d, market))
+        .collect()
 }
 
 fn expected_one(d: &Value, market: &str) -> Value {
@@ -232,6 +237,9 @@ fn expected_one(d: &Value, market: &str) -> Value {
             put("price", d["p"].clone());
             put("qty", d["q"].clone());
             put("side", json!(side(&d["m"])));
+            if let Some(x) = d["X"].as_str() {
+                put("trade_type", json!(x.to_ascii_lowercase()));
+            }
         }
         Some("aggTrade") => {
             put("symbol", d["s"].clone());
@@ -243,6 +251,9 @@ fn expected_one(d: &Value, market: &str) -> Value {
             put("price", d["p"].clone());
             put("qty", d["q"].clone());
             put("side", json!(side(&d["m"])));
+            if !d["nq"].is_null() {
+                put("normal_qty", d["nq"].clone());
+            }
         }
         Some("depthUpdate") => {
             put("symbol", d["s"].clone());
@@ -252,6 +263,9 @@ fn expected_one(d: &Value, market: &str) -> Value {
             put("last_update_id", d["u"].clone());
             if !d["pu"].is_null() {
                 put("prev_last_update_id", d["pu"].clone());
+            }
+            if !d["T"].is_null() {
+                put("transaction_ts_ns", json!(ns(&d["T"])));
             }
             put("bids", d["b"].clone());
             put("asks", d["a"].clone());
@@ -279,6 +293,9 @@ fn expected_one(d: &Value, market: &str) -> Value {
             put("qty", x["q"].clone());
             put("filled_qty", x["z"].clone());
             put("status", x["X"].clone());
+            if !x["l"].is_null() {
+                put("last_filled_qty", x["l"].clone());
+            }
         }
         None | Some("bookTicker") => {
             put("symbol", d["s"].clone());
@@ -287,6 +304,9 @@ fn expected_one(d: &Value, market: &str) -> Value {
                 "exchange_ts_ns",
                 json!(if d["E"].is_null() { 0 } else { ns(&d["E"]) }),
             );
+            if !d["T"].is_null() {
+                put("transaction_ts_ns", json!(ns(&d["T"])));
+            }
             put("update_id", d["u"].clone());
             put("bid_price", d["b"].clone());
             put("bid_qty", d["B"].clone());
@@ -402,12 +422,18 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
         "exchange_ts_ns": env.exchange_ts_ns, "receive_ts_ns": env.receive_ts_ns,
     });
     let o = v.as_object_mut().unwrap();
+    if env.transaction_ts_ns != 0 {
+        o.insert("transaction_ts_ns".into(), json!(env.transaction_ts_ns));
+    }
     match env.payload.as_ref().unwrap() {
         Payload::Trade(t) => {
             o.insert("trade_id".into(), json!(t.trade_id));
             o.insert("price".into(), json!(t.price));
             o.insert("qty".into(), json!(t.qty));
             o.insert("side".into(), json!(side(t.side)));
+            if !t.trade_type.is_empty() {
+                o.insert("trade_type".into(), json!(t.trade_type));
+            }
         }
         Payload::AggTrade(t) => {
             o.insert("agg_id".into(), json!(t.agg_id));
@@ -416,6 +442,9 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
             o.insert("price".into(), json!(t.price));
             o.insert("qty".into(), json!(t.qty));
             o.insert("side".into(), json!(side(t.side)));
+            if !t.normal_qty.is_empty() {
+                o.insert("normal_qty".into(), json!(t.normal_qty));
+            }
         }
         Payload::DepthDiff(d) => {
             o.insert("first_update_id".into(), json!(d.first_update_id));
@@ -448,6 +477,9 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
             o.insert("qty".into(), json!(l.qty));
             o.insert("filled_qty".into(), json!(l.filled_qty));
             o.insert("status".into(), json!(l.status));
+            if !l.last_filled_qty.is_empty() {
+                o.insert("last_filled_qty".into(), json!(l.last_filled_qty));
+            }
         }
         Payload::OpenInterest(x) => {
             o.insert("open_interest".into(), json!(x.open_interest));

@@ -112,6 +112,10 @@ struct Section {
     max_connection_age: Option<String>,
     /// Longest overlap of old and new session during a rollover (default "10s").
     rollover_timeout: Option<String>,
+    /// USD-M: publish `@trade` records with `X` = `NA` (price and quantity 0; not trades) as
+    /// `trade_type: "na"` instead of skipping them (`frames_skipped_total{reason="non_trade"}`).
+    #[serde(default)]
+    keep_non_trade: bool,
 }
 
 /// A validated Binance market configuration.
@@ -136,6 +140,7 @@ pub struct BinancePlan {
     channels: Vec<String>,
     max_streams: usize,
     max_messages_per_sec: u32,
+    keep_non_trade: bool,
 }
 
 impl BinancePlan {
@@ -334,6 +339,7 @@ impl BinancePlan {
             channels,
             max_streams,
             max_messages_per_sec,
+            keep_non_trade: s.keep_non_trade,
         }))
     }
 
@@ -450,7 +456,9 @@ impl ExchangePlan for BinancePlan {
     }
 
     fn decoder(&self) -> Box<dyn Decoder> {
-        Box::new(decode::BinanceDecoder::new(self.profile.market))
+        let mut d = decode::BinanceDecoder::new(self.profile.market);
+        d.keep_non_trade = self.keep_non_trade;
+        Box::new(d)
     }
 
     fn effective(&self) -> serde_yaml::Value {
@@ -471,6 +479,7 @@ impl ExchangePlan for BinancePlan {
             silent_stream_timeout: String,
             max_connection_age: String,
             rollover_timeout: String,
+            keep_non_trade: bool,
         }
         serde_yaml::to_value(Effective {
             ws_url: &self.ws_url,
@@ -486,6 +495,7 @@ impl ExchangePlan for BinancePlan {
             silent_stream_timeout: fmt(self.silence_timeout),
             max_connection_age: self.max_age.map(fmt).unwrap_or_else(|| "off".into()),
             rollover_timeout: fmt(self.rollover_timeout),
+            keep_non_trade: self.keep_non_trade,
         })
         .unwrap_or(serde_yaml::Value::Null)
     }

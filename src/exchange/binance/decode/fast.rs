@@ -65,6 +65,8 @@ struct Fields {
     b: Option<Val>,
     B: Option<Val>,
     A: Option<Val>,
+    X: Option<Val>,
+    nq: Option<Val>,
 }
 
 /// Cursor over one frame whose last byte is a 0 sentinel (no rule accepts 0, so every loop stops
@@ -160,8 +162,21 @@ fn payload(b: &[u8], f: &Fields, ev: &mut Event) -> Option<()> {
         Some(_) => return None,
         None => None,
     };
+    ev.header.transaction_ts_ns = 0;
     match e {
         Some(b"trade") => {
+            // USD-M `X`: the three kinds of real trades; anything else (`NA` records, a new
+            // kind) is the general path's to judge.
+            let trade_type = match f.X {
+                None => "",
+                Some(Val::Str(s, e)) => match &b[s as usize..e as usize] {
+                    b"MARKET" => "market",
+                    b"INSURANCE_FUND" => "insurance_fund",
+                    b"ADL" => "adl",
+                    _ => return None,
+                },
+                Some(_) => return None,
+            };
             symbol(b, ev, f.s)?;
             ev.header.exchange_ts_ns = millis(b, f.T)?;
             let t = &mut ev.trade;
@@ -169,6 +184,7 @@ fn payload(b: &[u8], f: &Fields, ev: &mut Event) -> Option<()> {
             set(&mut t.price, decimal(b, f.p)?);
             set(&mut t.qty, decimal(b, f.q)?);
             t.set_side(side(f.m)?);
+            set(&mut t.trade_type, trade_type);
             ev.kind = Some(EventKind::Trade);
         }
         Some(b"aggTrade") => {
@@ -181,6 +197,10 @@ fn payload(b: &[u8], f: &Fields, ev: &mut Event) -> Option<()> {
             set(&mut t.price, decimal(b, f.p)?);
             set(&mut t.qty, decimal(b, f.q)?);
             t.set_side(side(f.m)?);
+            match f.nq {
+                None => t.normal_qty.clear(),
+                Some(_) => set(&mut t.normal_qty, decimal(b, f.nq)?),
+            }
             ev.kind = Some(EventKind::AggTrade);
         }
         Some(b"depthUpdate") => {
@@ -193,6 +213,9 @@ fn payload(b: &[u8], f: &Fields, ev: &mut Event) -> Option<()> {
             ev.depth.last_update_id = uint(b, f.u)?;
             if f.pu.is_some() {
                 ev.depth.prev_last_update_id = Some(uint(b, f.pu)?);
+            }
+            if f.T.is_some() {
+                ev.header.transaction_ts_ns = millis(b, f.T)?;
             }
             ev.kind = Some(EventKind::DepthDiff);
         }
@@ -210,6 +233,9 @@ fn book_ticker(b: &[u8], f: &Fields, ev: &mut Event) -> Option<()> {
         Some(_) => millis(b, f.E)?,
         None => 0,
     };
+    if f.T.is_some() {
+        ev.header.transaction_ts_ns = millis(b, f.T)?;
+    }
     let t = &mut ev.book_ticker;
     t.update_id = uint(b, f.u)?;
     set(&mut t.bid_price, decimal(b, f.b)?);
@@ -460,6 +486,8 @@ impl<'a> Scan<'a> {
             }
             b"B" => &mut f.B,
             b"A" => &mut f.A,
+            b"X" => &mut f.X,
+            b"nq" => &mut f.nq,
             _ => {
                 self.value(ev, Dest::Skip)?;
                 return Some(());

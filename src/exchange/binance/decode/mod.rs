@@ -29,6 +29,9 @@ pub struct BinanceDecoder {
     stream: String,
     /// Try [`fast`] first (off only to measure or test the general path alone).
     fast_path: bool,
+    /// Publish USD-M `@trade` records with `X` = `NA` (price and quantity 0, not market trades)
+    /// instead of skipping them.
+    pub keep_non_trade: bool,
 }
 
 impl BinanceDecoder {
@@ -40,6 +43,7 @@ impl BinanceDecoder {
             tape: Tape(Vec::with_capacity(1024)),
             stream: String::with_capacity(64),
             fast_path: true,
+            keep_non_trade: false,
         }
     }
 
@@ -74,6 +78,7 @@ impl Decoder for BinanceDecoder {
                 &mut self.event,
                 &mut self.stream,
                 recv_ts_ns,
+                self.keep_non_trade,
                 emit,
             ),
             Err(_) => Err(DecodeError::Json),
@@ -92,6 +97,7 @@ fn decode_root(
     ev: &mut Event,
     stream: &mut String,
     recv_ts_ns: i64,
+    keep_non_trade: bool,
     emit: &mut dyn FnMut(&mut Event),
 ) -> Result<Decoded, DecodeError> {
     let obj = root.as_object().ok_or(DecodeError::Shape("<root>"))?;
@@ -125,17 +131,18 @@ fn decode_root(
     if let Some(items) = payload.as_array() {
         let mut n = 0;
         for item in items.iter() {
-            match decode_payload(item, ev)? {
+            match decode_payload(item, ev, keep_non_trade)? {
                 Decoded::Events(_) => {
                     emit(ev);
                     n += 1;
                 }
+                Decoded::Skipped(_) => {}
                 other => return Ok(other),
             }
         }
         return Ok(Decoded::Events(n));
     }
-    let d = decode_payload(payload, ev)?;
+    let d = decode_payload(payload, ev, keep_non_trade)?;
     if let Decoded::Events(_) = d {
         emit(ev);
     }
@@ -163,13 +170,19 @@ struct Fields<'t, 'i> {
     b: Option<Value<'t, 'i>>,
     B: Option<Value<'t, 'i>>,
     A: Option<Value<'t, 'i>>,
+    X: Option<Value<'t, 'i>>,
+    nq: Option<Value<'t, 'i>>,
     P: Option<Value<'t, 'i>>,
     i: Option<Value<'t, 'i>>,
     r: Option<Value<'t, 'i>>,
     o: Option<Value<'t, 'i>>,
 }
 
-fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, DecodeError> {
+fn decode_payload(
+    payload: Value<'_, '_>,
+    ev: &mut Event,
+    keep_non_trade: bool,
+) -> Result<Decoded, DecodeError> {
     let obj = payload.as_object().ok_or(DecodeError::Shape("data"))?;
     let mut f = Fields::default();
     for (k, v) in obj.iter() {
@@ -191,6 +204,8 @@ fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, Dec
             "b" => f.b = Some(v),
             "B" => f.B = Some(v),
             "A" => f.A = Some(v),
+            "X" => f.X = Some(v),
+            "nq" => f.nq = Some(v),
             "P" => f.P = Some(v),
             "i" => f.i = Some(v),
             "r" => f.r = Some(v),
@@ -198,8 +213,22 @@ fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, Dec
             _ => {}
         }
     }
+    ev.header.transaction_ts_ns = 0;
     match f.e {
         Some("trade") => {
+            // USD-M `X` (Trade-Streams): MARKET, INSURANCE_FUND, ADL, or NA for records that are
+            // not trades at all (price and quantity 0): those are skipped unless asked for.
+            let trade_type = match f.X {
+                None => "",
+                Some(_) => match text(f.X, "X")? {
+                    "MARKET" => "market",
+                    "INSURANCE_FUND" => "insurance_fund",
+                    "ADL" => "adl",
+                    "NA" if !keep_non_trade => return Ok(Decoded::Skipped("non_trade")),
+                    "NA" => "na",
+                    _ => return Err(DecodeError::Shape("X")),
+                },
+            };
             symbol(ev, f.s)?;
             ev.header.exchange_ts_ns = millis(f.T, "T")?;
             let t = &mut ev.trade;
@@ -207,6 +236,7 @@ fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, Dec
             set(&mut t.price, decimal(f.p, "p")?);
             set(&mut t.qty, decimal(f.q, "q")?);
             t.set_side(side(f.m)?);
+            set(&mut t.trade_type, trade_type);
             ev.kind = Some(EventKind::Trade);
         }
         Some("aggTrade") => {
@@ -219,6 +249,7 @@ fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, Dec
             set(&mut t.price, decimal(f.p, "p")?);
             set(&mut t.qty, decimal(f.q, "q")?);
             t.set_side(side(f.m)?);
+            set(&mut t.normal_qty, decimal_or_empty(f.nq, "nq")?);
             ev.kind = Some(EventKind::AggTrade);
         }
         Some("depthUpdate") => {
@@ -229,6 +260,9 @@ fn decode_payload(payload: Value<'_, '_>, ev: &mut Event) -> Result<Decoded, Dec
             ev.depth.last_update_id = uint(f.u, "u")?;
             if f.pu.is_some() {
                 ev.depth.prev_last_update_id = Some(uint(f.pu, "pu")?);
+            }
+            if f.T.is_some() {
+                ev.header.transaction_ts_ns = millis(f.T, "T")?;
             }
             levels(&mut ev.depth.bids, f.b, "b")?;
             levels(&mut ev.depth.asks, f.a, "a")?;
@@ -265,6 +299,9 @@ fn book_ticker(ev: &mut Event, f: &Fields<'_, '_>) -> Result<(), DecodeError> {
         Some(_) => millis(f.E, "E")?,
         None => 0,
     };
+    if f.T.is_some() {
+        ev.header.transaction_ts_ns = millis(f.T, "T")?;
+    }
     let b = &mut ev.book_ticker;
     b.update_id = uint(f.u, "u")?;
     set(&mut b.bid_price, decimal(f.b, "b")?);
@@ -286,6 +323,7 @@ fn force_order(
         .ok_or(DecodeError::Shape("o"))?;
     let (mut s, mut side, mut ot, mut tif, mut q, mut p, mut ap, mut st, mut z, mut t) =
         (None, None, None, None, None, None, None, None, None, None);
+    let mut last = None;
     for (k, v) in obj.iter() {
         match k {
             "s" => s = Some(v),
@@ -297,6 +335,7 @@ fn force_order(
             "ap" => ap = Some(v),
             "X" => st = Some(v),
             "z" => z = Some(v),
+            "l" => last = Some(v),
             "T" => t = Some(v),
             _ => {}
         }
@@ -319,6 +358,7 @@ fn force_order(
     set(&mut l.qty, decimal(q, "o.q")?);
     set(&mut l.filled_qty, decimal(z, "o.z")?);
     set(&mut l.status, text(st, "o.X")?);
+    set(&mut l.last_filled_qty, decimal_or_empty(last, "o.l")?);
     ev.kind = Some(EventKind::Liquidation);
     Ok(())
 }
