@@ -146,6 +146,18 @@ fn each_invalid_key_is_named_with_exit_2() {
             "MDC_HTTP__LISTEN__PORT",
         ),
         ("exchanges: [1, 2".to_string(), vec![], "line"),
+        // Two diff-depth streams of one symbol would be mixed into one book.
+        (
+            replace("\"bookTicker\"]", "\"bookTicker\", \"depth\"]"),
+            vec![],
+            "exchanges.binance_spot.channels[4]",
+        ),
+        // Above the exchange's outgoing message limit (spot 5/s): the connection would be closed.
+        (
+            BASE.to_string(),
+            vec![("MDC_EXCHANGES__BINANCE_SPOT__MAX_MESSAGES_PER_SEC", "6")],
+            "exchanges.binance_spot.max_messages_per_sec",
+        ),
     ];
     for (yaml, env, key) in cases {
         let (code, _, err) = check(&yaml, &env);
@@ -157,6 +169,17 @@ fn each_invalid_key_is_named_with_exit_2() {
             "{key}: got {err}"
         );
     }
+}
+
+/// Binance lists UTF-8 symbols (since December 2025): accepted, and streamed percent-encoded.
+#[test]
+fn non_ascii_symbols_are_accepted() {
+    let yaml = BASE.replace("\"ETHUSDT\"]", "\"币安人生USDT\"]");
+    let (code, out, err) = check(&yaml, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("币安人生USDT"), "{out}");
+    let (code, _, _) = check(&BASE.replace("\"ETHUSDT\"]", "\"ETH USDT\"]"), &[]);
+    assert_eq!(code, 2, "spaces are still refused");
 }
 
 #[test]

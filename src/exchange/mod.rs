@@ -190,6 +190,45 @@ pub fn is_decimal(s: &str) -> bool {
     true
 }
 
+/// `s` for a URL path or query: ASCII letters, digits and `-._~@!` as they are, every other byte
+/// (a symbol in Chinese, say: Binance lists UTF-8 symbols) percent-encoded.
+pub fn url_escape(s: &str) -> std::borrow::Cow<'_, str> {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || b"-._~@!".contains(&b);
+    if s.bytes().all(keep) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if keep(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The inverse of [`url_escape`] (invalid escapes are kept as they are).
+pub fn url_unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Looks up an adapter by its config section name.
 pub fn factory(name: &str) -> Option<&'static dyn ExchangeFactory> {
     REGISTRY.iter().copied().find(|f| f.name() == name)
@@ -198,6 +237,19 @@ pub fn factory(name: &str) -> Option<&'static dyn ExchangeFactory> {
 #[cfg(test)]
 mod tests {
     use super::is_decimal;
+
+    #[test]
+    fn url_escapes_round_trip() {
+        use super::{url_escape, url_unescape};
+        assert_eq!(url_escape("btcusdt@depth@100ms"), "btcusdt@depth@100ms");
+        let s = "币安人生usdt@trade";
+        let e = url_escape(s);
+        assert!(e.is_ascii() && e.ends_with("usdt@trade"), "{e}");
+        assert_eq!(url_unescape(&e), s);
+        assert_eq!(url_unescape("a%2"), "a%2");
+        assert_eq!(url_unescape("%E5%"), "\u{FFFD}%");
+        assert_eq!(url_unescape("%币"), "%币");
+    }
 
     #[test]
     fn decimals() {

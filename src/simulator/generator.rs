@@ -130,7 +130,7 @@ impl StreamGen {
             ("", Channel::parse(name)?)
         } else {
             let (sym, ch) = name.split_once('@')?;
-            if sym.is_empty() || !sym.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+            if sym.is_empty() || !sym.chars().all(|c| c.is_alphanumeric() || c == '_') {
                 return None;
             }
             (sym, Channel::parse(ch)?)

@@ -80,7 +80,11 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
     let mut subscribed: Vec<String> = Vec::new();
     if let Some((_, q)) = path.split_once("streams=") {
         let q = q.split('&').next().unwrap_or("");
-        subscribed.extend(q.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+        subscribed.extend(
+            q.split('/')
+                .filter(|s| !s.is_empty())
+                .map(crate::exchange::url_unescape),
+        );
     } else if let Some(s) = path.strip_prefix("/ws/") {
         subscribed.push(s.to_string());
     }
@@ -393,7 +397,7 @@ fn lose_messages(shared: &Shared, path: &str, n: u64) {
         .next()
         .unwrap_or("")
         .split('/')
-        .map(str::to_string)
+        .map(crate::exchange::url_unescape)
         .collect();
     ensure_streams(shared, &streams);
     let Ok(mut map) = shared.streams.lock() else {
@@ -540,7 +544,7 @@ pub(crate) fn start_rest(addr: &str, shared: Arc<Shared>) -> std::io::Result<std
                     query
                         .split('&')
                         .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-                        .map(str::to_string)
+                        .map(crate::exchange::url_unescape)
                 };
                 let header = |k: &str, v: String| {
                     tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).ok()

@@ -161,9 +161,11 @@ impl BinancePlan {
         let mut symbols = Vec::with_capacity(s.symbols.len());
         for (i, sym) in s.symbols.iter().enumerate() {
             let k = format!("{prefix}.symbols[{i}]");
+            // Binance lists UTF-8 symbols (since December 2025): letters and digits of any
+            // script; they travel percent-encoded in URLs.
             if sym.is_empty()
-                || sym.len() > 32
-                || !sym.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+                || sym.len() > 64
+                || !sym.chars().all(|c| c.is_alphanumeric() || c == '_')
             {
                 return Err(ConfigError::new(
                     k,
@@ -205,6 +207,19 @@ impl BinancePlan {
             if channels[..i].contains(ch) {
                 return Err(ConfigError::new(k, format!("`{ch}` is listed twice")));
             }
+            // Two diff-depth streams of one symbol carry the same update ids at different
+            // cadences: mixed into one book they look like endless gaps.
+            if let Some(other) = channels[..i]
+                .iter()
+                .find(|o| channel_base(o) == "depth" && channel_base(ch) == "depth")
+            {
+                return Err(ConfigError::new(
+                    k,
+                    format!(
+                        "`{ch}` and `{other}` are both diff-depth streams of each symbol; choose one (a symbol's book follows one stream)"
+                    ),
+                ));
+            }
         }
         let max_streams = s
             .max_streams_per_connection
@@ -221,10 +236,13 @@ impl BinancePlan {
         let max_messages_per_sec = s
             .max_messages_per_sec
             .unwrap_or(profile.max_messages_per_sec);
-        if max_messages_per_sec == 0 || max_messages_per_sec > 100 {
+        if max_messages_per_sec == 0 || max_messages_per_sec > profile.max_messages_per_sec {
             return Err(ConfigError::new(
                 key("max_messages_per_sec"),
-                "must be between 1 and 100",
+                format!(
+                    "must be between 1 and {} (the exchange's limit per connection; more gets the connection closed)",
+                    profile.max_messages_per_sec
+                ),
             ));
         }
         let mut routes: std::collections::BTreeMap<String, String> = profile
@@ -412,13 +430,18 @@ impl ExchangePlan for BinancePlan {
                 let mut in_url = 0;
                 let mut bytes = 0;
                 for s in streams {
-                    if bytes + s.len() + 1 > URL_STREAMS_BYTES {
+                    let n = crate::exchange::url_escape(s).len();
+                    if bytes + n + 1 > URL_STREAMS_BYTES {
                         break;
                     }
-                    bytes += s.len() + 1;
+                    bytes += n + 1;
                     in_url += 1;
                 }
-                let url = format!("{base}?streams={}", streams[..in_url].join("/"));
+                let escaped: Vec<_> = streams[..in_url]
+                    .iter()
+                    .map(|s| crate::exchange::url_escape(s))
+                    .collect();
+                let url = format!("{base}?streams={}", escaped.join("/"));
                 ConnectionSpec {
                     url,
                     streams: streams.to_vec(),

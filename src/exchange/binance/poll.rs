@@ -124,7 +124,8 @@ pub fn jobs(
     let base = rest_url.trim_end_matches('/');
     let mut out = Vec::new();
     let n = symbols.len().max(1) as u32;
-    for (i, sym) in symbols.iter().enumerate() {
+    for (i, symbol) in symbols.iter().enumerate() {
+        let sym = crate::exchange::url_escape(symbol);
         for s in series {
             let (url, interval, parse): (String, Duration, ParseFn) = match s.as_str() {
                 "openInterest" => (

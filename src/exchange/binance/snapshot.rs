@@ -29,9 +29,10 @@ struct Body {
 impl SnapshotSource for BinanceSnapshots {
     fn url(&self, symbol: &str, limit: u32) -> String {
         format!(
-            "{}{}?symbol={symbol}&limit={limit}",
+            "{}{}?symbol={}&limit={limit}",
             self.rest_url.trim_end_matches('/'),
-            self.path
+            self.path,
+            crate::exchange::url_escape(symbol)
         )
     }
 

@@ -34,7 +34,26 @@ fn expand(t: &str, exchange: &str, market: &str, kind: &str, symbol: &str) -> St
     t.replace("{exchange}", exchange)
         .replace("{market}", market)
         .replace("{type}", kind)
-        .replace("{symbol}", symbol)
+        .replace("{symbol}", &topic_safe(symbol))
+}
+
+/// A symbol as Kafka allows it in a topic name (`[A-Za-z0-9._-]`): every other byte (a UTF-8
+/// symbol, say) and `-` itself become `-` and two upper-case hex digits, so distinct symbols keep
+/// distinct topics. The record key keeps the symbol as sent.
+pub fn topic_safe(symbol: &str) -> std::borrow::Cow<'_, str> {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'_';
+    if symbol.bytes().all(keep) {
+        return std::borrow::Cow::Borrowed(symbol);
+    }
+    let mut out = String::with_capacity(symbol.len() * 3);
+    for b in symbol.bytes() {
+        if keep(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("-{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 impl Topics {
@@ -110,6 +129,10 @@ mod tests {
             t.resolve("binance", "spot", "BTCUSDT", EventKind::DepthDiff)
                 .0,
             "md.binance.spot.depth_diff.BTCUSDT"
+        );
+        assert_eq!(
+            t.resolve("binance", "spot", "币USDT", EventKind::DepthDiff),
+            ("md.binance.spot.depth_diff.-E5-B8-81USDT", Some("币USDT"))
         );
     }
 }
