@@ -502,3 +502,68 @@ book:
     assert!(got.iter().any(|e| e["symbol"] == "币安人生USDT"));
     assert_exactly_once(&sim.sent_messages(), &got);
 }
+
+/// `pipeline: inline` with a record ring smaller than what one frame yields (a `gap` per stream of
+/// a 48-stream connection when it comes back): the reader thread drains its own ring instead of
+/// waiting for it forever; every message arrives and SIGTERM exits 0.
+#[test]
+fn inline_pipeline_never_waits_on_its_own_full_ring() {
+    let total = 6_000;
+    let sim = Simulator::start(SimConfig {
+        rate: 3_000,
+        total: Some(total),
+        record: true,
+        faults: vec![(0, 1_000, Fault::Close)],
+        seed: 62,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let symbols: Vec<String> = (0..24).map(|i| format!("\"SYM{i}USDT\"")).collect();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    symbols: [{}]
+    channels: ["trade", "bookTicker"]
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: ""
+book:
+  enabled: false
+runtime:
+  pipeline: inline
+  ring_capacity: 16
+  reconnect: {{ initial: "50ms", max: "200ms" }}
+"#,
+        sim.ws_url(),
+        symbols.join(", ")
+    );
+    let dir = temp_dir("inline-small-ring");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let data = dir.join("data");
+    assert!(
+        wait_until(Duration::from_secs(60), || sim.sent() >= total),
+        "log:\n{}",
+        mdc.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || read_jsonl(&data)
+            .iter()
+            .filter(|v| v["type"] != "gap")
+            .count()
+            >= total as usize),
+        "log:\n{}",
+        mdc.log_text()
+    );
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let gaps = read_types(&data, &["gap"]).len();
+    assert!(
+        gaps >= 48,
+        "a gap per stream after the reconnect: {gaps}; log:\n{}",
+        mdc.log_text()
+    );
+    assert_exactly_once(&sim.sent_messages(), &read_jsonl(&data));
+}

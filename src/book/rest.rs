@@ -41,6 +41,22 @@ pub struct SnapshotResponse {
     pub result: Result<Snapshot, String>,
 }
 
+/// Longest pause an exchange's `Retry-After` can impose (Binance IP bans last 2 minutes to 3
+/// days); a larger or absurd value is capped, never trusted into an overflow.
+pub const MAX_PAUSE: Duration = Duration::from_secs(3 * 86_400);
+
+/// Attempts of one snapshot request answered with an error status other than 429/418 (400, 403,
+/// 451, 5xx) or failing on the network, with exponential backoff from 1 s, before the failure is
+/// reported to the book (which asks again later).
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// Runs `f` on the limiter even when another thread panicked while holding it: a poisoned lock
+/// must not turn the budget off (fail closed: the state inside is still a valid budget).
+pub fn with_limiter<R>(l: &Mutex<Limiter>, f: impl FnOnce(&mut Limiter) -> R) -> R {
+    let mut g = l.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(&mut g)
+}
+
 /// The shared weight budget and pause state.
 #[derive(Debug)]
 pub struct Limiter {
@@ -70,15 +86,23 @@ impl Limiter {
             }
             self.paused_until = None;
         }
-        if now.duration_since(self.window_start) >= Duration::from_secs(60) {
+        let minute = Duration::from_secs(60);
+        if now.saturating_duration_since(self.window_start) >= minute {
             self.window_start = now;
             self.used = 0;
         }
-        if self.used > 0 && self.used + weight > self.budget {
-            return Some(self.window_start + Duration::from_secs(60) - now);
+        if self.used > 0 && self.used.saturating_add(weight) > self.budget {
+            let elapsed = now.saturating_duration_since(self.window_start);
+            return Some(minute.saturating_sub(elapsed).max(Duration::from_millis(1)));
         }
-        self.used += weight;
+        self.used = self.used.saturating_add(weight);
         None
+    }
+
+    fn pause(&mut self, now: Instant, wait: Duration) {
+        let wait = wait.min(MAX_PAUSE);
+        let until = now.checked_add(wait).unwrap_or(now);
+        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
     }
 
     /// Takes the response into account: the exchange's weight count, 429 and 418.
@@ -95,12 +119,10 @@ impl Limiter {
         match status {
             429 => {
                 let wait = retry_after.unwrap_or(self.backoff);
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
-                self.paused_until = Some(now + wait);
+                self.backoff = self.backoff.saturating_mul(2).min(Duration::from_secs(60));
+                self.pause(now, wait);
             }
-            418 => {
-                self.paused_until = Some(now + retry_after.unwrap_or(Duration::from_secs(120)));
-            }
+            418 => self.pause(now, retry_after.unwrap_or(Duration::from_secs(120))),
             200..=299 => self.backoff = Duration::from_secs(1),
             _ => {}
         }
@@ -168,20 +190,31 @@ fn worker(p: &Pool) {
         };
         let url = src.url(&req.symbol, p.limit);
         let weight = src.weight(p.limit);
+        let mut attempts = 0u32;
         let result = loop {
             if p.shutdown.load(Ordering::Relaxed) {
                 return;
             }
-            let wait = p
-                .limiter
-                .lock()
-                .ok()
-                .and_then(|mut l| l.acquire(weight, Instant::now()));
+            let wait = with_limiter(&p.limiter, |l| l.acquire(weight, Instant::now()));
             if let Some(w) = wait {
                 sleep_checked(w, &p.shutdown);
                 continue;
             }
             p.stats.requests.fetch_add(1, Ordering::Relaxed);
+            // An error other than 429/418: back off exponentially, give up after MAX_ATTEMPTS
+            // (the worker must not be held by one symbol forever).
+            let mut failed = |why: String| -> Option<Result<Snapshot, String>> {
+                p.stats.errors.fetch_add(1, Ordering::Relaxed);
+                attempts += 1;
+                log::warn!(
+                    "event=rest_error url={url} error=\"{why}\" attempt={attempts}/{MAX_ATTEMPTS}"
+                );
+                if attempts >= MAX_ATTEMPTS {
+                    return Some(Err(format!("{why} ({attempts} attempts)")));
+                }
+                sleep_checked(Duration::from_secs(1 << (attempts - 1).min(6)), &p.shutdown);
+                None
+            };
             match agent.get(&url).call() {
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
@@ -191,14 +224,17 @@ fn worker(p: &Pool) {
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.trim().parse::<u64>().ok())
                     };
-                    let used = src.used_weight_header().and_then(header).map(|u| u as u32);
+                    let used = src
+                        .used_weight_header()
+                        .and_then(header)
+                        .map(|u| u.min(u32::MAX as u64) as u32);
                     let retry_after = header("retry-after").map(Duration::from_secs);
-                    if let Ok(mut l) = p.limiter.lock() {
+                    with_limiter(&p.limiter, |l| {
                         l.on_response(status, used, retry_after, Instant::now());
                         p.stats
                             .weight_used
                             .store(l.used() as i64, Ordering::Relaxed);
-                    }
+                    });
                     match status {
                         200 => match resp.body_mut().read_to_string() {
                             Ok(body) => break src.parse(&body),
@@ -221,16 +257,16 @@ fn worker(p: &Pool) {
                             );
                         }
                         s => {
-                            p.stats.errors.fetch_add(1, Ordering::Relaxed);
-                            log::warn!("event=rest_error status={s} url={url}");
-                            sleep_checked(Duration::from_secs(1), &p.shutdown);
+                            if let Some(r) = failed(format!("HTTP {s}")) {
+                                break r;
+                            }
                         }
                     }
                 }
                 Err(e) => {
-                    p.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    log::warn!("event=rest_error url={url} error=\"{e}\"");
-                    sleep_checked(Duration::from_secs(1), &p.shutdown);
+                    if let Some(r) = failed(e.to_string()) {
+                        break r;
+                    }
                 }
             }
         };
@@ -269,5 +305,31 @@ mod tests {
         l.on_response(418, None, Some(Duration::from_secs(30)), t1);
         assert!(l.acquire(1, t1 + Duration::from_secs(29)).is_some());
         assert_eq!(l.acquire(1, t1 + Duration::from_secs(31)), None);
+    }
+
+    /// A `Retry-After` of u64::MAX seconds neither panics nor lifts the budget: the pause is capped
+    /// at MAX_PAUSE; a poisoned lock still answers with the budget (fail closed).
+    #[test]
+    fn huge_retry_after_is_capped_and_a_poisoned_lock_fails_closed() {
+        let t0 = Instant::now();
+        let l = Arc::new(Mutex::new(Limiter::new(100)));
+        with_limiter(&l, |l| {
+            l.on_response(418, None, Some(Duration::from_secs(u64::MAX)), t0)
+        });
+        let wait = with_limiter(&l, |l| l.acquire(1, t0)).expect("paused");
+        assert_eq!(wait, MAX_PAUSE);
+        let l2 = l.clone();
+        let _ = std::thread::spawn(move || {
+            let _g = l2.lock().unwrap();
+            panic!("poison the limiter");
+        })
+        .join();
+        assert!(l.is_poisoned());
+        assert!(
+            with_limiter(&l, |l| l.acquire(1, t0 + Duration::from_secs(1))).is_some(),
+            "still paused after the poison"
+        );
+        with_limiter(&l, |l| l.on_response(200, Some(u64::MAX as u32), None, t0));
+        assert!(with_limiter(&l, |l| l.acquire(u32::MAX, t0 + MAX_PAUSE)).is_none());
     }
 }

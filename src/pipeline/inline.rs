@@ -12,7 +12,7 @@ use super::parser::Stage;
 use super::publisher::Running;
 use super::record::Record;
 use super::ring::Producer;
-use crate::runtime::idle::Idle;
+use crate::runtime::idle::FullWait;
 use crossbeam_channel::Sender;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,6 @@ pub struct Inline {
     output: Option<Producer<Record>>,
     publisher: Running,
     frame: Frame,
-    idle: Idle,
     last_publish: Instant,
     done: Sender<usize>,
 }
@@ -41,7 +40,6 @@ impl Inline {
             output: Some(output),
             publisher,
             frame: Frame::with_capacity(frame_bytes),
-            idle: Idle::new(crate::config::IdlePolicy::Yield, 0),
             last_publish: Instant::now(),
             done,
         }
@@ -54,9 +52,10 @@ impl Inline {
             return;
         };
         fill(&mut self.frame);
-        self.stage.process(&mut self.frame, out, &mut self.idle);
-        // A frame yields at most a few hundred records (all-market arrays), far below the ring's
-        // capacity, and the ring is drained after every frame: `emit` never waits.
+        // A frame can yield more records than the ring holds (an all-market array, a gap per
+        // stream of a 1024-stream connection): a full ring is drained right here.
+        let mut drain = Drain(&mut self.publisher);
+        self.stage.process(&mut self.frame, out, &mut drain);
         self.publisher.step();
     }
 
@@ -64,7 +63,7 @@ impl Inline {
     /// counters, sink ticks.
     pub fn tick(&mut self) {
         if let Some(out) = self.output.as_mut() {
-            self.stage.poll_books(out, &mut self.idle);
+            self.stage.poll_books(out, &mut Drain(&mut self.publisher));
         }
         if self.last_publish.elapsed() >= Duration::from_millis(10) {
             self.last_publish = Instant::now();
@@ -83,4 +82,17 @@ impl Inline {
         let failed = self.publisher.finish();
         let _ = self.done.send(failed);
     }
+}
+
+/// The inline thread is its ring's only consumer: while the ring is full, publish.
+struct Drain<'a>(&'a mut Running);
+
+impl FullWait for Drain<'_> {
+    #[inline]
+    fn wait(&mut self) {
+        self.0.step();
+    }
+
+    #[inline]
+    fn reset(&mut self) {}
 }

@@ -18,7 +18,7 @@ use crate::event::{Event, EventKind, set};
 use crate::exchange::{DecodeError, Decoded, Decoder};
 use crate::metrics::latency::Recorder;
 use crate::metrics::{Counters, LogThrottle, Metrics};
-use crate::runtime::idle::Idle;
+use crate::runtime::idle::{FullWait, Idle};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -92,7 +92,12 @@ impl Stage {
     /// Decodes one frame and hands every event to `out` (which blocks while its ring is full).
     /// Depth diffs go through the symbol's local book first; a due `book_snapshot` follows its diff.
     #[inline]
-    pub fn process(&mut self, frame: &mut Frame, out: &mut Producer<Record>, idle: &mut Idle) {
+    pub fn process<W: FullWait>(
+        &mut self,
+        frame: &mut Frame,
+        out: &mut Producer<Record>,
+        idle: &mut W,
+    ) {
         let formats = self.formats;
         let (conn, session, ts) = (frame.conn, frame.session, frame.recv_ts_ns);
         match frame.kind {
@@ -212,7 +217,7 @@ impl Stage {
 
     /// Applies REST snapshots that arrived for this parser's books and checks for silent streams
     /// (off the per-frame path).
-    pub fn poll_books(&mut self, out: &mut Producer<Record>, idle: &mut Idle) {
+    pub fn poll_books<W: FullWait>(&mut self, out: &mut Producer<Record>, idle: &mut W) {
         if let Some(w) = self.watch.as_mut() {
             let now = realtime_ns();
             if now - self.last_watch_check_ns >= 500_000_000 {
@@ -238,7 +243,7 @@ impl Stage {
     }
 
     /// A `gap` per stream a rollover could not prove continuous.
-    fn unproven(&mut self, out: &mut Producer<Record>, idle: &mut Idle, reason: &str) {
+    fn unproven<W: FullWait>(&mut self, out: &mut Producer<Record>, idle: &mut W, reason: &str) {
         let formats = self.formats;
         let events = &mut self.events;
         let gaps = &mut self.gaps;
@@ -298,11 +303,11 @@ pub struct Tally {
 
 /// Counts an event and writes it into the next record slot, waiting while the ring is full.
 #[inline]
-fn emit(
+fn emit<W: FullWait>(
     out: &mut Producer<Record>,
     formats: Formats,
     tally: &mut Tally,
-    idle: &mut Idle,
+    idle: &mut W,
     ev: &Event,
 ) {
     if let Some(kind) = ev.kind {

@@ -72,11 +72,9 @@ impl Poller {
                 std::thread::sleep((at - now).min(Duration::from_millis(50)));
                 continue;
             }
-            let wait = self
-                .limiter
-                .lock()
-                .ok()
-                .and_then(|mut l| l.acquire(self.jobs[i].weight, now));
+            let wait = crate::book::rest::with_limiter(&self.limiter, |l| {
+                l.acquire(self.jobs[i].weight, now)
+            });
             if let Some(w) = wait {
                 std::thread::sleep(w.min(Duration::from_millis(50)));
                 continue;
@@ -97,9 +95,9 @@ impl Poller {
                         .get("x-mbx-used-weight-1m")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok());
-                    if let Ok(mut l) = self.limiter.lock() {
-                        l.on_response(status, used, retry_after, Instant::now());
-                    }
+                    crate::book::rest::with_limiter(&self.limiter, |l| {
+                        l.on_response(status, used, retry_after, Instant::now())
+                    });
                     match (status, resp.body_mut().read_to_string()) {
                         (200, Ok(body)) => Ok(body),
                         (s, _) => Err(format!("HTTP {s}")),

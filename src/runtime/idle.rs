@@ -77,6 +77,28 @@ impl Idle {
     }
 }
 
+/// What a producer does while its output ring is full: wait for the consumer thread
+/// ([`Idle`]), or, when the same thread is the consumer (`pipeline: inline`), drain the ring
+/// itself, which is the only way it ever empties.
+pub trait FullWait {
+    /// The ring was full: make progress towards a free slot.
+    fn wait(&mut self);
+    /// A write succeeded.
+    fn reset(&mut self);
+}
+
+impl FullWait for Idle {
+    #[inline]
+    fn wait(&mut self) {
+        Idle::wait(self)
+    }
+
+    #[inline]
+    fn reset(&mut self) {
+        Idle::reset(self)
+    }
+}
+
 /// Wakes a parked consumer thread. Producers call [`Bell::ring`] after publishing a slot.
 #[derive(Default)]
 pub struct Bell {
