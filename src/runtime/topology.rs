@@ -63,12 +63,27 @@ pub fn run_with(
     let mut inline_parser = None;
     let sink_names: Vec<&'static str> = config.sinks.iter().map(|s| s.name()).collect();
 
+    let subscribed = crate::sink::Subscribed {
+        markets: config
+            .exchanges
+            .iter()
+            .map(|p| crate::sink::SubscribedMarket {
+                exchange: p.exchange(),
+                market: p.market(),
+                symbols: p.symbols().to_vec(),
+                all_market: p
+                    .connections()
+                    .iter()
+                    .any(|c| c.streams.iter().any(|s| s.starts_with('!'))),
+            })
+            .collect(),
+    };
     let mut sinks = Vec::new();
     let mut formats = Formats::NONE;
     for plan in &config.sinks {
         formats = formats.union(plan.formats());
         sinks.push(
-            plan.start(&metrics)
+            plan.start_for(&metrics, &subscribed)
                 .map_err(|e| format!("sink {}: {e}", plan.name()))?,
         );
         log::info!("event=sink_started sink={}", plan.name());

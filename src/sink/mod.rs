@@ -35,6 +35,46 @@ pub trait SinkPlan: Send + Sync + fmt::Debug {
     fn effective(&self) -> serde_yaml::Value;
     /// Opens the sink (before data flows); it registers its own metrics and health in `metrics`.
     fn start(&self, metrics: &Arc<Metrics>) -> Result<Box<dyn Sink>, SinkError>;
+    /// Opens the sink knowing which symbols the configuration subscribes: a sink that creates
+    /// resources per symbol (Kafka topics) creates them for those only, never for whatever
+    /// symbol network data names.
+    fn start_for(
+        &self,
+        metrics: &Arc<Metrics>,
+        _subscribed: &Subscribed,
+    ) -> Result<Box<dyn Sink>, SinkError> {
+        self.start(metrics)
+    }
+}
+
+/// The symbols each configured market subscribes.
+#[derive(Debug, Clone, Default)]
+pub struct Subscribed {
+    pub markets: Vec<SubscribedMarket>,
+}
+
+/// One market's subscribed symbols (upper case, as the exchange spells them).
+#[derive(Debug, Clone)]
+pub struct SubscribedMarket {
+    pub exchange: &'static str,
+    pub market: &'static str,
+    pub symbols: Vec<String>,
+    /// An all-market stream (`!markPrice@arr`) is subscribed: any listed symbol may appear.
+    pub all_market: bool,
+}
+
+impl Subscribed {
+    /// `None`: anything goes (no list known, e.g. tests driving a sink directly).
+    pub fn allows(&self, exchange: &str, market: &str, symbol: &str) -> Option<bool> {
+        if self.markets.is_empty() {
+            return None;
+        }
+        Some(self.markets.iter().any(|m| {
+            m.exchange == exchange
+                && m.market == market
+                && (m.all_market || m.symbols.iter().any(|s| s == symbol))
+        }))
+    }
 }
 
 /// A running sink, owned by the publisher thread.

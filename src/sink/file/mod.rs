@@ -144,9 +144,24 @@ impl SinkPlan for FilePlan {
         let dir = PathBuf::from(&self.cfg.path);
         std::fs::create_dir_all(&dir)
             .map_err(|e| SinkError(format!("cannot create {}: {e}", dir.display())))?;
+        // Closed files are fsynced here, off the publisher thread; the thread ends when the sink
+        // (every sender) is gone, after the last sync.
+        let (tx, rx) = std::sync::mpsc::channel::<std::fs::File>();
+        let syncer = std::thread::Builder::new()
+            .name("file-sync".into())
+            .spawn(move || {
+                for f in rx {
+                    if let Err(e) = f.sync_data() {
+                        log::error!("event=file_sync_failed error=\"{e}\"");
+                    }
+                }
+            })
+            .map_err(|e| SinkError(format!("cannot start the file sync thread: {e}")))?;
         Ok(Box::new(FileSink {
-            files: EventKind::ALL
-                .map(|k| TypeFile::new(dir.clone(), k.as_str(), self.format.ext())),
+            files: EventKind::ALL.map(|k| {
+                TypeFile::new(dir.clone(), k.as_str(), self.format.ext()).sync_with(tx.clone())
+            }),
+            syncer: Some(syncer),
             format: self.format,
             rotate_bytes: self.cfg.rotate_bytes,
             flush_interval_ns: self.flush_interval_ns,
@@ -158,6 +173,8 @@ impl SinkPlan for FilePlan {
 
 struct FileSink {
     files: [TypeFile; EventKind::COUNT],
+    /// Syncs files closed by rotation; joined at close.
+    syncer: Option<std::thread::JoinHandle<()>>,
     format: FileFormat,
     rotate_bytes: u64,
     flush_interval_ns: i64,
@@ -193,6 +210,7 @@ impl Sink for FileSink {
         }
         self.last_flush_ns = now_ns;
         for f in &mut self.files {
+            f.tick(now_ns)?;
             f.flush()?;
         }
         Ok(())
@@ -204,6 +222,15 @@ impl Sink for FileSink {
             if let Err(e) = f.close() {
                 first_err.get_or_insert(e);
             }
+        }
+        // Every sender goes with the files; then the sync thread finishes what it was handed.
+        let files = std::mem::replace(
+            &mut self.files,
+            EventKind::ALL.map(|k| TypeFile::new(PathBuf::new(), k.as_str(), "")),
+        );
+        drop(files);
+        if let Some(t) = self.syncer.take() {
+            let _ = t.join();
         }
         match first_err {
             Some(e) => Err(e.into()),

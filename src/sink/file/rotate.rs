@@ -1,9 +1,15 @@
 //! One data type's current output file: opened lazily, rotated on size and on the UTC hour.
+//!
+//! The hour only moves forward: a file is named after the newest hour seen (a record's receive
+//! time, or the wall clock at the sink's tick), so records of several parsers interleaved around
+//! an hour boundary never flip back and forth between two files. A closed file is flushed here and
+//! handed to the sink's sync thread for its fsync, off the publisher thread.
 
 use crate::clock::utc_ymdh;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::mpsc::Sender;
 
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
 
@@ -13,6 +19,8 @@ pub struct TypeFile {
     stem: &'static str,
     ext: &'static str,
     open: Option<Open>,
+    /// Where closed files go for their fsync (`None`: synced here).
+    syncer: Option<Sender<File>>,
 }
 
 struct Open {
@@ -28,19 +36,30 @@ impl TypeFile {
             stem,
             ext,
             open: None,
+            syncer: None,
         }
     }
 
-    /// Appends `parts` (one record) to the file for the hour of `ts_ns`, rotating first if needed.
+    /// Hands closed files to `tx` for their fsync instead of syncing on this thread.
+    pub fn sync_with(mut self, tx: Sender<File>) -> Self {
+        self.syncer = Some(tx);
+        self
+    }
+
+    /// Appends `parts` (one record) to the current file, rotating first when the record's hour
+    /// is newer than the file's or the size limit would be passed.
     pub fn write(&mut self, ts_ns: i64, rotate_bytes: u64, parts: &[&[u8]]) -> io::Result<()> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        let hour = ts_ns.div_euclid(NS_PER_HOUR);
-        let rotate = match &self.open {
-            None => true,
-            Some(o) => o.hour != hour || (o.bytes > 0 && o.bytes + len > rotate_bytes),
+        let seen = ts_ns.div_euclid(NS_PER_HOUR);
+        let (rotate, hour) = match &self.open {
+            None => (true, seen),
+            Some(o) => (
+                seen > o.hour || (o.bytes > 0 && o.bytes + len > rotate_bytes),
+                seen.max(o.hour),
+            ),
         };
         if rotate {
-            self.close()?;
+            self.retire()?;
             self.open = Some(self.create(hour)?);
         }
         let Some(o) = self.open.as_mut() else {
@@ -61,7 +80,34 @@ impl TypeFile {
         }
     }
 
-    /// Flushes and closes the current file (the next write opens a new one).
+    /// The wall clock says `now_ns`: an open file of an older hour is closed (the next record
+    /// opens the new hour's file), so files end on the hour even when records are sparse.
+    pub fn tick(&mut self, now_ns: i64) -> io::Result<()> {
+        match &self.open {
+            Some(o) if now_ns.div_euclid(NS_PER_HOUR) > o.hour => self.retire(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Flushes the current file and hands it to the sync thread (or syncs it here without one).
+    fn retire(&mut self) -> io::Result<()> {
+        let Some(tx) = &self.syncer else {
+            return self.close();
+        };
+        match self.open.take() {
+            Some(o) => {
+                let f = o.w.into_inner().map_err(|e| e.into_error())?;
+                // A sync thread that is gone: sync here rather than lose the guarantee.
+                if let Err(std::sync::mpsc::SendError(f)) = tx.send(f) {
+                    f.sync_data()?;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes and closes the current file, syncing it on this thread (shutdown).
     pub fn close(&mut self) -> io::Result<()> {
         match self.open.take() {
             Some(mut o) => {
@@ -147,6 +193,47 @@ mod tests {
         assert_eq!(
             first,
             std::fs::read(d.join("trade.2024-08-08T23.0.jsonl")).unwrap()
+        );
+    }
+
+    /// Records of two parsers interleaved around an hour boundary: one file per hour, never a
+    /// flip back to the older hour (each flip used to be a new file and an fsync).
+    #[test]
+    fn interleaved_hours_never_flip_back() {
+        let d = dir("interleave");
+        let (tx, rx) = std::sync::mpsc::channel::<File>();
+        let syncer = std::thread::spawn(move || {
+            let mut n = 0;
+            for f in rx {
+                f.sync_data().unwrap();
+                n += 1;
+            }
+            n
+        });
+        let mut f = TypeFile::new(d.clone(), "trade", "jsonl").sync_with(tx);
+        let late = T0 + 6 * 60 * 1_000_000_000; // 2024-08-09T00:00:15Z
+        for i in 0..100 {
+            let ts = if i % 2 == 0 { T0 } else { late };
+            f.write(ts, 1 << 20, &[b"x\n"]).unwrap();
+        }
+        f.tick(late + NS_PER_HOUR).unwrap();
+        drop(f);
+        let n = names(&d);
+        assert_eq!(
+            n,
+            ["trade.2024-08-08T23.0.jsonl", "trade.2024-08-09T00.0.jsonl"],
+            "{n:?}"
+        );
+        let newer = std::fs::read(d.join("trade.2024-08-09T00.0.jsonl")).unwrap();
+        assert_eq!(
+            newer.len(),
+            99 * 2,
+            "everything after the switch stays in the new hour"
+        );
+        assert_eq!(
+            syncer.join().unwrap(),
+            2,
+            "both files synced by the sync thread"
         );
     }
 

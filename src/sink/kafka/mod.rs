@@ -81,6 +81,16 @@ impl SinkPlan for KafkaPlan {
     fn start(&self, metrics: &Arc<Metrics>) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(KafkaSink::start(&self.0, metrics)?))
     }
+
+    fn start_for(
+        &self,
+        metrics: &Arc<Metrics>,
+        subscribed: &super::Subscribed,
+    ) -> Result<Box<dyn Sink>, SinkError> {
+        let mut sink = KafkaSink::start(&self.0, metrics)?;
+        sink.topics.restrict(subscribed.clone(), metrics);
+        Ok(Box::new(sink))
+    }
 }
 
 /// Labels of this sink's metrics.

@@ -1,10 +1,22 @@
 //! Topic and key of a record from the templates, cached per (exchange, market, symbol) so the
 //! steady state does no formatting and no allocation (a lookup by `&str`).
+//!
+//! Symbols come from network data: only the configured ones (any symbol of a market with an
+//! all-market stream, up to [`MAX_SYMBOLS`]) get topics of their own and a cache entry; a record
+//! naming another symbol goes to the topic of [`UNLISTED`] (counted and logged), so a misbehaving
+//! feed can neither create topics nor grow the cache without bound.
 
 use super::config::KafkaConfig;
 use crate::event::EventKind;
 use crate::fnv::FnvBuild;
 use std::collections::HashMap;
+
+/// Symbols one market may create topics for when it carries an all-market stream (Binance lists
+/// a few hundred per market).
+pub const MAX_SYMBOLS: usize = 4096;
+
+/// What `{symbol}` becomes for a record of a symbol that was not subscribed.
+pub const UNLISTED: &str = "_unlisted";
 
 /// Resolved names of one (exchange, market, symbol): a topic per event kind and the key.
 #[derive(Debug)]
@@ -21,6 +33,10 @@ pub struct Topics {
     key: KeyMode,
     /// (exchange, market) -> symbol -> names.
     cache: HashMap<(&'static str, &'static str), HashMap<String, Names, FnvBuild>, FnvBuild>,
+    /// Which symbols may have their own names (empty: any).
+    subscribed: crate::sink::Subscribed,
+    unlisted: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    unlisted_log: crate::metrics::LogThrottle,
 }
 
 #[derive(Debug)]
@@ -67,7 +83,24 @@ impl Topics {
                 t => KeyMode::Template(t.to_string()),
             },
             cache: HashMap::default(),
+            subscribed: crate::sink::Subscribed::default(),
+            unlisted: None,
+            unlisted_log: crate::metrics::LogThrottle::default(),
         }
+    }
+
+    /// Only `subscribed` symbols get names of their own from now on.
+    pub fn restrict(
+        &mut self,
+        subscribed: crate::sink::Subscribed,
+        metrics: &crate::metrics::Metrics,
+    ) {
+        self.subscribed = subscribed;
+        self.unlisted = Some(metrics.counter(
+            "kafka_unlisted_symbol_records_total",
+            "Records naming a symbol that was not subscribed (sent to the _unlisted topic).",
+            &[("sink", "kafka")],
+        ));
     }
 
     /// `(topic, key)` for a record; allocates only the first time a symbol is seen.
@@ -79,6 +112,25 @@ impl Topics {
         kind: EventKind,
     ) -> (&str, Option<&str>) {
         let by_symbol = self.cache.entry((exchange, market)).or_default();
+        let symbol = if by_symbol.contains_key(symbol) {
+            symbol
+        } else if self.subscribed.allows(exchange, market, symbol) == Some(false)
+            || by_symbol.len() >= MAX_SYMBOLS
+        {
+            if let Some(c) = &self.unlisted {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if self.unlisted_log.hit() {
+                log::warn!(
+                    "event=kafka_unlisted_symbol exchange={exchange} market={market} symbol={:?} count={} note=\"not subscribed: published under {UNLISTED}\"",
+                    symbol.chars().take(64).collect::<String>(),
+                    self.unlisted_log.count()
+                );
+            }
+            UNLISTED
+        } else {
+            symbol
+        };
         if !by_symbol.contains_key(symbol) {
             let topics = EventKind::ALL.map(|k| {
                 let t = self.per_type[k as usize]
@@ -133,6 +185,55 @@ mod tests {
         assert_eq!(
             t.resolve("binance", "spot", "币USDT", EventKind::DepthDiff),
             ("md.binance.spot.depth_diff.-E5-B8-81USDT", Some("币USDT"))
+        );
+    }
+
+    #[test]
+    fn only_subscribed_symbols_get_topics() {
+        let mut c: KafkaConfig = serde_yaml::from_str("{}").unwrap();
+        c.topic = "md.{market}.{symbol}".into();
+        let mut t = Topics::new(&c);
+        let metrics = crate::metrics::Metrics::new(&["kafka"]);
+        t.restrict(
+            crate::sink::Subscribed {
+                markets: vec![
+                    crate::sink::SubscribedMarket {
+                        exchange: "binance",
+                        market: "spot",
+                        symbols: vec!["BTCUSDT".into()],
+                        all_market: false,
+                    },
+                    crate::sink::SubscribedMarket {
+                        exchange: "binance",
+                        market: "usdm",
+                        symbols: vec![],
+                        all_market: true,
+                    },
+                ],
+            },
+            &metrics,
+        );
+        assert_eq!(
+            t.resolve("binance", "spot", "BTCUSDT", EventKind::Trade).0,
+            "md.spot.BTCUSDT"
+        );
+        for i in 0..10_000 {
+            let (topic, _) = t.resolve("binance", "spot", &format!("X{i}"), EventKind::Trade);
+            assert_eq!(topic, "md.spot._unlisted");
+        }
+        assert_eq!(
+            t.cache[&("binance", "spot")].len(),
+            2,
+            "BTCUSDT and _unlisted only"
+        );
+        // An all-market market takes any symbol, up to the bound.
+        for i in 0..(MAX_SYMBOLS + 10) {
+            t.resolve("binance", "usdm", &format!("S{i}"), EventKind::MarkPrice);
+        }
+        assert_eq!(t.cache[&("binance", "usdm")].len(), MAX_SYMBOLS + 1);
+        assert_eq!(
+            metrics.counter_values("kafka_unlisted_symbol_records_total"),
+            vec![("kafka".to_string(), 10_010)]
         );
     }
 }
