@@ -234,7 +234,10 @@ fn broker_outage_loses_and_duplicates_nothing() {
         m.contains("pipeline_stage_latency_seconds_count{stage=\"sink_to_ack\",sink=\"kafka\"}"),
         "{m}"
     );
-    assert!(m.contains("processor_publish_latency_seconds{"), "{m}");
+    assert!(
+        m.contains("processor_publish_latency_seconds_bucket{sink=\"kafka\",le=\"+Inf\"}"),
+        "{m}"
+    );
     let data = dir.join("data");
     assert!(wait_until(Duration::from_secs(60), || count_lines(&data)
         as u64

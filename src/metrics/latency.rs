@@ -1,17 +1,25 @@
-//! Stage latency histograms (hdrhistogram), exported as Prometheus summaries.
+//! Stage latency histograms (hdrhistogram), exported as Prometheus histograms.
 //!
 //! A hot-path thread records into its own [`Recorder`] (an array increment, no atomics, no lock)
 //! and merges it into the stage's shared histogram about every 100 ms with `try_lock`: if the
 //! exporter happens to hold it, the thread keeps its counts and tries again next time, so it never
-//! waits. The exporter renders p50, p90, p99, p99.9, the count, the sum, and the maximum.
+//! waits. The exporter renders cumulative `_bucket` series on fixed bounds ([`BUCKETS`], 1 µs to
+//! 60 s), `_sum`, `_count`, and the maximum as a `_max` gauge: buckets, unlike quantiles, can be
+//! summed across threads, shards and instances (`histogram_quantile(0.99, sum by (le) (...))`).
 
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex};
 
 /// Highest value kept: 60 s in ns (larger values are clamped to it).
 const HIGHEST_NS: u64 = 60_000_000_000;
-/// Quantiles exported.
+/// Quantiles the benchmark report prints.
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+
+/// Upper bounds (seconds) of the exported buckets; `+Inf` follows.
+pub const BUCKETS: [f64; 22] = [
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
+    5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
 
 fn histogram() -> Option<Histogram<u64>> {
     let mut h = Histogram::new_with_bounds(1, HIGHEST_NS, 3).ok()?;
@@ -94,12 +102,12 @@ impl LatencyFamily {
         out
     }
 
-    /// Prometheus text format.
+    /// Prometheus text format: a histogram per label set, then the `_max` gauges.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
         let _ = writeln!(
             out,
-            "# HELP {n} {h}\n# TYPE {n} summary",
+            "# HELP {n} {h}\n# TYPE {n} histogram",
             n = self.name,
             h = self.help
         );
@@ -108,14 +116,22 @@ impl LatencyFamily {
             let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
             let l = l.join(",");
             let sep = if l.is_empty() { "" } else { "," };
-            for q in QUANTILES {
-                let v = if h.is_empty() {
-                    0.0
+            for le in BUCKETS {
+                // Values are integers in `unit`: `<= le` is `<= floor(le / unit)`.
+                let top = (le / unit + 1e-9).floor() as u64;
+                let n = if h.is_empty() {
+                    0
                 } else {
-                    h.value_at_quantile(q) as f64 * unit
+                    h.count_between(0, top)
                 };
-                let _ = writeln!(out, "{}{{{l}{sep}quantile=\"{q}\"}} {v:e}", self.name);
+                let _ = writeln!(out, "{}_bucket{{{l}{sep}le=\"{le}\"}} {n}", self.name);
             }
+            let _ = writeln!(
+                out,
+                "{}_bucket{{{l}{sep}le=\"+Inf\"}} {}",
+                self.name,
+                h.len()
+            );
             let sum = h.mean() * h.len() as f64 * unit;
             let _ = writeln!(out, "{}_sum{{{l}}} {sum:e}", self.name);
             let _ = writeln!(out, "{}_count{{{l}}} {}", self.name, h.len());
@@ -189,7 +205,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn threads_merge_into_one_series_and_render_a_summary() {
+    fn threads_merge_into_one_series_and_render_a_histogram() {
         let f = LatencyFamily::new("stage_latency_seconds", "test");
         let mut a = f.recorder(&[("stage", "x")]);
         let mut b = f.recorder(&[("stage", "x")]);
@@ -205,7 +221,24 @@ mod tests {
             out.contains("stage_latency_seconds_count{stage=\"x\"} 1001"),
             "{out}"
         );
-        assert!(out.contains("quantile=\"0.999\""), "{out}");
+        assert!(
+            out.contains("# TYPE stage_latency_seconds histogram"),
+            "{out}"
+        );
+        // 1 µs .. 1 ms in 1 µs steps, plus one at 1 ns: 2 values <= 1 µs, 11 <= 10 µs, 1001 <= 1 ms.
+        for (le, n) in [
+            ("0.000001", 2),
+            ("0.00001", 11),
+            ("0.001", 1001),
+            ("+Inf", 1001),
+        ] {
+            assert!(
+                out.contains(&format!(
+                    "stage_latency_seconds_bucket{{stage=\"x\",le=\"{le}\"}} {n}"
+                )),
+                "{le}: {out}"
+            );
+        }
         let p50 = f.snapshot()[0].2.value_at_quantile(0.5);
         assert!((499_000..=501_000).contains(&p50), "{p50}");
     }

@@ -128,6 +128,9 @@ pub struct Metrics {
     /// `pipeline_stage_latency_seconds{stage}`: receive -> parsed, parsed -> handed to the sinks,
     /// handed -> acknowledged (Kafka).
     pub latency: latency::LatencyFamily,
+    /// `processor_publish_latency_seconds{sink}`: per sink, from the record being encoded to the
+    /// sink having it (Kafka: acknowledged by the brokers; file, null: written).
+    pub publish_latency: latency::LatencyFamily,
     /// Connections and stream freshness for `/health`, `/status`, `/connections`.
     pub board: health::StatusBoard,
     /// Static facts for `/status` (version, exchanges, sinks, shard), set at startup.
@@ -279,6 +282,10 @@ impl Metrics {
             latency: latency::LatencyFamily::new(
                 "pipeline_stage_latency_seconds",
                 "Latency per pipeline stage (hdrhistogram since start): receive_to_parsed (socket read to encoded), parsed_to_sink (encoded to handed to every sink), receive_to_sink (socket read to handed to every sink), sink_to_ack (handed to Kafka to acknowledged).",
+            ),
+            publish_latency: latency::LatencyFamily::new(
+                "processor_publish_latency_seconds",
+                "Per sink: record encoded -> the sink has it (Kafka: acknowledged by the brokers; file, null: written), since start.",
             ),
         })
     }

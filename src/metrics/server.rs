@@ -75,6 +75,7 @@ impl Exporter {
         render_extras(m, &mut out);
         let mut text = String::new();
         m.latency.render(&mut text);
+        m.publish_latency.render(&mut text);
         out.extend_from_slice(text.as_bytes());
         out
     }

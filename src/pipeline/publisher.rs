@@ -37,6 +37,8 @@ pub struct Running {
     errors: Counters,
     latency: Recorder,
     end_to_end: Recorder,
+    /// `processor_publish_latency_seconds{sink}` of the sinks that do not report it themselves.
+    publish: Vec<Option<Recorder>>,
     last_merge: i64,
     err_log: LogThrottle,
     last_tick: i64,
@@ -76,7 +78,16 @@ impl Publisher {
             .metrics
             .latency
             .recorder(&[("stage", "receive_to_sink")]);
+        let publish = self
+            .sinks
+            .iter()
+            .map(|s| {
+                (!s.reports_publish_latency())
+                    .then(|| self.metrics.publish_latency.recorder(&[("sink", s.name())]))
+            })
+            .collect();
         Running {
+            publish,
             records: self.metrics.sink_records.handle(),
             errors: self.metrics.publish_errors.handle(),
             latency,
@@ -102,9 +113,17 @@ impl Running {
                 let (records, errors, err_log) =
                     (&mut self.records, &mut self.errors, &mut self.err_log);
                 let (latency, end_to_end) = (&mut self.latency, &mut self.end_to_end);
+                let publish = &mut self.publish;
                 let r = input.read_with(|rec: &mut Record| {
+                    // One clock read per sink: it times that sink and, the last one, the record.
+                    let mut now = 0;
                     for (i, sink) in sinks.iter_mut().enumerate() {
-                        match sink.write(rec) {
+                        let res = sink.write(rec);
+                        now = realtime_ns();
+                        if let Some(Some(p)) = publish.get_mut(i) {
+                            p.record_ns(now - rec.parsed_ts_ns);
+                        }
+                        match res {
                             Ok(()) => records.add(i, 1),
                             Err(e) => {
                                 errors.add(i, 1);
@@ -118,7 +137,9 @@ impl Running {
                             }
                         }
                     }
-                    let now = realtime_ns();
+                    if now == 0 {
+                        now = realtime_ns();
+                    }
                     latency.record_ns(now - rec.parsed_ts_ns);
                     end_to_end.record_ns(now - rec.recv_ts_ns);
                     rec.shrink_if_above(SHRINK_ABOVE, 1024);
@@ -164,6 +185,9 @@ impl Running {
                 self.last_merge = now;
                 self.latency.merge();
                 self.end_to_end.merge();
+                for p in self.publish.iter_mut().flatten() {
+                    p.merge();
+                }
             }
         }
         did

@@ -86,6 +86,11 @@ pub trait Sink: Send {
     fn tick(&mut self, now_ns: i64) -> Result<(), SinkError>;
     /// Flushes everything buffered and releases resources.
     fn close(&mut self) -> Result<(), SinkError>;
+    /// True when the sink feeds `processor_publish_latency_seconds` itself (acknowledgements);
+    /// otherwise the publisher records the time until `write` returned.
+    fn reports_publish_latency(&self) -> bool {
+        false
+    }
 }
 
 /// A sink failure, with the sink's own wording.

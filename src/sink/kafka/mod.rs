@@ -109,8 +109,6 @@ pub struct KafkaSink {
     enqueued: Arc<AtomicU64>,
     queue_full_waits: Arc<AtomicU64>,
     next_retry_id: usize,
-    latency_gauges: [(f64, Arc<AtomicU64>); 4],
-    last_latency_export_ns: i64,
     /// `backpressure: drop_newest`.
     drop_newest: bool,
     dropped: Arc<AtomicU64>,
@@ -200,13 +198,9 @@ impl KafkaSink {
             1e-6,
             delivery.latency_us.clone(),
         );
-        let q = |p: &'static str| {
-            metrics.gauge_f64(
-                "processor_publish_latency_seconds",
-                "Produce -> broker acknowledgement latency (quantiles since start).",
-                &[("sink", "kafka"), ("quantile", p)],
-            )
-        };
+        metrics
+            .publish_latency
+            .add(&[("sink", "kafka")], 1e-6, delivery.latency_us.clone());
         log::info!(
             "event=kafka_started brokers={} topic={} format={:?} acks={} idempotence={} compression={}",
             s.raw.brokers,
@@ -242,13 +236,6 @@ impl KafkaSink {
                 L,
             ),
             next_retry_id: 0,
-            latency_gauges: [
-                (0.5, q("0.5")),
-                (0.99, q("0.99")),
-                (0.999, q("0.999")),
-                (1.0, q("1")),
-            ],
-            last_latency_export_ns: 0,
             drop_newest: s.raw.backpressure == "drop_newest",
             dropped: metrics.counter(
                 "kafka_dropped_total",
@@ -431,22 +418,6 @@ impl KafkaSink {
                         &r.payload,
                     );
                 }
-            }
-        }
-    }
-
-    fn export_latency(&mut self, now: i64) {
-        if now - self.last_latency_export_ns < 1_000_000_000 {
-            return;
-        }
-        self.last_latency_export_ns = now;
-        if let Ok(h) = self.delivery.latency_us.try_lock()
-            && let Some(h) = h.as_ref()
-            && !h.is_empty()
-        {
-            for (q, g) in &self.latency_gauges {
-                let v = h.value_at_quantile(*q) as f64 / 1e6;
-                g.store(v.to_bits(), Ordering::Relaxed);
             }
         }
     }
@@ -646,6 +617,10 @@ impl Sink for KafkaSink {
         "kafka"
     }
 
+    fn reports_publish_latency(&self) -> bool {
+        true
+    }
+
     fn write(&mut self, rec: &Record) -> Result<(), SinkError> {
         if self.delivery.retries_full() && !self.drop_newest {
             // `block`: the retry copies are at their bound; take nothing new until they drain.
@@ -704,7 +679,6 @@ impl Sink for KafkaSink {
         self.collect_given_up();
         self.report_drops();
         self.run_retries(now_ns);
-        self.export_latency(now_ns);
         Ok(())
     }
 
@@ -728,7 +702,6 @@ impl Sink for KafkaSink {
         }
         self.producer.poll(Duration::ZERO);
         self.stop_health.store(true, Ordering::Relaxed);
-        self.export_latency(i64::MAX);
         let in_flight = self.producer.in_flight_count().max(0) as usize;
         let retries = self.delivery.pending_retries();
         let acked = self.delivery.acked.load(Ordering::Relaxed);
