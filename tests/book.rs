@@ -120,6 +120,7 @@ exchanges:
     rest_url: "{}"
     symbols: ["BTCUSDT", "ETHUSDT"]
     channels: ["depth@100ms"]
+    rest_weight_per_minute: 6000
 sinks:
   file: {{ path: "./data" }}
 http:
@@ -337,4 +338,129 @@ book:
     assert!(times[1].0.duration_since(times[0].0) >= Duration::from_millis(950));
     assert!(times[2].0.duration_since(times[1].0) >= Duration::from_millis(1950));
     assert!(t0.elapsed() >= Duration::from_secs(3));
+}
+
+/// Answers other than 429/418 (a 503, then a 500) are retried with backoff, not forever: the
+/// book syncs after them, the log counts the attempts.
+#[test]
+fn rest_server_errors_are_retried_with_backoff() {
+    let sim = Simulator::start(SimConfig {
+        rate: 2_000,
+        seed: 9,
+        rest_listen: Some("127.0.0.1:0".into()),
+        rest_faults: vec![RestFault::Status(503), RestFault::Status(500)],
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    rest_url: "{}"
+    symbols: ["BTCUSDT"]
+    channels: ["depth@100ms"]
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: ""
+book:
+  max_concurrent_snapshots: 1
+"#,
+        sim.ws_url(),
+        sim.rest_url().unwrap()
+    );
+    let dir = temp_dir("rest-5xx");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    assert!(
+        wait_until(Duration::from_secs(30), || mdc
+            .log_text()
+            .contains("event=book_synced")),
+        "log:\n{}",
+        mdc.log_text()
+    );
+    let (n, times) = sim.rest_requests();
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    let log = mdc.log_text();
+    assert!(log.contains("error=\"HTTP 503\" attempt=1/5"), "{log}");
+    assert!(log.contains("error=\"HTTP 500\" attempt=2/5"), "{log}");
+    let statuses: Vec<u16> = times.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, [503, 500, 200], "requests: {n}");
+    // Exponential: 1 s after the first failure, 2 s after the second.
+    assert!(times[1].0.duration_since(times[0].0) >= Duration::from_millis(950));
+    assert!(times[2].0.duration_since(times[1].0) >= Duration::from_millis(1950));
+}
+
+/// Each REST host has its own budget: spot's host answers 429 with a long Retry-After, and the
+/// USD-M books (another host) sync at once all the same.
+#[test]
+fn a_429_on_one_host_does_not_pause_another() {
+    let spot = Simulator::start(SimConfig {
+        rate: 1_000,
+        seed: 10,
+        rest_listen: Some("127.0.0.1:0".into()),
+        rest_faults: vec![RestFault::TooManyRequests(Some(30))],
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let usdm = Simulator::start(SimConfig {
+        rate: 1_000,
+        seed: 11,
+        futures: true,
+        rest_listen: Some("127.0.0.1:0".into()),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    rest_url: "{}"
+    symbols: ["BTCUSDT"]
+    channels: ["depth@100ms"]
+  binance_usdm:
+    ws_url: "{}"
+    rest_url: "{}"
+    symbols: ["ETHUSDT", "SOLUSDT"]
+    channels: ["depth@100ms"]
+    rest_snapshot_limit: 500
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: ""
+book:
+  rest_snapshot_limit: 200
+"#,
+        spot.ws_url(),
+        spot.rest_url().unwrap(),
+        usdm.ws_url(),
+        usdm.rest_url().unwrap()
+    );
+    let dir = temp_dir("rest-hosts");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || mdc
+            .log_text()
+            .matches("event=book_synced exchange=binance symbol=")
+            .count()
+            >= 2),
+        "log:\n{}",
+        mdc.log_text()
+    );
+    let log = mdc.log_text();
+    assert!(log.contains("event=rest_throttled status=429"), "{log}");
+    assert!(
+        log.contains("symbol=ETHUSDT") && log.contains("symbol=SOLUSDT"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("event=book_synced exchange=binance symbol=BTCUSDT"),
+        "spot still waits out its Retry-After: {log}"
+    );
+    let (_, usdm_times) = usdm.rest_requests();
+    assert_eq!(usdm_times.len(), 2, "one snapshot per USD-M symbol");
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success());
 }

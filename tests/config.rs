@@ -223,3 +223,35 @@ fn secrets_are_redacted() {
         "{s}"
     );
 }
+
+/// REST limits as Binance counts them: a budget per host with the documented defaults (spot 6000,
+/// USD-M 2400 weight per minute), and USD-M snapshot depths limited to the values it accepts.
+#[test]
+fn rest_budgets_per_host_and_usdm_snapshot_depths() {
+    let (code, out, err) = check(BASE, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rest_weight_per_minute: 6000"), "{out}");
+    let usdm = r#"
+exchanges:
+  binance_usdm:
+    symbols: ["BTCUSDT"]
+    channels: ["depth@100ms"]
+sinks:
+  file: { path: "./data" }
+book:
+  rest_snapshot_limit: 200
+"#;
+    let (code, _, err) = check(usdm, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("config error: book.rest_snapshot_limit") && err.contains("500, 1000"),
+        "{err}"
+    );
+    let (code, out, err) = check(
+        usdm,
+        &[("MDC_EXCHANGES__BINANCE_USDM__REST_SNAPSHOT_LIMIT", "500")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rest_weight_per_minute: 2400"), "{out}");
+    assert!(out.contains("rest_snapshot_limit: 500"), "{out}");
+}

@@ -35,11 +35,13 @@ pub struct BookConfig {
     pub snapshot_every_updates: u64,
     /// Levels per side in a published snapshot (0 = the full book).
     pub depth: u32,
-    /// Levels per side of the REST snapshot (spot up to 5000, USD-M up to 1000).
+    /// Levels per side of the REST snapshot (spot up to 5000, USD-M one of 5, 10, 20, 50, 100,
+    /// 500, 1000); an exchange section's `rest_snapshot_limit` overrides it for that market.
     pub rest_snapshot_limit: u32,
     /// REST snapshot requests in flight at once, all exchanges together.
     pub max_concurrent_snapshots: usize,
-    /// Request weight per minute the collector allows itself (Binance: spot 6000, USD-M 2400 per IP).
+    /// A cap on every REST host's request weight per minute (0: each host's own budget,
+    /// `exchanges.<market>.rest_weight_per_minute`, Binance spot 6000, USD-M 2400 per IP).
     pub rest_weight_budget: u32,
     /// Diffs kept per symbol while waiting for a snapshot (the oldest are dropped beyond).
     pub max_buffered_diffs: usize,
@@ -54,7 +56,7 @@ impl Default for BookConfig {
             depth: 20,
             rest_snapshot_limit: 1000,
             max_concurrent_snapshots: 2,
-            rest_weight_budget: 1200,
+            rest_weight_budget: 0,
             max_buffered_diffs: 10_000,
         }
     }
@@ -71,6 +73,10 @@ pub struct BookSpec {
     pub source: Arc<dyn SnapshotSource>,
     /// Largest REST snapshot the exchange serves.
     pub max_snapshot_limit: u32,
+    /// The only `limit` values the endpoint accepts (empty: any up to the maximum).
+    pub accepted_limits: &'static [u32],
+    /// This market's own snapshot size (`exchanges.<market>.rest_snapshot_limit`).
+    pub snapshot_limit: Option<u32>,
 }
 
 /// Per-symbol counters, registered once and shared by every parser.

@@ -1,5 +1,7 @@
 //! REST snapshots off the hot path: a small pool of threads with blocking HTTP (ureq + rustls),
-//! sharing one request-weight budget per minute with every other REST user of the exchange.
+//! sharing each REST host's request-weight budget with every other user of that host (polled
+//! series), with priority: polls may use only part of a host's budget, the rest is kept for book
+//! re-syncs ([`POLL_SHARE`]). Budgets are per host, so a 429 from one host pauses only it.
 //!
 //! Discipline (EXCHANGES.md 4.1, user item 5): at most `max_concurrent_snapshots` requests at once;
 //! each request's weight is reserved against `rest_weight_budget` per minute before it is sent; the
@@ -57,21 +59,33 @@ pub fn with_limiter<R>(l: &Mutex<Limiter>, f: impl FnOnce(&mut Limiter) -> R) ->
     f(&mut g)
 }
 
-/// The shared weight budget and pause state.
+/// Share of a host's budget polled series may use; the rest is kept for book snapshots, so
+/// polling many symbols never starves a re-sync.
+pub const POLL_SHARE: f64 = 0.8;
+
+/// A budget of request weight (or request count) per window, and the pause state of its host.
 #[derive(Debug)]
 pub struct Limiter {
     budget: u32,
     used: u32,
+    window: Duration,
     window_start: Instant,
     paused_until: Option<Instant>,
     backoff: Duration,
 }
 
 impl Limiter {
+    /// `budget_per_minute` of weight per minute (Binance: spot 6000, USD-M 2400 per IP).
     pub fn new(budget_per_minute: u32) -> Limiter {
+        Limiter::per_window(budget_per_minute, Duration::from_secs(60))
+    }
+
+    /// `budget` per `window` (e.g. `fundingRate`: 500 requests per 5 minutes).
+    pub fn per_window(budget: u32, window: Duration) -> Limiter {
         Limiter {
-            budget: budget_per_minute.max(1),
+            budget: budget.max(1),
             used: 0,
+            window: window.max(Duration::from_millis(1)),
             window_start: Instant::now(),
             paused_until: None,
             backoff: Duration::from_secs(1),
@@ -80,20 +94,50 @@ impl Limiter {
 
     /// Reserves `weight` now (`None`), or says how long to wait first.
     pub fn acquire(&mut self, weight: u32, now: Instant) -> Option<Duration> {
+        self.acquire_within(weight, self.budget, now)
+    }
+
+    /// As [`Limiter::acquire`] for a lower-priority user that may only use `POLL_SHARE` of the
+    /// budget.
+    pub fn acquire_low(&mut self, weight: u32, now: Instant) -> Option<Duration> {
+        let cap = ((self.budget as f64 * POLL_SHARE) as u32).max(1);
+        self.acquire_within(weight, cap, now)
+    }
+
+    /// What [`Limiter::acquire`] would answer, without reserving anything.
+    pub fn would_wait(&mut self, weight: u32, now: Instant) -> Option<Duration> {
+        self.roll(now);
+        let used = self.used;
+        let r = self.acquire(weight, now);
+        if r.is_none() {
+            self.used = used;
+        }
+        r
+    }
+
+    /// Starts a new window once the current one has passed.
+    fn roll(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.window_start) >= self.window {
+            self.window_start = now;
+            self.used = 0;
+        }
+    }
+
+    fn acquire_within(&mut self, weight: u32, cap: u32, now: Instant) -> Option<Duration> {
         if let Some(p) = self.paused_until {
             if p > now {
                 return Some(p - now);
             }
             self.paused_until = None;
         }
-        let minute = Duration::from_secs(60);
-        if now.saturating_duration_since(self.window_start) >= minute {
-            self.window_start = now;
-            self.used = 0;
-        }
-        if self.used > 0 && self.used.saturating_add(weight) > self.budget {
+        self.roll(now);
+        if self.used > 0 && self.used.saturating_add(weight) > cap {
             let elapsed = now.saturating_duration_since(self.window_start);
-            return Some(minute.saturating_sub(elapsed).max(Duration::from_millis(1)));
+            return Some(
+                self.window
+                    .saturating_sub(elapsed)
+                    .max(Duration::from_millis(1)),
+            );
         }
         self.used = self.used.saturating_add(weight);
         None
@@ -144,13 +188,19 @@ pub struct RestStats {
     pub weight_used: Arc<AtomicI64>,
 }
 
+/// One exchange plan's snapshot endpoint: where, how many levels, and its host's budget.
+pub struct PoolSource {
+    pub source: Arc<dyn SnapshotSource>,
+    pub limit: u32,
+    pub limiter: Arc<Mutex<Limiter>>,
+}
+
 /// Everything a worker needs.
 pub struct Pool {
-    pub sources: Vec<Option<Arc<dyn SnapshotSource>>>,
-    pub limit: u32,
+    /// Indexed by `SnapshotRequest::source`.
+    pub sources: Vec<Option<PoolSource>>,
     pub requests: Receiver<SnapshotRequest>,
     pub replies: Vec<Sender<SnapshotResponse>>,
-    pub limiter: Arc<Mutex<Limiter>>,
     pub stats: RestStats,
     pub shutdown: Arc<AtomicBool>,
 }
@@ -185,17 +235,18 @@ fn worker(p: &Pool) {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
             Err(_) => return,
         };
-        let Some(Some(src)) = p.sources.get(req.source as usize) else {
+        let Some(Some(ps)) = p.sources.get(req.source as usize) else {
             continue;
         };
-        let url = src.url(&req.symbol, p.limit);
-        let weight = src.weight(p.limit);
+        let (src, limiter) = (&ps.source, &ps.limiter);
+        let url = src.url(&req.symbol, ps.limit);
+        let weight = src.weight(ps.limit);
         let mut attempts = 0u32;
         let result = loop {
             if p.shutdown.load(Ordering::Relaxed) {
                 return;
             }
-            let wait = with_limiter(&p.limiter, |l| l.acquire(weight, Instant::now()));
+            let wait = with_limiter(limiter, |l| l.acquire(weight, Instant::now()));
             if let Some(w) = wait {
                 sleep_checked(w, &p.shutdown);
                 continue;
@@ -229,7 +280,7 @@ fn worker(p: &Pool) {
                         .and_then(header)
                         .map(|u| u.min(u32::MAX as u64) as u32);
                     let retry_after = header("retry-after").map(Duration::from_secs);
-                    with_limiter(&p.limiter, |l| {
+                    with_limiter(limiter, |l| {
                         l.on_response(status, used, retry_after, Instant::now());
                         p.stats
                             .weight_used
@@ -305,6 +356,34 @@ mod tests {
         l.on_response(418, None, Some(Duration::from_secs(30)), t1);
         assert!(l.acquire(1, t1 + Duration::from_secs(29)).is_some());
         assert_eq!(l.acquire(1, t1 + Duration::from_secs(31)), None);
+    }
+
+    /// Polls stop at POLL_SHARE of the budget; snapshots may still use the rest.
+    #[test]
+    fn snapshots_keep_a_share_polls_cannot_take() {
+        let t0 = Instant::now();
+        let mut l = Limiter::new(100);
+        for _ in 0..80 {
+            assert_eq!(l.acquire_low(1, t0), None);
+        }
+        assert!(l.acquire_low(1, t0).is_some(), "polls stop at 80 %");
+        assert_eq!(l.acquire(20, t0), None, "a snapshot still fits");
+        let mut f = Limiter::per_window(500, Duration::from_secs(300));
+        let t0 = Instant::now();
+        for _ in 0..500 {
+            assert_eq!(f.acquire(1, t0), None);
+        }
+        let w = f.acquire(1, t0 + Duration::from_secs(60)).unwrap();
+        assert!(
+            w <= Duration::from_secs(240) && w > Duration::from_secs(239),
+            "500 per 5 minutes: {w:?}"
+        );
+        assert_eq!(f.would_wait(1, t0 + Duration::from_secs(300)), None);
+        assert_eq!(
+            f.would_wait(1, t0 + Duration::from_secs(300)),
+            None,
+            "nothing reserved"
+        );
     }
 
     /// A `Retry-After` of u64::MAX seconds neither panics nor lifts the budget: the pause is capped

@@ -540,12 +540,6 @@ impl Config {
                 "between 1 and 16",
             ));
         }
-        if b.rest_weight_budget == 0 {
-            return Err(ConfigError::new(
-                "book.rest_weight_budget",
-                "must be positive",
-            ));
-        }
         if b.max_buffered_diffs == 0 {
             return Err(ConfigError::new(
                 "book.max_buffered_diffs",
@@ -559,17 +553,36 @@ impl Config {
             ));
         }
         for plan in &exchanges {
-            if let Some(spec) = plan.books()
-                && b.enabled
-                && b.rest_snapshot_limit > spec.max_snapshot_limit
-            {
+            let Some(spec) = plan.books() else { continue };
+            if !b.enabled {
+                continue;
+            }
+            let (limit, key) = match spec.snapshot_limit {
+                Some(l) => (l, format!("exchanges.{}.rest_snapshot_limit", plan.name())),
+                None => (
+                    b.rest_snapshot_limit,
+                    "book.rest_snapshot_limit".to_string(),
+                ),
+            };
+            if limit == 0 || limit > spec.max_snapshot_limit {
                 return Err(ConfigError::new(
-                    "book.rest_snapshot_limit",
+                    key,
                     format!(
-                        "{} exceeds the maximum of {} ({})",
-                        b.rest_snapshot_limit,
+                        "{limit} is outside 1..={} ({})",
+                        spec.max_snapshot_limit,
+                        plan.name()
+                    ),
+                ));
+            }
+            if !spec.accepted_limits.is_empty() && !spec.accepted_limits.contains(&limit) {
+                let ok: Vec<String> = spec.accepted_limits.iter().map(u32::to_string).collect();
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "{limit} is not a depth {} accepts (one of {}); set exchanges.{}.rest_snapshot_limit",
                         plan.name(),
-                        spec.max_snapshot_limit
+                        ok.join(", "),
+                        plan.name()
                     ),
                 ));
             }

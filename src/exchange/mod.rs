@@ -52,6 +52,24 @@ pub trait ExchangePlan: Send + Sync + fmt::Debug {
     fn poll_jobs(&self) -> Vec<crate::pipeline::poller::PollJob> {
         Vec::new()
     }
+    /// The REST host this plan calls and its request-weight budget per minute (plans on the
+    /// same host share one budget; a 429 from one host pauses only that host).
+    fn rest_budget(&self) -> Option<RestBudget> {
+        None
+    }
+}
+
+/// A REST host and the weight per minute the exchange allows one IP on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestBudget {
+    pub host: String,
+    pub weight_per_minute: u32,
+}
+
+/// The host part of `http(s)://host[:port]/path` (for budgets per host).
+pub fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
 /// The channel of a stream name in our `<symbol>@<channel>[@<option>]` convention (all-market

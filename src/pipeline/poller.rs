@@ -1,6 +1,7 @@
 //! REST-polled series (open interest, long/short ratios, funding history): one thread runs every
-//! exchange's poll jobs on their schedules, inside the same request-weight budget as the book
-//! snapshots, and writes each *new* data point as a record into its own ring to the publisher.
+//! exchange's poll jobs on their schedules, inside their host's request-weight budget (at low
+//! priority: book snapshots keep a share polls cannot take) and their endpoint's own limit, and
+//! writes each *new* data point as a record into its own ring to the publisher.
 //!
 //! A job remembers the time of the newest point it published, so a point the exchange returns
 //! again is never published twice; its events carry the point's own time as `exchange_ts_ns`.
@@ -8,7 +9,7 @@
 use super::parser::fill;
 use super::record::Record;
 use super::ring::Producer;
-use crate::book::rest::Limiter;
+use crate::book::rest::{Limiter, with_limiter};
 use crate::encode::Formats;
 use crate::event::Event;
 use crate::metrics::LogThrottle;
@@ -26,7 +27,12 @@ pub type ParseFn = Box<
 pub struct PollJob {
     pub name: String,
     pub url: String,
+    /// Request weight on the host's budget.
     pub weight: u32,
+    /// The host's weight budget (shared with book snapshots; set by the topology).
+    pub host: Option<Arc<Mutex<Limiter>>>,
+    /// The endpoint's own request limit (one request per call), if it has one.
+    pub endpoint: Option<Arc<Mutex<Limiter>>>,
     pub interval: Duration,
     /// First run after this delay (spreads jobs evenly over the interval).
     pub offset: Duration,
@@ -42,7 +48,6 @@ pub struct Poller {
     pub jobs: Vec<PollJob>,
     pub output: Producer<Record>,
     pub formats: Formats,
-    pub limiter: Arc<Mutex<Limiter>>,
     pub points: Arc<AtomicU64>,
     pub errors: Arc<AtomicU64>,
     pub shutdown: Arc<AtomicBool>,
@@ -72,14 +77,26 @@ impl Poller {
                 std::thread::sleep((at - now).min(Duration::from_millis(50)));
                 continue;
             }
-            let wait = crate::book::rest::with_limiter(&self.limiter, |l| {
-                l.acquire(self.jobs[i].weight, now)
-            });
+            let job = &mut self.jobs[i];
+            // The endpoint's limit first (nothing reserved), then the host's budget, then the
+            // endpoint's request: no weight is spent on a call that must wait anyway.
+            let wait = job
+                .endpoint
+                .as_ref()
+                .and_then(|e| with_limiter(e, |l| l.would_wait(1, now)))
+                .or_else(|| {
+                    job.host
+                        .as_ref()
+                        .and_then(|h| with_limiter(h, |l| l.acquire_low(job.weight, now)))
+                });
             if let Some(w) = wait {
-                std::thread::sleep(w.min(Duration::from_millis(50)));
+                // Not before the limit allows (the job keeps its place; others may run).
+                due[i] = now + w.min(Duration::from_secs(60));
                 continue;
             }
-            let job = &mut self.jobs[i];
+            if let Some(e) = &job.endpoint {
+                with_limiter(e, |l| l.acquire(1, now));
+            }
             due[i] = at.max(now - job.interval) + job.interval;
             let result = match agent.get(&job.url).call() {
                 Ok(mut resp) => {
@@ -95,9 +112,12 @@ impl Poller {
                         .get("x-mbx-used-weight-1m")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok());
-                    crate::book::rest::with_limiter(&self.limiter, |l| {
-                        l.on_response(status, used, retry_after, Instant::now())
-                    });
+                    // 429/418 concern the IP: they pause the host's budget.
+                    if let Some(h) = &job.host {
+                        with_limiter(h, |l| {
+                            l.on_response(status, used, retry_after, Instant::now())
+                        });
+                    }
                     match (status, resp.body_mut().read_to_string()) {
                         (200, Ok(body)) => Ok(body),
                         (s, _) => Err(format!("HTTP {s}")),

@@ -162,11 +162,42 @@ pub fn run_with(
         parser_outputs.push(p);
         publisher_inputs.push(c);
     }
+    // One request-weight budget per REST host, shared by its book snapshots and polled series
+    // (capped by `book.rest_weight_budget` when set); a 429 on one host leaves the others alone.
+    let mut hosts: std::collections::HashMap<String, Arc<Mutex<rest::Limiter>>> =
+        std::collections::HashMap::new();
+    let plan_limiters: Vec<Arc<Mutex<rest::Limiter>>> = config
+        .exchanges
+        .iter()
+        .map(|p| {
+            let b = p.rest_budget().unwrap_or(crate::exchange::RestBudget {
+                host: p.name().to_string(),
+                weight_per_minute: 1200,
+            });
+            let cap = config.book.rest_weight_budget;
+            let w = if cap > 0 {
+                b.weight_per_minute.min(cap)
+            } else {
+                b.weight_per_minute
+            };
+            hosts
+                .entry(b.host)
+                .or_insert_with(|| Arc::new(Mutex::new(rest::Limiter::new(w))))
+                .clone()
+        })
+        .collect();
     // REST-polled series get their own ring to the publisher.
     let poll_jobs: Vec<_> = config
         .exchanges
         .iter()
-        .flat_map(|p| p.poll_jobs())
+        .zip(&plan_limiters)
+        .flat_map(|(p, l)| {
+            let mut jobs = p.poll_jobs();
+            for j in &mut jobs {
+                j.host = Some(l.clone());
+            }
+            jobs
+        })
         .collect();
     let poll_output = if poll_jobs.is_empty() {
         None
@@ -193,22 +224,23 @@ pub fn run_with(
         snap_reply_rx.push(rx);
     }
     let with_books = specs.iter().any(Option::is_some);
-    // One request-weight budget for every REST user (book snapshots and polled series).
-    let limiter = Arc::new(Mutex::new(rest::Limiter::new(
-        config.book.rest_weight_budget,
-    )));
     if with_books {
         let l = [("api", "rest")];
         rest::start(
             rest::Pool {
                 sources: specs
                     .iter()
-                    .map(|s| s.as_ref().map(|s| s.source.clone()))
+                    .zip(&plan_limiters)
+                    .map(|(s, l)| {
+                        s.as_ref().map(|s| rest::PoolSource {
+                            source: s.source.clone(),
+                            limit: s.snapshot_limit.unwrap_or(config.book.rest_snapshot_limit),
+                            limiter: l.clone(),
+                        })
+                    })
                     .collect(),
-                limit: config.book.rest_snapshot_limit,
                 requests: snap_req_rx,
                 replies: snap_reply_tx,
-                limiter: limiter.clone(),
                 stats: rest::RestStats {
                     requests: metrics.counter(
                         "rest_requests_total",
@@ -244,7 +276,6 @@ pub fn run_with(
             jobs: poll_jobs,
             output,
             formats,
-            limiter: limiter.clone(),
             points: metrics.counter(
                 "rest_points_total",
                 "New data points published from REST-polled series.",

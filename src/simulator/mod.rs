@@ -96,6 +96,8 @@ pub enum RestFault {
     TooManyRequests(Option<u64>),
     /// HTTP 418 (IP ban) with an optional `Retry-After` (seconds).
     Banned(Option<u64>),
+    /// Any other status (400, 403, 451, 5xx) with Binance's error body.
+    Status(u16),
 }
 
 /// Recorded depth history of one symbol.

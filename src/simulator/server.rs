@@ -565,6 +565,12 @@ pub(crate) fn start_rest(addr: &str, shared: Arc<Shared>) -> std::io::Result<std
                         r#"{"code":-1003,"msg":"Way too many requests; IP banned."}"#.to_string(),
                         ra,
                     ),
+                    Some(super::RestFault::Status(code)) => (
+                        code,
+                        r#"{"code":-1000,"msg":"An unknown error occurred while processing the request."}"#
+                            .to_string(),
+                        None,
+                    ),
                     None if path == "/api/v3/depth" || path == "/fapi/v1/depth" => {
                         let symbol = param("symbol").unwrap_or_default();
                         let limit: usize =

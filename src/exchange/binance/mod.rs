@@ -46,6 +46,11 @@ pub struct Profile {
     /// REST path of depth snapshots and the largest `limit` it serves.
     pub depth_path: &'static str,
     pub max_snapshot_limit: u32,
+    /// The only snapshot `limit` values the endpoint accepts (empty: any up to the maximum).
+    pub accepted_snapshot_limits: &'static [u32],
+    /// Request weight per minute per IP on the REST host (the default of
+    /// `rest_weight_per_minute`).
+    pub rest_weight_per_minute: u32,
     /// Exchange limit of messages we may send per second per connection.
     pub max_messages_per_sec: u32,
     /// How often the server pings (the default of `server_ping_interval`).
@@ -112,6 +117,11 @@ struct Section {
     max_connection_age: Option<String>,
     /// Longest overlap of old and new session during a rollover (default "10s").
     rollover_timeout: Option<String>,
+    /// Request weight per minute this market's REST host allows one IP (default: spot 6000,
+    /// USD-M 2400, from Binance's documentation); book snapshots and polled series share it.
+    rest_weight_per_minute: Option<u32>,
+    /// Levels per side of this market's REST book snapshots (default `book.rest_snapshot_limit`).
+    rest_snapshot_limit: Option<u32>,
     /// USD-M: publish `@trade` records with `X` = `NA` (price and quantity 0; not trades) as
     /// `trade_type: "na"` instead of skipping them (`frames_skipped_total{reason="non_trade"}`).
     #[serde(default)]
@@ -141,6 +151,8 @@ pub struct BinancePlan {
     max_streams: usize,
     max_messages_per_sec: u32,
     keep_non_trade: bool,
+    rest_weight_per_minute: u32,
+    rest_snapshot_limit: Option<u32>,
 }
 
 impl BinancePlan {
@@ -281,6 +293,15 @@ impl BinancePlan {
             ));
         }
         let rest_plan = poll::RestPlan::from_section(&prefix, s.rest)?;
+        let rest_weight_per_minute = s
+            .rest_weight_per_minute
+            .unwrap_or(profile.rest_weight_per_minute);
+        if rest_weight_per_minute == 0 {
+            return Err(ConfigError::new(
+                key("rest_weight_per_minute"),
+                "must be positive",
+            ));
+        }
         let silence_timeout =
             crate::config::duration::parse(s.silent_stream_timeout.as_deref().unwrap_or("5m"))
                 .map_err(|r| ConfigError::new(key("silent_stream_timeout"), r))?;
@@ -358,6 +379,8 @@ impl BinancePlan {
             max_streams,
             max_messages_per_sec,
             keep_non_trade: s.keep_non_trade,
+            rest_weight_per_minute,
+            rest_snapshot_limit: s.rest_snapshot_limit,
         }))
     }
 
@@ -503,6 +526,9 @@ impl ExchangePlan for BinancePlan {
             max_connection_age: String,
             rollover_timeout: String,
             keep_non_trade: bool,
+            rest_weight_per_minute: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            rest_snapshot_limit: Option<u32>,
         }
         serde_yaml::to_value(Effective {
             ws_url: &self.ws_url,
@@ -519,6 +545,8 @@ impl ExchangePlan for BinancePlan {
             max_connection_age: self.max_age.map(fmt).unwrap_or_else(|| "off".into()),
             rollover_timeout: fmt(self.rollover_timeout),
             keep_non_trade: self.keep_non_trade,
+            rest_weight_per_minute: self.rest_weight_per_minute,
+            rest_snapshot_limit: self.rest_snapshot_limit,
         })
         .unwrap_or(serde_yaml::Value::Null)
     }
@@ -554,6 +582,15 @@ impl ExchangePlan for BinancePlan {
                 futures: self.profile.rules == crate::book::sync::Rules::Futures,
             }),
             max_snapshot_limit: self.profile.max_snapshot_limit,
+            accepted_limits: self.profile.accepted_snapshot_limits,
+            snapshot_limit: self.rest_snapshot_limit,
+        })
+    }
+
+    fn rest_budget(&self) -> Option<crate::exchange::RestBudget> {
+        Some(crate::exchange::RestBudget {
+            host: crate::exchange::url_host(&self.rest_url).to_string(),
+            weight_per_minute: self.rest_weight_per_minute,
         })
     }
 }

@@ -123,10 +123,25 @@ pub fn jobs(
 ) -> Vec<PollJob> {
     let base = rest_url.trim_end_matches('/');
     let mut out = Vec::new();
+    // Endpoint limits of their own, per IP, on top of the host's weight budget (USD-M docs):
+    // `fundingRate` shares 500 requests per 5 minutes with `fundingInfo`; the `/futures/data`
+    // ratio endpoints (request weight 0) allow 1000 requests per 5 minutes.
+    let five_min = Duration::from_secs(300);
+    let funding_limit = std::sync::Arc::new(std::sync::Mutex::new(
+        crate::book::rest::Limiter::per_window(500, five_min),
+    ));
+    let data_limit = std::sync::Arc::new(std::sync::Mutex::new(
+        crate::book::rest::Limiter::per_window(1000, five_min),
+    ));
     let n = symbols.len().max(1) as u32;
     for (i, symbol) in symbols.iter().enumerate() {
         let sym = crate::exchange::url_escape(symbol);
         for s in series {
+            let (weight, endpoint) = match s.as_str() {
+                "fundingRate" => (0, Some(funding_limit.clone())),
+                "openInterest" => (1, None),
+                _ => (0, Some(data_limit.clone())),
+            };
             let (url, interval, parse): (String, Duration, ParseFn) = match s.as_str() {
                 "openInterest" => (
                     format!("{base}/fapi/v1/openInterest?symbol={sym}"),
@@ -228,7 +243,9 @@ pub fn jobs(
             out.push(PollJob {
                 name: format!("{s}:{sym}"),
                 url,
-                weight: 1,
+                weight,
+                host: None,
+                endpoint,
                 offset: interval * i as u32 / n,
                 interval,
                 parse,

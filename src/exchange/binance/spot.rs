@@ -19,6 +19,8 @@ pub static PROFILE: Profile = Profile {
     rules: crate::book::sync::Rules::Spot,
     depth_path: "/api/v3/depth",
     max_snapshot_limit: 5000,
+    accepted_snapshot_limits: &[],
+    rest_weight_per_minute: 6000,
 };
 
 /// The instance listed in [`crate::exchange::REGISTRY`].

@@ -61,6 +61,8 @@ pub static PROFILE: Profile = Profile {
     rules: crate::book::sync::Rules::Futures,
     depth_path: "/fapi/v1/depth",
     max_snapshot_limit: 1000,
+    accepted_snapshot_limits: &[5, 10, 20, 50, 100, 500, 1000],
+    rest_weight_per_minute: 2400,
 };
 
 /// The instance listed in [`crate::exchange::REGISTRY`].
