@@ -122,6 +122,7 @@ fn bench_book(c: &mut Criterion) {
     let none = Levels::default();
     let _ = book.on_diff(DiffRef {
         ts_ns: 0,
+        txn_ts_ns: 0,
         first: 1,
         last: 1,
         prev: None,
@@ -165,6 +166,7 @@ fn bench_book(c: &mut Criterion) {
             let (bids, asks) = &diffs[(id & 255) as usize];
             black_box(book.on_diff(DiffRef {
                 ts_ns: 0,
+                txn_ts_ns: 0,
                 first: id,
                 last: id,
                 prev: None,

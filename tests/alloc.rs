@@ -177,6 +177,7 @@ fn hot_path_allocates_nothing_after_warmup() {
                     let d = &ev.depth;
                     book.on_diff(DiffRef {
                         ts_ns: 0,
+                        txn_ts_ns: 0,
                         first: d.first_update_id,
                         last: d.last_update_id,
                         prev: None,

@@ -80,6 +80,7 @@ fn replay(market: &str, rules: Rules) -> usize {
                 let (b, a) = (levels(&d["b"]), levels(&d["a"]));
                 book.on_diff(DiffRef {
                     ts_ns: 0,
+                    txn_ts_ns: 0,
                     first: d["U"].as_u64().unwrap(),
                     last: d["u"].as_u64().unwrap(),
                     prev: d.get("pu").and_then(Value::as_u64),

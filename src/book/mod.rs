@@ -222,6 +222,7 @@ impl Books {
             last: d.last_update_id,
             prev: d.prev_last_update_id,
             ts_ns: ev.header.exchange_ts_ns,
+            txn_ts_ns: ev.header.transaction_ts_ns,
             bids: &d.bids,
             asks: &d.asks,
         });
@@ -293,6 +294,7 @@ impl Books {
         e.header.market = sb.market;
         set(&mut e.header.symbol, symbol);
         e.header.exchange_ts_ns = exchange_ts_ns;
+        e.header.transaction_ts_ns = st.book.transaction_ts_ns;
         e.header.receive_ts_ns = now_ns;
         e.clear_book();
         e.book.update_id = st.book.last_update_id;

@@ -29,6 +29,8 @@ pub struct DiffRef<'a> {
     pub prev: Option<u64>,
     /// The diff's exchange event time (ns; 0 when unknown).
     pub ts_ns: i64,
+    /// The diff's matching-engine time (USD-M `T`, ns; 0 when not sent).
+    pub txn_ts_ns: i64,
     pub bids: &'a Levels,
     pub asks: &'a Levels,
 }
@@ -43,6 +45,7 @@ pub struct OwnedDiff {
     pub last: u64,
     pub prev: Option<u64>,
     pub ts_ns: i64,
+    pub txn_ts_ns: i64,
     pub bids: Vec<OwnedLevel>,
     pub asks: Vec<OwnedLevel>,
 }
@@ -97,6 +100,8 @@ pub struct SymbolBook {
     /// the snapshot's own time (USD-M `T`/`E`), or (spot, whose snapshot has no time) the newest
     /// diff the snapshot already contained. 0 until known.
     pub exchange_ts_ns: i64,
+    /// Matching-engine time of the same change where the exchange sends one (USD-M `T`).
+    pub transaction_ts_ns: i64,
     phase: Phase,
     buffer: std::collections::VecDeque<OwnedDiff>,
     max_buffer: usize,
@@ -124,6 +129,7 @@ impl SymbolBook {
             asks: Side::new(false),
             last_update_id: 0,
             exchange_ts_ns: 0,
+            transaction_ts_ns: 0,
             phase: Phase::Syncing { requested: false },
             buffer: std::collections::VecDeque::new(),
             max_buffer: max_buffer.max(1),
@@ -195,7 +201,7 @@ impl SymbolBook {
                     };
                     self.asks.set(k, p, q);
                 }
-                self.finish(d.last, d.ts_ns)
+                self.finish(d.last, d.ts_ns, d.txn_ts_ns)
             }
         }
     }
@@ -213,6 +219,7 @@ impl SymbolBook {
             last: d.last,
             prev: d.prev,
             ts_ns: d.ts_ns,
+            txn_ts_ns: d.txn_ts_ns,
             bids,
             asks,
         });
@@ -252,12 +259,13 @@ impl SymbolBook {
         }
     }
 
-    fn finish(&mut self, last: u64, ts_ns: i64) -> Outcome {
+    fn finish(&mut self, last: u64, ts_ns: i64, txn_ts_ns: i64) -> Outcome {
         self.applied += 1;
         self.last_update_id = last;
         if ts_ns > 0 {
             self.exchange_ts_ns = ts_ns;
         }
+        self.transaction_ts_ns = txn_ts_ns;
         self.phase = Phase::Live { fresh: false };
         if let (Some(b), Some(a)) = (self.bids.best(), self.asks.best())
             && b.key >= a.key
@@ -306,11 +314,12 @@ impl SymbolBook {
             self.asks.set(k, pd, qd);
         }
         self.last_update_id = l;
-        self.exchange_ts_ns = if s.transaction_ts_ns > 0 {
-            s.transaction_ts_ns
-        } else {
+        self.exchange_ts_ns = if s.exchange_ts_ns > 0 {
             s.exchange_ts_ns
+        } else {
+            s.transaction_ts_ns
         };
+        self.transaction_ts_ns = s.transaction_ts_ns;
         self.phase = Phase::Live { fresh: true };
         let buffered: Vec<OwnedDiff> = self.buffer.drain(..).collect();
         let mut out = Outcome::Applied;
@@ -334,7 +343,7 @@ impl SymbolBook {
                     for (k, p, q) in &d.asks {
                         self.asks.set(*k, *p, *q);
                     }
-                    out = self.finish(d.last, d.ts_ns);
+                    out = self.finish(d.last, d.ts_ns, d.txn_ts_ns);
                     if out != Outcome::Applied {
                         return out;
                     }
@@ -385,6 +394,7 @@ mod tests {
             last: l,
             prev: None,
             ts_ns: 0,
+            txn_ts_ns: 0,
             bids: &bids,
             asks: &none,
         };
@@ -414,6 +424,7 @@ mod tests {
             last: l,
             prev: Some(p),
             ts_ns: 0,
+            txn_ts_ns: 0,
             bids: &none,
             asks: &none,
         };
@@ -438,6 +449,7 @@ mod tests {
             last: 6,
             prev: None,
             ts_ns: 0,
+            txn_ts_ns: 0,
             bids: &bad,
             asks: &none,
         };
@@ -459,6 +471,7 @@ mod tests {
                 last: l,
                 prev: Some(p),
                 ts_ns: ts,
+                txn_ts_ns: 0,
                 bids: &bids,
                 asks: &none,
             };
@@ -495,6 +508,7 @@ mod tests {
             last: 6,
             prev: None,
             ts_ns: 0,
+            txn_ts_ns: 0,
             bids: &neg,
             asks: &none,
         };
@@ -513,6 +527,7 @@ mod tests {
             last: l,
             prev: None,
             ts_ns: 0,
+            txn_ts_ns: 0,
             bids: &none,
             asks: &none,
         };
