@@ -253,6 +253,23 @@ fn open_interest_rest_bodies() {
     }
 }
 
+/// Decodes one frame; the result and every event as its JSON Lines object.
+fn decode_one(
+    dec: &mut BinanceDecoder,
+    line: &str,
+) -> (Result<Decoded, mdc::exchange::DecodeError>, Vec<Value>) {
+    let mut f = Frame::with_capacity(64);
+    f.fill(line.as_bytes());
+    let len = f.len;
+    let mut got = Vec::new();
+    let r = dec.decode(&mut f.buf, len, RECV, &mut |ev| {
+        let mut j = Vec::new();
+        json::write_event(ev, &mut j);
+        got.push(serde_json::from_slice::<Value>(&j).unwrap());
+    });
+    (r, got)
+}
+
 /// USD-M `@trade` records by `X` (Trade-Streams doc): market, insurance-fund and ADL fills are
 /// trades and say so in `trade_type`; `NA` records (price and quantity 0) are not trades and are
 /// skipped, unless `keep_non_trade` asks for them. aggTrade's `nq` is kept where sent. The frames
@@ -276,62 +293,24 @@ fn trade_types_and_non_trade_records() {
             ("ADL", "adl"),
         ] {
             let line = frame(x, "1.5");
-            let mut f = Frame::with_capacity(64);
-            f.fill(line.as_bytes());
-            let len = f.len;
-            let mut got = Vec::new();
-            let r = dec.decode(&mut f.buf, len, RECV, &mut |ev| {
-                let mut j = Vec::new();
-                json::write_event(ev, &mut j);
-                got.push(serde_json::from_slice::<Value>(&j).unwrap());
-            });
+            let (r, got) = decode_one(&mut dec, &line);
             assert_eq!(r, Ok(Decoded::Events(1)));
             assert_eq!(got[0]["trade_type"], want, "{line}");
         }
-        let line = frame("NA", "0");
-        let mut f = Frame::with_capacity(64);
-        f.fill(line.as_bytes());
-        let len = f.len;
-        let mut n = 0;
-        let r = dec.decode(&mut f.buf, len, RECV, &mut |_| n += 1);
+        let na = frame("NA", "0");
+        let (r, got) = decode_one(&mut dec, &na);
         assert_eq!(r, Ok(Decoded::Skipped("non_trade")));
-        assert_eq!(n, 0, "an NA record is not published as a trade");
+        assert!(got.is_empty(), "an NA record is not published as a trade");
         dec.keep_non_trade = true;
-        let mut f = Frame::with_capacity(64);
-        f.fill(line.as_bytes());
-        let mut got = Vec::new();
-        let r = dec.decode(&mut f.buf, len, RECV, &mut |ev| {
-            let mut j = Vec::new();
-            json::write_event(ev, &mut j);
-            got.push(serde_json::from_slice::<Value>(&j).unwrap());
-        });
+        let (r, got) = decode_one(&mut dec, &na);
         assert_eq!(r, Ok(Decoded::Events(1)));
         assert_eq!(got[0]["trade_type"], "na");
         // A spot-shaped trade after a typed one carries no stale trade_type.
         let spot = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":43,"p":"2.0","q":"1.0","T":1,"m":true,"M":true}}"#;
-        let mut f = Frame::with_capacity(64);
-        f.fill(spot.as_bytes());
-        let len = f.len;
-        let mut got = Vec::new();
-        dec.decode(&mut f.buf, len, RECV, &mut |ev| {
-            let mut j = Vec::new();
-            json::write_event(ev, &mut j);
-            got.push(serde_json::from_slice::<Value>(&j).unwrap());
-        })
-        .unwrap();
+        let (_, got) = decode_one(&mut dec, spot);
         assert!(got[0].get("trade_type").is_none(), "{}", got[0]);
-        // aggTrade `nq`.
         let agg = r#"{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":2,"a":7,"s":"BTCUSDT","p":"3.0","q":"5.000","nq":"4.000","f":1,"l":2,"T":2,"m":false}}"#;
-        let mut f = Frame::with_capacity(64);
-        f.fill(agg.as_bytes());
-        let len = f.len;
-        let mut got = Vec::new();
-        dec.decode(&mut f.buf, len, RECV, &mut |ev| {
-            let mut j = Vec::new();
-            json::write_event(ev, &mut j);
-            got.push(serde_json::from_slice::<Value>(&j).unwrap());
-        })
-        .unwrap();
+        let (_, got) = decode_one(&mut dec, agg);
         assert_eq!(got[0]["normal_qty"], "4.000");
     }
 }

@@ -581,16 +581,18 @@ impl KafkaSink {
 }
 
 impl KafkaSink {
-    /// The producer refused a record with a fatal error: replace it and hand the record to the
-    /// new one.
-    fn write_after_reset(&mut self, rec: &Record, payload: &[u8]) -> Result<(), SinkError> {
-        self.delivery.fatal.store(true, Ordering::Relaxed);
-        self.watch_progress(realtime_ns());
+    /// Hands one record to the producer under its topic and key (see [`produce`]).
+    fn send_record(
+        &mut self,
+        rec: &Record,
+        payload: &[u8],
+        block: bool,
+    ) -> Result<bool, KafkaError> {
         let (topic, key) = self
             .topics
             .resolve(rec.exchange, rec.market, &rec.symbol, rec.kind);
         let opaque = realtime_ns().max(0) as usize & !RETRY_FLAG;
-        let sent = produce(
+        produce(
             &self.producer,
             &self.enqueued,
             &self.queue_full_waits,
@@ -598,12 +600,8 @@ impl KafkaSink {
             key.map(str::as_bytes),
             payload,
             opaque,
-            true,
-        );
-        sent.map(|_| ()).map_err(|e| {
-            self.delivery.failed.fetch_add(1, Ordering::Relaxed);
-            SinkError(format!("produce to {topic} after a producer reset: {e}"))
-        })
+            block,
+        )
     }
 }
 
@@ -638,38 +636,34 @@ impl Sink for KafkaSink {
             // The JSON Lines object without its newline.
             KafkaFormat::Json => rec.json.strip_suffix(b"\n").unwrap_or(&rec.json),
         };
-        let (topic, key) = self
-            .topics
-            .resolve(rec.exchange, rec.market, &rec.symbol, rec.kind);
-        let opaque = realtime_ns().max(0) as usize & !RETRY_FLAG;
-        let sent = produce(
-            &self.producer,
-            &self.enqueued,
-            &self.queue_full_waits,
-            topic,
-            key.map(str::as_bytes),
-            payload,
-            opaque,
-            !self.drop_newest,
-        );
+        let mut sent = self.send_record(rec, payload, !self.drop_newest);
         if let Err(e) = &sent
             && is_fatal(e)
         {
-            return self.write_after_reset(rec, payload);
+            // The producer is unusable: replace it and hand the record to the new one.
+            self.delivery.fatal.store(true, Ordering::Relaxed);
+            self.watch_progress(realtime_ns());
+            sent = self.send_record(rec, payload, true);
         }
         if let Ok(false) = sent {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             self.drops.note(rec);
             if self.drop_log.hit() {
                 log::warn!(
-                    "event=kafka_dropped policy=drop_newest topic={topic} count={}",
+                    "event=kafka_dropped policy=drop_newest type={} symbol={} count={}",
+                    rec.kind.as_str(),
+                    rec.symbol,
                     self.drop_log.count()
                 );
             }
         }
         sent.map(|_| ()).map_err(|e| {
             self.delivery.failed.fetch_add(1, Ordering::Relaxed);
-            SinkError(format!("produce to {topic}: {e}"))
+            SinkError(format!(
+                "produce {} of {}: {e}",
+                rec.kind.as_str(),
+                rec.symbol
+            ))
         })
     }
 
