@@ -121,6 +121,9 @@ pub struct KafkaSink {
     stalled_since_ns: i64,
     last_watch_ns: i64,
     resets: Arc<AtomicU64>,
+    /// Stall resets since acknowledgements last moved: each waits twice as long as the one
+    /// before (a topic that cannot be created would otherwise reset every `stall_timeout`).
+    stall_resets_in_a_row: u32,
 }
 
 impl KafkaSink {
@@ -251,6 +254,7 @@ impl KafkaSink {
             last_acked: 0,
             stalled_since_ns: 0,
             last_watch_ns: 0,
+            stall_resets_in_a_row: 0,
             resets: metrics.counter(
                 "kafka_producer_resets_total",
                 "Producers replaced after a fatal error or a stall with the brokers reachable.",
@@ -335,19 +339,25 @@ impl KafkaSink {
         }
         let acked = self.delivery.acked.load(Ordering::Relaxed);
         let reachable = self.health.reachable.load(Ordering::Relaxed);
+        if acked != self.last_acked {
+            self.stall_resets_in_a_row = 0;
+        }
         if acked != self.last_acked || in_flight == 0 || !reachable {
             self.last_acked = acked;
             self.stalled_since_ns = 0;
             return;
         }
+        let wait = (self.settings.stall_timeout.as_nanos() as i64)
+            .saturating_mul(1 << self.stall_resets_in_a_row.min(6));
         if self.stalled_since_ns == 0 {
             self.stalled_since_ns = now;
-        } else if now - self.stalled_since_ns >= self.settings.stall_timeout.as_nanos() as i64 {
+        } else if now - self.stalled_since_ns >= wait {
             let why = format!(
                 "no acknowledgement for {:?} with {in_flight} record(s) in flight and the brokers reachable",
-                self.settings.stall_timeout
+                Duration::from_nanos(wait as u64)
             );
             self.reset_producer(&why);
+            self.stall_resets_in_a_row += 1;
         }
     }
 
