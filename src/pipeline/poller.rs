@@ -63,6 +63,7 @@ impl Poller {
         let start = Instant::now();
         let mut due: Vec<Instant> = self.jobs.iter().map(|j| start + j.offset).collect();
         let mut log = LogThrottle::default();
+        let mut wait_log = LogThrottle::default();
         while !self.shutdown.load(Ordering::Relaxed) {
             let Some((i, at)) = due
                 .iter()
@@ -92,6 +93,14 @@ impl Poller {
             if let Some(w) = wait {
                 // Not before the limit allows (the job keeps its place; others may run).
                 due[i] = now + w.min(Duration::from_secs(60));
+                if wait_log.hit() {
+                    log::warn!(
+                        "event=rest_poll_waiting job={} wait_ms={} count={} note=\"request limit reached (host budget share or the endpoint's own limit)\"",
+                        job.name,
+                        w.as_millis(),
+                        wait_log.count()
+                    );
+                }
                 continue;
             }
             if let Some(e) = &job.endpoint {

@@ -521,6 +521,27 @@ fn series(shared: &Shared, path: &str, symbol: &str) -> Option<String> {
     }
 }
 
+/// Request weight of a call as Binance documents it (the `X-MBX-USED-WEIGHT-1M` we report).
+fn request_weight(path: &str, limit: usize) -> u64 {
+    match path {
+        "/api/v3/depth" => match limit {
+            0..=100 => 5,
+            101..=500 => 25,
+            501..=1000 => 50,
+            _ => 250,
+        },
+        "/fapi/v1/depth" => match limit {
+            0..=50 => 2,
+            51..=100 => 5,
+            101..=500 => 10,
+            _ => 20,
+        },
+        "/fapi/v1/openInterest" => 1,
+        // `/futures/data/*` ratios and `fundingRate`: weight 0, limits of their own.
+        _ => 0,
+    }
+}
+
 /// Serves REST depth snapshots from the true books, with scripted faults first.
 pub(crate) fn start_rest(addr: &str, shared: Arc<Shared>) -> std::io::Result<std::net::SocketAddr> {
     let server = tiny_http::Server::http(addr).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -531,7 +552,7 @@ pub(crate) fn start_rest(addr: &str, shared: Arc<Shared>) -> std::io::Result<std
     std::thread::Builder::new()
         .name("sim-rest".into())
         .spawn(move || {
-            let minute = Instant::now();
+            let mut minute = Instant::now();
             let mut weight = 0u64;
             while !shared.stop.load(Ordering::Relaxed) {
                 let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) else {
@@ -612,9 +633,11 @@ pub(crate) fn start_rest(addr: &str, shared: Arc<Shared>) -> std::io::Result<std
                     },
                 };
                 if minute.elapsed() >= Duration::from_secs(60) {
+                    minute = Instant::now();
                     weight = 0;
                 }
-                weight += 50;
+                let limit: usize = param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+                weight += request_weight(path, limit);
                 if let Ok(mut t) = shared.rest_times.lock() {
                     t.push((Instant::now(), status));
                 }
