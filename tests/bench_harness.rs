@@ -51,8 +51,9 @@ fn bench_writes_a_complete_report() {
         "| sim_send_to_receive |",
         "| receive_to_parsed |",
         "| parsed_to_sink |",
-        "## CPU and memory",
-        "| parser-0 |",
+        "## CPU, wake-ups and memory",
+        "| reader-0 |",
+        "| **collector threads** |",
         "Allocations by the pipeline threads",
         "**Ratio: ",
         "Loss over the whole run (received but not handed to the sink after the drain): 0 of",
@@ -63,10 +64,56 @@ fn bench_writes_a_complete_report() {
         "received_rate,",
         "latency_receive_to_parsed_p99,",
         "latency_sim_send_to_receive_p99_9,",
-        "allocations_parser-0,",
+        "allocations_reader-0,",
+        "collector_ns_per_msg,",
+        "collector_switches_per_msg,",
         "ratio,",
     ] {
         assert!(csv.contains(key), "missing `{key}` in:\n{csv}");
     }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `--rates`: one run per rate and a summary table with CPU and context switches per message.
+#[test]
+fn bench_rate_sweep_writes_a_summary() {
+    let out = temp_dir("bench-sweep");
+    let st = Command::new(env!("CARGO_BIN_EXE_mdc"))
+        .args([
+            "bench",
+            "--rates",
+            "2000,4000",
+            "--duration",
+            "1s",
+            "--warmup",
+            "1s",
+            "--symbols",
+            "2",
+            "--baseline-messages",
+            "1000",
+            "--tag",
+            "t",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .expect("run mdc bench");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let run_dir = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a <date>-<host> directory")
+        .path();
+    let md = std::fs::read_to_string(run_dir.join("sweep-null-t.md")).unwrap();
+    let csv = std::fs::read_to_string(run_dir.join("sweep-null-t.csv")).unwrap();
+    assert!(md.contains("| 2000 |") && md.contains("| 4000 |"), "{md}");
+    assert!(md.contains("context switches per message"), "{md}");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(run_dir.join("bench-null-2000-t.md").exists());
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -26,6 +26,7 @@ book:
 runtime:
   readers: 1
   parsers: 1
+  pipeline: threads  # the default `auto` runs inline on small machines: keep the threads covered
 "#
     )
 }

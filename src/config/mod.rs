@@ -187,12 +187,53 @@ pub struct CpuConfig {
     pub publisher: Option<usize>,
 }
 
+impl CpuConfig {
+    /// No pinning asked.
+    pub fn is_empty(&self) -> bool {
+        self.readers.is_empty() && self.parsers.is_empty() && self.publisher.is_none()
+    }
+}
+
 /// How the pipeline stages map to threads.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum PipelineMode {
+    /// `inline` where it is cheaper (one reader and one parser, no pinning asked, fewer usable
+    /// cores than hot threads), else `threads`; decided at start and logged.
+    Auto,
     Threads,
     Inline,
+}
+
+impl PipelineMode {
+    /// What `auto` becomes on this machine (`threads`/`inline` stay as they are): inline when
+    /// a hand-off between threads would wait for the scheduler anyway.
+    pub fn resolve(self, rt: &RuntimeConfig) -> (PipelineMode, String) {
+        match self {
+            PipelineMode::Auto => {
+                let cores = std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1);
+                let hot = rt.readers + rt.parsers + 1;
+                let pinned = !rt.cpus.is_empty();
+                if rt.readers == 1 && rt.parsers == 1 && !pinned && cores < hot {
+                    (
+                        PipelineMode::Inline,
+                        format!("{cores} usable cores for {hot} hot threads"),
+                    )
+                } else {
+                    (
+                        PipelineMode::Threads,
+                        format!(
+                            "{cores} usable cores for {hot} hot threads{}",
+                            if pinned { ", pinning asked" } else { "" }
+                        ),
+                    )
+                }
+            }
+            m => (m, "configured".into()),
+        }
+    }
 }
 
 /// How hot-path threads wait when they have nothing to do.
@@ -281,7 +322,7 @@ impl Default for RuntimeConfig {
             frame_bytes: 4096,
             max_message_bytes: 8 << 20,
             idle: IdlePolicy::Park,
-            pipeline: PipelineMode::Threads,
+            pipeline: PipelineMode::Auto,
             idle_sleep_us: 50,
             shutdown_timeout: "5s".into(),
             reconnect: ReconnectConfig::default(),

@@ -64,12 +64,17 @@ pub struct BenchOptions {
     pub readers: usize,
     #[arg(long, default_value_t = 1)]
     pub parsers: usize,
-    /// spin | yield | sleep | park.
-    #[arg(long, default_value = "yield")]
+    /// spin | yield | sleep | park (the default of `run`).
+    #[arg(long, default_value = "park")]
     pub idle: String,
-    /// threads (reader, parser, publisher threads) | inline (one thread does all).
-    #[arg(long, default_value = "threads")]
+    /// auto (the default of `run`) | threads (reader, parser, publisher threads) | inline (one
+    /// thread does all).
+    #[arg(long, default_value = "auto")]
     pub pipeline: String,
+    /// A rate sweep: one run per offered rate (0 = the maximum), then a summary table and CSV
+    /// (`sweep[-<tag>].md`/`.csv`) next to the reports. Overrides `--rate`.
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<u64>,
     /// CPUs of the reader threads, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub reader_cpus: Vec<usize>,
@@ -102,7 +107,7 @@ struct Snapshot {
     handed: u64,
     /// Kafka acknowledgements (sink `kafka`).
     acked: u64,
-    cpu: BTreeMap<String, f64>,
+    cpu: BTreeMap<String, system::ThreadStats>,
     allocations: BTreeMap<String, u64>,
     latency: BTreeMap<String, (f64, Histogram<u64>)>,
 }
@@ -139,14 +144,120 @@ fn snapshot(m: &Metrics, sim: &Simulator) -> Snapshot {
         bytes: m.bytes.totals()[frame::TEXT],
         events: m.events.totals().iter().sum(),
         handed: m.sink_records.totals().first().copied().unwrap_or(0),
-        cpu: system::thread_cpu(),
+        cpu: system::thread_stats(),
         allocations,
         latency,
     }
 }
 
-/// Runs the benchmark and writes the report; returns the Markdown.
+/// The figures a rate sweep tabulates, from one run.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub offered: u64,
+    pub received_rate: f64,
+    /// CPU of the collector's threads (not the simulator's, not the harness's) per message.
+    pub collector_ns_per_msg: f64,
+    /// Context switches (voluntary + involuntary) of the collector's threads per message.
+    pub switches_per_msg: f64,
+    pub p99_receive_to_sink_us: f64,
+    pub loss: u64,
+    pub allocations: u64,
+}
+
+/// Threads that are not the collector's: the simulator's and the harness's own.
+fn is_collector_thread(name: &str) -> bool {
+    !(name.starts_with("sim-") || name == "bench-collector" || name == "mdc" || name.is_empty())
+}
+
+/// `mdc bench --rates a,b,c`: one run per rate, then the summary table (Markdown + CSV).
+pub fn sweep(o: &BenchOptions) -> Result<String, String> {
+    let mut rows = Vec::new();
+    for &rate in &o.rates {
+        let mut one = o.clone();
+        one.rate = rate;
+        one.rates.clear();
+        eprintln!("bench: sweep, offered {rate} msgs/s");
+        let (_, s) = run_one(&one)?;
+        rows.push(s);
+    }
+    let mut md = format!(
+        "# mdc bench: rate sweep, {} sink\n\nCommand: `{}`\n\n| | |\n|---|---|\n| date (UTC) | {} |\n| git revision | {} |\n| CPU | {} x {} |\n| pipeline / idle | `{}` / `{}` |\n| load | {} symbols x 4 channels, one connection |\n\n\
+         | offered msgs/s | received msgs/s | collector CPU per message | context switches per message | receive -> sink p99 | loss | allocations |\n|---|---|---|---|---|---|---|\n",
+        o.sink,
+        o.command,
+        system::utc_date(),
+        system::git_revision(),
+        system::cpus(),
+        system::cpu_model(),
+        o.pipeline,
+        o.idle,
+        o.symbols
+    );
+    let mut csv = String::from(
+        "offered,received_rate,collector_ns_per_msg,switches_per_msg,p99_receive_to_sink_us,loss,allocations\n",
+    );
+    for r in &rows {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.2} µs | {:.2} | {:.1} µs | {} | {} |",
+            if r.offered == 0 {
+                "max".to_string()
+            } else {
+                r.offered.to_string()
+            },
+            r.received_rate,
+            r.collector_ns_per_msg / 1e3,
+            r.switches_per_msg,
+            r.p99_receive_to_sink_us,
+            r.loss,
+            r.allocations
+        );
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{}",
+            r.offered,
+            r.received_rate,
+            r.collector_ns_per_msg,
+            r.switches_per_msg,
+            r.p99_receive_to_sink_us,
+            r.loss,
+            r.allocations
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nCollector CPU: user + system time of the reader, parser, publisher and helper threads \
+         (not the simulator's) over the measured window, per WebSocket message received. Context \
+         switches: voluntary + involuntary, same threads. Each rate's full report is beside this \
+         file (`bench-{}-<rate>*.md`).",
+        o.sink
+    );
+    let dir = o
+        .out
+        .join(format!("{}-{}", system::utc_date(), system::host()));
+    let stem = format!(
+        "sweep-{}{}",
+        o.sink,
+        o.tag.as_ref().map(|t| format!("-{t}")).unwrap_or_default()
+    );
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join(format!("{stem}.md")), &md);
+        let _ = std::fs::write(dir.join(format!("{stem}.csv")), &csv);
+        let _ = writeln!(md, "\nWritten to `{}/{stem}.md` and `.csv`.", dir.display());
+    }
+    Ok(md)
+}
+
+/// Runs the benchmark (or the sweep, with `--rates`) and writes the report; returns the Markdown.
 pub fn run(o: &BenchOptions) -> Result<String, String> {
+    if !o.rates.is_empty() {
+        return sweep(o);
+    }
+    run_one(o).map(|(md, _)| md)
+}
+
+/// One run at `o.rate`: the report's Markdown and its summary.
+fn run_one(o: &BenchOptions) -> Result<(String, Summary), String> {
     if !crate::metrics::alloc::installed() {
         log::warn!("event=bench_note note=\"allocation counting needs the mdc binary\"");
     }
@@ -316,7 +427,7 @@ log:
     };
     let cmp = baseline::compare(&corpus, 7, formats);
 
-    let md = report(
+    let (md, summary) = report(
         o,
         &a,
         &b,
@@ -334,7 +445,7 @@ log:
         },
         &cmp,
     );
-    Ok(md)
+    Ok((md, summary))
 }
 
 struct Totals {
@@ -364,7 +475,11 @@ fn report(
     b: &Snapshot,
     t: &Totals,
     cmp: &baseline::Comparison,
-) -> String {
+) -> (String, Summary) {
+    let mut summary = Summary {
+        offered: o.rate,
+        ..Summary::default()
+    };
     let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
     let frames = b.frames - a.frames;
     let events = b.events - a.events;
@@ -381,9 +496,11 @@ fn report(
     row("received_mb_rate", mb / secs, "MB/s");
     row("parsed_rate", events as f64 / secs, "events/s");
     row("handed_rate", handed as f64 / secs, "records/s");
+    summary.received_rate = frames as f64 / secs;
     row("acked_rate", (b.acked - a.acked) as f64 / secs, "records/s");
     let loss = t.frames.saturating_sub(t.handed);
     row("loss_received_not_handed", loss as f64, "messages");
+    summary.loss = loss;
 
     let mut md = String::new();
     let _ = writeln!(
@@ -486,6 +603,9 @@ fn report(
             q[3],
             max
         );
+        if name == "receive_to_sink" {
+            summary.p99_receive_to_sink_us = q[2];
+        }
         for (qn, v) in ["p50", "p90", "p99", "p99_9"].iter().zip(&q) {
             let _ = writeln!(csv, "latency_{name}_{qn},{v},us");
         }
@@ -500,29 +620,63 @@ fn report(
 
     let _ = writeln!(
         md,
-        "## CPU and memory\n\n| thread | CPU s | % of one core | ns per message |\n|---|---|---|---|"
+        "## CPU, wake-ups and memory\n\n| thread | CPU s | % of one core | ns per message | context switches per message (voluntary + involuntary) |\n|---|---|---|---|---|"
     );
-    let mut total_cpu = 0.0;
+    let (mut total_cpu, mut coll_cpu, mut coll_sw) = (0.0, 0.0, 0u64);
+    let per_msg = |x: f64| x / frames.max(1) as f64;
     for (name, cb) in &b.cpu {
-        let ca = a.cpu.get(name).copied().unwrap_or(0.0);
-        let d = cb - ca;
+        let ca = a.cpu.get(name).copied().unwrap_or_default();
+        let d = cb.cpu_s - ca.cpu_s;
+        let sw = (cb.voluntary + cb.involuntary).saturating_sub(ca.voluntary + ca.involuntary);
         total_cpu += d;
-        if d < 0.005 {
+        if is_collector_thread(name) {
+            coll_cpu += d;
+            coll_sw += sw;
+        }
+        if d < 0.005 && sw < 100 {
             continue;
         }
-        let per = d * 1e9 / frames.max(1) as f64;
         let _ = writeln!(
             md,
-            "| {name} | {d:.2} | {:.0} % | {per:.0} |",
-            d / secs * 100.0
+            "| {name} | {d:.2} | {:.0} % | {:.0} | {:.3} |",
+            d / secs * 100.0,
+            per_msg(d * 1e9),
+            per_msg(sw as f64)
         );
         let _ = writeln!(csv, "cpu_{name},{d},s");
+        let _ = writeln!(csv, "switches_{name},{sw},count");
     }
+    summary.collector_ns_per_msg = per_msg(coll_cpu * 1e9);
+    summary.switches_per_msg = per_msg(coll_sw as f64);
     let _ = writeln!(
         md,
-        "| whole process (simulator included) | {total_cpu:.2} | {:.0} % | {:.0} |\n",
+        "| **collector threads** | {coll_cpu:.2} | {:.0} % | {:.0} | {:.3} |",
+        coll_cpu / secs * 100.0,
+        summary.collector_ns_per_msg,
+        summary.switches_per_msg
+    );
+    let _ = writeln!(
+        md,
+        "| whole process (simulator included) | {total_cpu:.2} | {:.0} % | {:.0} | |\n",
         total_cpu / secs * 100.0,
-        total_cpu * 1e9 / frames.max(1) as f64
+        per_msg(total_cpu * 1e9)
+    );
+    row_push(
+        &mut csv,
+        "collector_ns_per_msg",
+        summary.collector_ns_per_msg,
+        "ns",
+    );
+    row_push(
+        &mut csv,
+        "collector_switches_per_msg",
+        summary.switches_per_msg,
+        "count",
+    );
+    let _ = writeln!(
+        md,
+        "CPU from /proc (10 ms ticks), context switches from each thread's `status`; the collector's \
+         threads are all but the simulator's (`sim-*`) and the harness's.\n"
     );
     let _ = writeln!(
         md,
@@ -536,6 +690,7 @@ fn report(
     for (thread, n) in &b.allocations {
         let d = n - a.allocations.get(thread).copied().unwrap_or(0);
         alloc_total += d;
+        summary.allocations += d;
         let _ = write!(allocs, "{thread}: {d}; ");
         let _ = writeln!(csv, "allocations_{thread},{d},count");
     }
@@ -585,7 +740,7 @@ fn report(
         let _ = std::fs::write(dir.join(format!("{stem}.csv")), &csv);
         let _ = writeln!(md, "Written to `{}/{stem}.md` and `.csv`.", dir.display());
     }
-    md
+    (md, summary)
 }
 
 fn row_push(csv: &mut String, k: &str, v: f64, u: &str) {

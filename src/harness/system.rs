@@ -74,6 +74,55 @@ pub fn rss_bytes() -> u64 {
     crate::metrics::server::rss_bytes().max(0) as u64
 }
 
+/// Per thread name of this process: CPU seconds (user + system) and context switches
+/// (voluntary: the thread waited; involuntary: it was preempted), summed over threads of a name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadStats {
+    pub cpu_s: f64,
+    pub voluntary: u64,
+    pub involuntary: u64,
+}
+
+/// [`ThreadStats`] of every thread, by name.
+pub fn thread_stats() -> BTreeMap<String, ThreadStats> {
+    let cpu = thread_cpu();
+    let mut out: BTreeMap<String, ThreadStats> = cpu
+        .into_iter()
+        .map(|(k, cpu_s)| {
+            (
+                k,
+                ThreadStats {
+                    cpu_s,
+                    ..ThreadStats::default()
+                },
+            )
+        })
+        .collect();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let p = t.path();
+        let name = std::fs::read_to_string(p.join("comm"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let Ok(status) = std::fs::read_to_string(p.join("status")) else {
+            continue;
+        };
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let e = out.entry(name).or_default();
+        e.voluntary += field("voluntary_ctxt_switches:");
+        e.involuntary += field("nonvoluntary_ctxt_switches:");
+    }
+    out
+}
+
 /// CPU seconds (user + system) per thread name of this process.
 pub fn thread_cpu() -> BTreeMap<String, f64> {
     // SAFETY: sysconf has no preconditions.

@@ -59,7 +59,12 @@ pub fn run_with(
     opts: RunOptions,
 ) -> Result<Outcome, String> {
     let rt = &config.runtime;
-    let inline = rt.pipeline == crate::config::PipelineMode::Inline;
+    let (mode, why) = rt.pipeline.resolve(rt);
+    let inline = mode == crate::config::PipelineMode::Inline;
+    log::info!(
+        "event=pipeline_chosen configured={:?} mode={mode:?} reason=\"{why}\"",
+        rt.pipeline
+    );
     let mut inline_parser = None;
     let sink_names: Vec<&'static str> = config.sinks.iter().map(|s| s.name()).collect();
 
