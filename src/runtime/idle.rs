@@ -65,7 +65,10 @@ impl Idle {
     #[inline]
     pub fn wait_or_park(&mut self, has_work: impl FnOnce() -> bool) {
         match &self.bell {
-            Some(bell) if self.rounds >= YIELD_ROUNDS => bell.park(has_work, self.park_timeout),
+            // Past the spinning rounds, park at once: yielding on a machine whose other threads
+            // are runnable is a context switch per round (39 per message at 5k msgs/s measured),
+            // far dearer than one park and one wake-up.
+            Some(bell) if self.rounds >= SPIN_ROUNDS => bell.park(has_work, self.park_timeout),
             _ => self.wait(),
         }
     }
