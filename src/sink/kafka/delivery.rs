@@ -78,6 +78,8 @@ pub struct Delivery {
     pub fatal: std::sync::atomic::AtomicBool,
     /// Incremented whenever librdkafka reports all brokers down (readiness reacts at once).
     pub all_down_events: Arc<AtomicU64>,
+    /// Generation of the current producer (incremented by each reset).
+    pub generation: AtomicU64,
     /// Why the next failure is given up (set while a producer reset purges its queues).
     pub reset_in_progress: std::sync::atomic::AtomicBool,
     failed_log: Mutex<LogThrottle>,
@@ -122,6 +124,7 @@ impl Delivery {
             given_up: Mutex::new(Vec::new()),
             fatal: std::sync::atomic::AtomicBool::new(false),
             all_down_events: Arc::new(AtomicU64::new(0)),
+            generation: AtomicU64::new(0),
             reset_in_progress: std::sync::atomic::AtomicBool::new(false),
             failed_log: Mutex::new(LogThrottle::default()),
             error_log: Mutex::new(LogThrottle::default()),
@@ -229,8 +232,10 @@ pub fn is_retriable(e: &KafkaError) -> bool {
     )
 }
 
-/// The producer context: delivery reports, statistics, errors.
-pub struct Ctx(pub Arc<Delivery>);
+/// The producer context: delivery reports, statistics, errors. `.1` is the producer's
+/// generation: a replaced producer being destroyed may still report a fatal error, which must
+/// not condemn its successor.
+pub struct Ctx(pub Arc<Delivery>, pub u64);
 
 impl ClientContext for Ctx {
     fn stats(&self, s: Statistics) {
@@ -259,7 +264,9 @@ impl ClientContext for Ctx {
 
     fn error(&self, error: KafkaError, reason: &str) {
         match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::Fatal) => {
+            Some(RDKafkaErrorCode::Fatal)
+                if self.1 == self.0.generation.load(Ordering::Relaxed) =>
+            {
                 self.0.fatal.store(true, Ordering::Relaxed);
                 log::error!("event=kafka_fatal_error reason=\"{reason}\"");
             }

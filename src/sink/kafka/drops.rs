@@ -12,7 +12,8 @@ use crate::pipeline::record::Record;
 
 struct Dropped {
     reason: &'static str,
-    kind: EventKind,
+    /// The event type whose records were lost, or the stream a lost `gap` was about.
+    stream: String,
     exchange: &'static str,
     market: &'static str,
     symbol: String,
@@ -55,82 +56,118 @@ impl Drops {
     pub fn note(&mut self, r: &Record) {
         self.note_parts(
             "sink_dropped",
-            r.kind,
+            r.kind.as_str(),
             r.exchange,
             r.market,
             &r.symbol,
-            r.recv_ts_ns,
+            (r.recv_ts_ns, r.recv_ts_ns),
         );
     }
 
     fn note_parts(
         &mut self,
         reason: &'static str,
-        kind: EventKind,
+        stream: &str,
         exchange: &'static str,
         market: &'static str,
         symbol: &str,
-        ts: i64,
+        (from, to): (i64, i64),
     ) {
         if let Some(d) = self.pending.iter_mut().find(|d| {
-            d.kind == kind
+            d.stream == stream
                 && d.reason == reason
                 && d.symbol == symbol
                 && d.exchange == exchange
                 && d.market == market
         }) {
-            d.from_ts_ns = d.from_ts_ns.min(ts);
-            d.to_ts_ns = d.to_ts_ns.max(ts);
+            d.from_ts_ns = d.from_ts_ns.min(from);
+            d.to_ts_ns = d.to_ts_ns.max(to);
             return;
         }
         self.pending.push(Dropped {
             reason,
-            kind,
+            stream: stream.to_string(),
             exchange,
             market,
             symbol: symbol.to_string(),
-            from_ts_ns: ts,
-            to_ts_ns: ts,
+            from_ts_ns: from,
+            to_ts_ns: to,
         });
     }
 
     /// Notes a record given up after it left the publisher: its identity is read back from the
-    /// payload this sink encoded (`json`: the JSON object, else the Protobuf `Envelope`). A gap
-    /// about a gap is not announced again. False when the payload is not one of ours.
+    /// payload this sink encoded (`json`: the JSON object, else the Protobuf `Envelope`). A lost
+    /// `gap` is noted again as itself (same stream, reason and range), so an announcement of
+    /// missing data is never what goes missing. False when the payload is not one of ours.
     pub fn note_payload(&mut self, reason: &'static str, json: bool, payload: &[u8]) -> bool {
-        let (exchange, market, symbol, kind, ts) = if json {
+        struct Id {
+            exchange: String,
+            market: String,
+            symbol: String,
+            kind: String,
+            ts: i64,
+            gap: Option<(String, String, i64, i64)>,
+        }
+        let id = if json {
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
                 return false;
             };
             let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-            let ts = v.get("receive_ts_ns").and_then(|x| x.as_i64()).unwrap_or(0);
-            (s("exchange"), s("market"), s("symbol"), s("type"), ts)
+            let i = |k: &str| v.get(k).and_then(|x| x.as_i64()).unwrap_or(0);
+            Id {
+                exchange: s("exchange"),
+                market: s("market"),
+                symbol: s("symbol"),
+                kind: s("type"),
+                ts: i("receive_ts_ns"),
+                gap: (s("type") == "gap")
+                    .then(|| (s("stream"), s("reason"), i("from_ts_ns"), i("to_ts_ns"))),
+            }
         } else {
             let Ok(env) = <crate::wire::Envelope as prost::Message>::decode(payload) else {
                 return false;
             };
-            (
-                env.exchange,
-                env.market,
-                env.symbol,
-                env.r#type,
-                env.receive_ts_ns,
-            )
+            let gap = match &env.payload {
+                Some(crate::wire::envelope::Payload::Gap(g)) => {
+                    Some((g.stream.clone(), g.reason.clone(), g.from_ts_ns, g.to_ts_ns))
+                }
+                _ => None,
+            };
+            Id {
+                exchange: env.exchange,
+                market: env.market,
+                symbol: env.symbol,
+                kind: env.r#type,
+                ts: env.receive_ts_ns,
+                gap,
+            }
         };
-        let Some(kind) = EventKind::ALL.iter().copied().find(|k| k.as_str() == kind) else {
+        let Some(kind) = EventKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == id.kind)
+        else {
             return false;
         };
-        if kind == EventKind::Gap {
-            return true;
-        }
-        self.note_parts(
-            reason,
-            kind,
-            super::intern::intern(&exchange),
-            super::intern::intern(&market),
-            &symbol,
-            ts,
+        let (exchange, market) = (
+            super::intern::intern(&id.exchange),
+            super::intern::intern(&id.market),
         );
+        match id.gap {
+            Some((stream, gap_reason, from, to)) if kind == EventKind::Gap => {
+                let r = super::intern::intern(&gap_reason);
+                let r = if r.is_empty() { reason } else { r };
+                self.note_parts(r, &stream, exchange, market, &id.symbol, (from, to));
+            }
+            _ => self.note_parts(
+                reason,
+                kind.as_str(),
+                exchange,
+                market,
+                &id.symbol,
+                (id.ts, id.ts),
+            ),
+        }
         true
     }
 
@@ -154,7 +191,7 @@ impl Drops {
             set(&mut e.header.symbol, &d.symbol);
             e.header.exchange_ts_ns = 0;
             e.header.receive_ts_ns = d.to_ts_ns;
-            set(&mut e.gap.stream, d.kind.as_str());
+            set(&mut e.gap.stream, &d.stream);
             set(&mut e.gap.reason, d.reason);
             e.gap.from_ts_ns = d.from_ts_ns;
             e.gap.to_ts_ns = d.to_ts_ns;
@@ -173,7 +210,7 @@ impl Drops {
             log::warn!(
                 "event=sink_gap sink=kafka reason={} stream={} symbol={} from_ts_ns={} to_ts_ns={}",
                 d.reason,
-                d.kind.as_str(),
+                d.stream,
                 d.symbol,
                 d.from_ts_ns,
                 d.to_ts_ns
@@ -183,5 +220,36 @@ impl Drops {
             }
             self.pending.pop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `gap` that Kafka itself could not deliver is announced again as itself.
+    #[test]
+    fn a_lost_gap_is_announced_again() {
+        let mut d = Drops::default();
+        let lost = br#"{"exchange":"binance","market":"spot","symbol":"BTCUSDT","type":"gap","exchange_ts_ns":0,"receive_ts_ns":9,"stream":"btcusdt@trade","reason":"disconnect","from_ts_ns":5,"to_ts_ns":9}"#;
+        assert!(d.note_payload("sink_failed", true, lost));
+        let mut sent = Vec::new();
+        d.report(true, |_, _, symbol, payload| {
+            sent.push((symbol.to_string(), payload.to_vec()));
+            true
+        });
+        assert_eq!(sent.len(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&sent[0].1).unwrap();
+        assert_eq!(v["stream"], "btcusdt@trade");
+        assert_eq!(v["reason"], "disconnect");
+        assert_eq!(
+            (v["from_ts_ns"].as_i64(), v["to_ts_ns"].as_i64()),
+            (Some(5), Some(9))
+        );
+        assert!(d.is_empty());
+        // A lost trade becomes a gap of its type with the sink's reason.
+        let trade = br#"{"exchange":"binance","market":"spot","symbol":"ETHUSDT","type":"trade","exchange_ts_ns":1,"receive_ts_ns":7,"trade_id":1,"price":"1","qty":"1","side":"buy"}"#;
+        assert!(d.note_payload("sink_reset", true, trade));
+        assert!(!d.note_payload("sink_reset", true, b"not json"));
     }
 }

@@ -273,6 +273,7 @@ impl KafkaSink {
             self.delivery.pending_retries()
         );
         self.resets.fetch_add(1, Ordering::Relaxed);
+        self.delivery.generation.fetch_add(1, Ordering::Relaxed);
         let fresh = match new_producer(&self.settings, &self.delivery) {
             Ok(p) => p,
             Err(e) => {
@@ -472,7 +473,7 @@ fn produce(
 /// A new producer on the shared delivery state.
 fn new_producer(s: &KafkaSettings, d: &Arc<Delivery>) -> Result<BaseProducer<Ctx>, SinkError> {
     s.client_config()
-        .create_with_context(Ctx(d.clone()))
+        .create_with_context(Ctx(d.clone(), d.generation.load(Ordering::Relaxed)))
         .map_err(|e| SinkError(format!("cannot create producer: {e}")))
 }
 
