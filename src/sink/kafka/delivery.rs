@@ -205,6 +205,15 @@ impl Delivery {
         }
     }
 
+    /// Puts retries back at the head of the queue, keeping their order.
+    pub fn requeue_front(&self, rs: impl DoubleEndedIterator<Item = Retry>) {
+        if let Ok(mut q) = self.retries.lock() {
+            for r in rs.rev() {
+                q.push_front(r);
+            }
+        }
+    }
+
     /// A retry copy left the retry bookkeeping (acknowledged, or given up).
     pub fn release(&self, r: &Retry) {
         self.retry_bytes

@@ -109,8 +109,6 @@ pub struct KafkaSink {
     enqueued: Arc<AtomicU64>,
     queue_full_waits: Arc<AtomicU64>,
     next_retry_id: usize,
-    /// `backpressure: drop_newest`.
-    drop_newest: bool,
     dropped: Arc<AtomicU64>,
     drop_log: crate::metrics::LogThrottle,
     /// Lost ranges still to be announced as `gap` events.
@@ -120,6 +118,7 @@ pub struct KafkaSink {
     last_acked: u64,
     stalled_since_ns: i64,
     last_watch_ns: i64,
+    last_reset_try_ns: i64,
     resets: Arc<AtomicU64>,
     /// Stall resets since acknowledgements last moved: each waits twice as long as the one
     /// before (a topic that cannot be created would otherwise reset every `stall_timeout`).
@@ -167,7 +166,7 @@ impl KafkaSink {
             u64::from(s.raw.retry_max_kbytes) * 1024,
             s.raw.backpressure == "drop_newest",
         ));
-        let producer = new_producer(s, &delivery)?;
+        let producer = new_producer(s, &delivery, 0)?;
         let health = metrics.sink_health("kafka");
         let checker: BaseProducer<HealthCtx> = s
             .health_client_config()
@@ -239,7 +238,6 @@ impl KafkaSink {
                 L,
             ),
             next_retry_id: 0,
-            drop_newest: s.raw.backpressure == "drop_newest",
             dropped: metrics.counter(
                 "kafka_dropped_total",
                 "Records dropped because librdkafka's queue was full (backpressure: drop_newest).",
@@ -254,6 +252,7 @@ impl KafkaSink {
             last_acked: 0,
             stalled_since_ns: 0,
             last_watch_ns: 0,
+            last_reset_try_ns: 0,
             stall_resets_in_a_row: 0,
             resets: metrics.counter(
                 "kafka_producer_resets_total",
@@ -273,14 +272,18 @@ impl KafkaSink {
             self.delivery.pending_retries()
         );
         self.resets.fetch_add(1, Ordering::Relaxed);
-        self.delivery.generation.fetch_add(1, Ordering::Relaxed);
-        let fresh = match new_producer(&self.settings, &self.delivery) {
+        let generation = self.delivery.generation.load(Ordering::Relaxed) + 1;
+        let fresh = match new_producer(&self.settings, &self.delivery, generation) {
             Ok(p) => p,
             Err(e) => {
+                // Tried again at the next progress check (fatal resets at most every 100 ms).
                 log::error!("event=kafka_producer_reset_failed error=\"{e}\"");
                 return;
             }
         };
+        self.delivery
+            .generation
+            .store(generation, Ordering::Relaxed);
         let old = std::mem::replace(&mut self.producer, fresh);
         self.delivery
             .reset_in_progress
@@ -301,12 +304,11 @@ impl KafkaSink {
             Ok(mut m) => m.drain().map(|(_, r)| r).collect(),
             Err(_) => Vec::new(),
         };
-        if let Ok(mut q) = self.delivery.retries.lock() {
-            for mut r in orphans {
+        self.delivery
+            .requeue_front(orphans.into_iter().map(|mut r| {
                 r.next_at_ns = 0;
-                q.push_front(r);
-            }
-        }
+                r
+            }));
         self.delivery.fatal.store(false, Ordering::Relaxed);
         self.last_acked = self.delivery.acked.load(Ordering::Relaxed);
         self.stalled_since_ns = 0;
@@ -319,7 +321,13 @@ impl KafkaSink {
     /// Fatal error or no progress with the brokers reachable: reset (checked every 100 ms).
     fn watch_progress(&mut self, now: i64) {
         let fatal = self.delivery.fatal.load(Ordering::Relaxed);
-        if now - self.last_watch_ns < 100_000_000 && !fatal {
+        // A fatal error is acted on at once, unless a reset was just tried (and failed).
+        let gate = if fatal {
+            self.last_reset_try_ns
+        } else {
+            self.last_watch_ns
+        };
+        if now - gate < 100_000_000 {
             return;
         }
         self.last_watch_ns = now;
@@ -329,6 +337,7 @@ impl KafkaSink {
             Ordering::Relaxed,
         );
         if fatal {
+            self.last_reset_try_ns = now;
             let why = self
                 .producer
                 .client()
@@ -362,6 +371,15 @@ impl KafkaSink {
         }
     }
 
+    /// Everything the sink does besides taking records: replace a wedged producer, turn given-up
+    /// records into `gap` notes and announce them, re-enqueue due retries.
+    fn housekeep(&mut self, now: i64) {
+        self.watch_progress(now);
+        self.collect_given_up();
+        self.report_drops();
+        self.run_retries(now);
+    }
+
     /// Records given up by the delivery reports become `gap` notes.
     fn collect_given_up(&mut self) {
         let json = matches!(self.format, KafkaFormat::Json);
@@ -382,13 +400,8 @@ impl KafkaSink {
         let mut due = due.into_iter();
         while let Some(r) = due.next() {
             if self.delivery.fatal.load(Ordering::Relaxed) {
-                // The producer is unusable: keep these for its replacement.
-                if let Ok(mut q) = self.delivery.retries.lock() {
-                    q.push_front(r);
-                    for r in due.rev() {
-                        q.push_front(r);
-                    }
-                }
+                // The producer is unusable: keep these, in order, for its replacement.
+                self.delivery.requeue_front(std::iter::once(r).chain(due));
                 return;
             }
             self.next_retry_id = (self.next_retry_id + 1) & !RETRY_FLAG;
@@ -412,9 +425,8 @@ impl KafkaSink {
                 }
                 Err(e) if is_fatal(&e) => {
                     self.delivery.fatal.store(true, Ordering::Relaxed);
-                    if let Ok(mut q) = self.delivery.retries.lock() {
-                        q.push_front(r);
-                    }
+                    self.delivery.requeue_front(std::iter::once(r).chain(due));
+                    return;
                 }
                 Err(e) => {
                     self.delivery.failed.fetch_add(1, Ordering::Relaxed);
@@ -471,9 +483,13 @@ fn produce(
 }
 
 /// A new producer on the shared delivery state.
-fn new_producer(s: &KafkaSettings, d: &Arc<Delivery>) -> Result<BaseProducer<Ctx>, SinkError> {
+fn new_producer(
+    s: &KafkaSettings,
+    d: &Arc<Delivery>,
+    generation: u64,
+) -> Result<BaseProducer<Ctx>, SinkError> {
     s.client_config()
-        .create_with_context(Ctx(d.clone(), d.generation.load(Ordering::Relaxed)))
+        .create_with_context(Ctx(d.clone(), generation))
         .map_err(|e| SinkError(format!("cannot create producer: {e}")))
 }
 
@@ -589,9 +605,7 @@ impl KafkaSink {
                 )
             });
     }
-}
 
-impl KafkaSink {
     /// Hands one record to the producer under its topic and key (see [`produce`]).
     fn send_record(
         &mut self,
@@ -631,15 +645,12 @@ impl Sink for KafkaSink {
     }
 
     fn write(&mut self, rec: &Record) -> Result<(), SinkError> {
-        if self.delivery.retries_full() && !self.drop_newest {
+        if self.delivery.retries_full() && !self.delivery.drop_newest {
             // `block`: the retry copies are at their bound; take nothing new until they drain.
             while self.delivery.retries_full() {
                 self.queue_full_waits.fetch_add(1, Ordering::Relaxed);
                 self.producer.poll(Duration::from_millis(1));
-                let now = realtime_ns();
-                self.run_retries(now);
-                self.watch_progress(now);
-                self.collect_given_up();
+                self.housekeep(realtime_ns());
             }
         }
         let payload: &[u8] = match self.format {
@@ -647,7 +658,7 @@ impl Sink for KafkaSink {
             // The JSON Lines object without its newline.
             KafkaFormat::Json => rec.json.strip_suffix(b"\n").unwrap_or(&rec.json),
         };
-        let mut sent = self.send_record(rec, payload, !self.drop_newest);
+        let mut sent = self.send_record(rec, payload, !self.delivery.drop_newest);
         if let Err(e) = &sent
             && is_fatal(e)
         {
@@ -680,10 +691,7 @@ impl Sink for KafkaSink {
 
     fn tick(&mut self, now_ns: i64) -> Result<(), SinkError> {
         self.producer.poll(Duration::ZERO);
-        self.watch_progress(now_ns);
-        self.collect_given_up();
-        self.report_drops();
-        self.run_retries(now_ns);
+        self.housekeep(now_ns);
         Ok(())
     }
 
@@ -695,11 +703,7 @@ impl Sink for KafkaSink {
         // we wait.
         loop {
             let _ = self.producer.flush(Duration::from_millis(100));
-            let now = realtime_ns();
-            self.run_retries(now);
-            self.watch_progress(now);
-            self.collect_given_up();
-            self.report_drops();
+            self.housekeep(realtime_ns());
             let left = self.producer.in_flight_count() as usize + self.delivery.pending_retries();
             if left == 0 || Instant::now() >= deadline {
                 break;

@@ -57,19 +57,11 @@ fn expand(t: &str, exchange: &str, market: &str, kind: &str, symbol: &str) -> St
 /// symbol, say) and `-` itself become `-` and two upper-case hex digits, so distinct symbols keep
 /// distinct topics. The record key keeps the symbol as sent.
 pub fn topic_safe(symbol: &str) -> std::borrow::Cow<'_, str> {
-    let keep = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'_';
-    if symbol.bytes().all(keep) {
-        return std::borrow::Cow::Borrowed(symbol);
-    }
-    let mut out = String::with_capacity(symbol.len() * 3);
-    for b in symbol.bytes() {
-        if keep(b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("-{b:02X}"));
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    crate::escape::bytes(
+        symbol,
+        |b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_',
+        '-',
+    )
 }
 
 impl Topics {
