@@ -17,6 +17,7 @@ pub mod book;
 pub mod clock;
 pub mod config;
 pub mod encode;
+pub mod escape;
 pub mod event;
 pub mod exchange;
 pub mod fnv;

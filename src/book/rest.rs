@@ -106,31 +106,22 @@ impl Limiter {
 
     /// What [`Limiter::acquire`] would answer, without reserving anything.
     pub fn would_wait(&mut self, weight: u32, now: Instant) -> Option<Duration> {
-        self.roll(now);
-        let used = self.used;
-        let r = self.acquire(weight, now);
-        if r.is_none() {
-            self.used = used;
-        }
-        r
+        self.wait_for(weight, self.budget, now)
     }
 
-    /// Starts a new window once the current one has passed.
-    fn roll(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.window_start) >= self.window {
-            self.window_start = now;
-            self.used = 0;
-        }
-    }
-
-    fn acquire_within(&mut self, weight: u32, cap: u32, now: Instant) -> Option<Duration> {
+    /// How long until `weight` fits under `cap` (paused host, spent window), or `None`.
+    fn wait_for(&mut self, weight: u32, cap: u32, now: Instant) -> Option<Duration> {
         if let Some(p) = self.paused_until {
             if p > now {
                 return Some(p - now);
             }
             self.paused_until = None;
         }
-        self.roll(now);
+        // A new window once the current one has passed.
+        if now.saturating_duration_since(self.window_start) >= self.window {
+            self.window_start = now;
+            self.used = 0;
+        }
         if self.used > 0 && self.used.saturating_add(weight) > cap {
             let elapsed = now.saturating_duration_since(self.window_start);
             return Some(
@@ -139,8 +130,15 @@ impl Limiter {
                     .max(Duration::from_millis(1)),
             );
         }
-        self.used = self.used.saturating_add(weight);
         None
+    }
+
+    fn acquire_within(&mut self, weight: u32, cap: u32, now: Instant) -> Option<Duration> {
+        let wait = self.wait_for(weight, cap, now);
+        if wait.is_none() {
+            self.used = self.used.saturating_add(weight);
+        }
+        wait
     }
 
     fn pause(&mut self, now: Instant, wait: Duration) {

@@ -115,10 +115,14 @@ pub struct SymbolBook {
 }
 
 fn parse_levels(levels: &Levels) -> Option<Vec<OwnedLevel>> {
-    levels
-        .iter()
-        .map(|(p, q)| Some((price_key(p)?, Dec::new(p)?, Dec::quantity(q)?)))
-        .collect()
+    levels.iter().map(|(p, q)| level(p, q)).collect()
+}
+
+/// One level as the book keeps it: the price's ordering key, the exchange's exact price, and a
+/// quantity that must be a plain non-negative decimal; `None` for anything else.
+#[inline]
+fn level(price: &str, qty: &str) -> Option<OwnedLevel> {
+    Some((price_key(price)?, Dec::new(price)?, Dec::quantity(qty)?))
 }
 
 impl SymbolBook {
@@ -185,21 +189,17 @@ impl SymbolBook {
                 if out != Outcome::Applied {
                     return self.fail(out);
                 }
-                for (price, qty) in d.bids {
-                    let (Some(k), Some(p), Some(q)) =
-                        (price_key(price), Dec::new(price), Dec::quantity(qty))
-                    else {
-                        return self.fail(Outcome::BadLevel);
-                    };
-                    self.bids.set(k, p, q);
-                }
-                for (price, qty) in d.asks {
-                    let (Some(k), Some(p), Some(q)) =
-                        (price_key(price), Dec::new(price), Dec::quantity(qty))
-                    else {
-                        return self.fail(Outcome::BadLevel);
-                    };
-                    self.asks.set(k, p, q);
+                let ok = [(&mut self.bids, d.bids), (&mut self.asks, d.asks)]
+                    .into_iter()
+                    .all(|(side, levels)| {
+                        levels.iter().all(|(price, qty)| {
+                            level(price, qty)
+                                .map(|(k, p, q)| side.set(k, p, q))
+                                .is_some()
+                        })
+                    });
+                if !ok {
+                    return self.fail(Outcome::BadLevel);
                 }
                 self.finish(d.last, d.ts_ns, d.txn_ts_ns)
             }
@@ -299,19 +299,15 @@ impl SymbolBook {
         }
         self.bids.clear();
         self.asks.clear();
-        for (p, q) in &s.bids {
-            let (Some(k), Some(pd), Some(qd)) = (price_key(p), Dec::new(p), Dec::quantity(q))
-            else {
-                return self.fail(Outcome::BadLevel);
-            };
-            self.bids.set(k, pd, qd);
-        }
-        for (p, q) in &s.asks {
-            let (Some(k), Some(pd), Some(qd)) = (price_key(p), Dec::new(p), Dec::quantity(q))
-            else {
-                return self.fail(Outcome::BadLevel);
-            };
-            self.asks.set(k, pd, qd);
+        let ok = [(&mut self.bids, &s.bids), (&mut self.asks, &s.asks)]
+            .into_iter()
+            .all(|(side, levels)| {
+                levels
+                    .iter()
+                    .all(|(p, q)| level(p, q).map(|(k, pd, qd)| side.set(k, pd, qd)).is_some())
+            });
+        if !ok {
+            return self.fail(Outcome::BadLevel);
         }
         self.last_update_id = l;
         self.exchange_ts_ns = if s.exchange_ts_ns > 0 {

@@ -211,19 +211,11 @@ pub fn is_decimal(s: &str) -> bool {
 /// `s` for a URL path or query: ASCII letters, digits and `-._~@!` as they are, every other byte
 /// (a symbol in Chinese, say: Binance lists UTF-8 symbols) percent-encoded.
 pub fn url_escape(s: &str) -> std::borrow::Cow<'_, str> {
-    let keep = |b: u8| b.is_ascii_alphanumeric() || b"-._~@!".contains(&b);
-    if s.bytes().all(keep) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if keep(b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    crate::escape::bytes(
+        s,
+        |b| b.is_ascii_alphanumeric() || b"-._~@!".contains(&b),
+        '%',
+    )
 }
 
 /// The inverse of [`url_escape`] (invalid escapes are kept as they are).

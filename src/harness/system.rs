@@ -83,51 +83,12 @@ pub struct ThreadStats {
     pub involuntary: u64,
 }
 
-/// [`ThreadStats`] of every thread, by name.
+/// [`ThreadStats`] of every thread, by name: one pass over `/proc/self/task` (`stat` for CPU,
+/// `status` for context switches).
 pub fn thread_stats() -> BTreeMap<String, ThreadStats> {
-    let cpu = thread_cpu();
-    let mut out: BTreeMap<String, ThreadStats> = cpu
-        .into_iter()
-        .map(|(k, cpu_s)| {
-            (
-                k,
-                ThreadStats {
-                    cpu_s,
-                    ..ThreadStats::default()
-                },
-            )
-        })
-        .collect();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for t in dir.flatten() {
-        let p = t.path();
-        let name = std::fs::read_to_string(p.join("comm"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
-        let Ok(status) = std::fs::read_to_string(p.join("status")) else {
-            continue;
-        };
-        let field = |k: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let e = out.entry(name).or_default();
-        e.voluntary += field("voluntary_ctxt_switches:");
-        e.involuntary += field("nonvoluntary_ctxt_switches:");
-    }
-    out
-}
-
-/// CPU seconds (user + system) per thread name of this process.
-pub fn thread_cpu() -> BTreeMap<String, f64> {
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    let mut out: BTreeMap<String, ThreadStats> = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return out;
     };
@@ -136,17 +97,26 @@ pub fn thread_cpu() -> BTreeMap<String, f64> {
         let name = std::fs::read_to_string(p.join("comm"))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
-        let Ok(stat) = std::fs::read_to_string(p.join("stat")) else {
-            continue;
-        };
-        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        let secs = (ticks(11) + ticks(12)) / tick;
-        *out.entry(name).or_default() += secs;
+        let e = out.entry(name).or_default();
+        // Fields after the `(comm)` of `stat`: state is field 3, utime 14, stime 15.
+        if let Ok(stat) = std::fs::read_to_string(p.join("stat"))
+            && let Some((_, rest)) = stat.rsplit_once(')')
+        {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            e.cpu_s += (ticks(11) + ticks(12)) / tick;
+        }
+        if let Ok(status) = std::fs::read_to_string(p.join("status")) {
+            let field = |k: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            e.voluntary += field("voluntary_ctxt_switches:");
+            e.involuntary += field("nonvoluntary_ctxt_switches:");
+        }
     }
     out
 }

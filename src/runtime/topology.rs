@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub probe_sim_send: bool,
 }
 
+/// Weight budget per minute of a plan that names no REST host budget of its own.
+const DEFAULT_REST_WEIGHT_PER_MINUTE: u32 = 1200;
+
 /// Runs the collector until `shutdown` is set, then drains within `config.shutdown_timeout`.
 pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String> {
     let sink_names: Vec<&'static str> = config.sinks.iter().map(|s| s.name()).collect();
@@ -68,16 +71,20 @@ pub fn run_with(
     let mut inline_parser = None;
     let sink_names: Vec<&'static str> = config.sinks.iter().map(|s| s.name()).collect();
 
+    // Each plan's connections, planned once: the sinks learn the subscribed symbols from them,
+    // the readers get them below.
+    let plan_conns: Vec<Vec<crate::exchange::ConnectionSpec>> =
+        config.exchanges.iter().map(|p| p.connections()).collect();
     let subscribed = crate::sink::Subscribed {
         markets: config
             .exchanges
             .iter()
-            .map(|p| crate::sink::SubscribedMarket {
+            .zip(&plan_conns)
+            .map(|(p, conns)| crate::sink::SubscribedMarket {
                 exchange: p.exchange(),
                 market: p.market(),
                 symbols: p.symbols().to_vec(),
-                all_market: p
-                    .connections()
+                all_market: conns
                     .iter()
                     .any(|c| c.streams.iter().any(|s| s.starts_with('!'))),
             })
@@ -107,7 +114,7 @@ pub fn run_with(
     // Connections, spread round-robin over readers and parsers.
     let mut targets = Vec::new();
     for (source, plan) in config.exchanges.iter().enumerate() {
-        for spec in plan.connections() {
+        for spec in plan_conns[source].iter().cloned() {
             let conn = targets.len() as u32;
             let stale: Vec<i64> = spec
                 .streams
@@ -177,7 +184,7 @@ pub fn run_with(
         .map(|p| {
             let b = p.rest_budget().unwrap_or(crate::exchange::RestBudget {
                 host: p.name().to_string(),
-                weight_per_minute: 1200,
+                weight_per_minute: DEFAULT_REST_WEIGHT_PER_MINUTE,
             });
             let cap = config.book.rest_weight_budget;
             let w = if cap > 0 {

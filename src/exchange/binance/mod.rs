@@ -450,21 +450,20 @@ impl ExchangePlan for BinancePlan {
             };
             out.extend(streams.chunks(self.max_streams).map(|streams| {
                 // As many streams as fit go into the URL; the rest are subscribed by message.
-                let mut in_url = 0;
-                let mut bytes = 0;
-                for s in streams {
-                    let n = crate::exchange::url_escape(s).len();
-                    if bytes + n + 1 > URL_STREAMS_BYTES {
-                        break;
-                    }
-                    bytes += n + 1;
-                    in_url += 1;
-                }
-                let escaped: Vec<_> = streams[..in_url]
+                let escaped: Vec<_> = streams
                     .iter()
                     .map(|s| crate::exchange::url_escape(s))
                     .collect();
-                let url = format!("{base}?streams={}", escaped.join("/"));
+                let mut in_url = 0;
+                let mut bytes = 0;
+                for s in &escaped {
+                    if bytes + s.len() + 1 > URL_STREAMS_BYTES {
+                        break;
+                    }
+                    bytes += s.len() + 1;
+                    in_url += 1;
+                }
+                let url = format!("{base}?streams={}", escaped[..in_url].join("/"));
                 ConnectionSpec {
                     url,
                     streams: streams.to_vec(),
