@@ -650,7 +650,7 @@ fn report(
     summary.switches_per_msg = per_msg(coll_sw as f64);
     let _ = writeln!(
         md,
-        "| **collector threads** | {coll_cpu:.2} | {:.0} % | {:.0} | {:.3} |",
+        "| **collector threads** | {coll_cpu:.3} | {:.0} % | {:.0} | {:.3} |",
         coll_cpu / secs * 100.0,
         summary.collector_ns_per_msg,
         summary.switches_per_msg
@@ -675,7 +675,7 @@ fn report(
     );
     let _ = writeln!(
         md,
-        "CPU from /proc (10 ms ticks), context switches from each thread's `status`; the collector's \
+        "CPU from /proc (`schedstat`: nanoseconds on the CPU), context switches from each thread's `status`; the collector's \
          threads are all but the simulator's (`sim-*`) and the harness's.\n"
     );
     let _ = writeln!(
