@@ -165,7 +165,8 @@ book:
     assert_eq!(
         metric(&metrics, "book_gaps_total", "ETHUSDT"),
         0,
-        "no false gap"
+        "no false gap; log:\n{}",
+        mdc.log_text()
     );
     assert_eq!(
         metric(&metrics, "book_resyncs_total", "ETHUSDT"),

@@ -195,17 +195,27 @@ impl StreamGen {
         if last <= first || self.undo.is_empty() {
             return self.snapshot_json(limit);
         }
+        // Undo the diff's changes from the newest back to the middle; a matching engine's book is
+        // never crossed at any update id, so if that state is, keep undoing towards the state
+        // before the diff (the generator's random changes are not a matching engine's).
         let (mut bids, mut asks) = (self.bids.clone(), self.asks.clone());
-        let keep = self.undo.len() / 2;
-        for (is_ask, p, old) in self.undo[keep..].iter().rev() {
+        let half = self.undo.len() / 2;
+        for (i, (is_ask, p, old)) in self.undo.iter().enumerate().rev() {
             let side = if *is_ask { &mut asks } else { &mut bids };
             match old {
                 Some(q) => side.insert(*p, *q),
                 None => side.remove(p),
             };
+            let crossed = matches!(
+                (bids.last_key_value(), asks.first_key_value()),
+                (Some((b, _)), Some((a, _))) if b >= a
+            );
+            if i <= half && !crossed {
+                let mid = first + (last - first) / 2;
+                return snapshot_body(mid, &bids, &asks, limit, self.futures);
+            }
         }
-        let mid = first + (last - first) / 2;
-        snapshot_body(mid, &bids, &asks, limit, self.futures)
+        self.snapshot_json(limit)
     }
 
     /// Appends the next combined-stream message to `out`.
