@@ -12,8 +12,9 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mdc::book::price::{Dec, price_key};
 use mdc::book::side::Side;
-use mdc::book::sync::{DiffRef, Rules, Snapshot, SymbolBook};
+use mdc::book::sync::{DiffRef, Snapshot, SymbolBook};
 use mdc::event::{Event, Levels};
+use mdc::exchange::binance::sequence::Sequence;
 use mdc::simulator::generator::Rng;
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -110,7 +111,7 @@ fn bench_structures(c: &mut Criterion) {
 
 fn bench_book(c: &mut Criterion) {
     // A synced book of ~200 levels per side.
-    let mut book = SymbolBook::new(Rules::Spot, 1000);
+    let mut book = SymbolBook::new(Sequence::Spot.rules(), 1000);
     let mut snap = Snapshot {
         last_update_id: 1,
         ..Default::default()

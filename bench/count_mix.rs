@@ -10,11 +10,11 @@
 //!
 //! `count_mix <rounds> copy` does only the frame copy, to take it out.
 use mdc::encode::Formats;
+use mdc::encode::record::Record;
 use mdc::exchange::Decoder;
 use mdc::exchange::binance::decode::BinanceDecoder;
 use mdc::pipeline::frame::Frame;
 use mdc::pipeline::parser::fill;
-use mdc::pipeline::record::Record;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // Arguments come from the command line of a developer tool: fall back to defaults.

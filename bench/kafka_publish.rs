@@ -8,12 +8,12 @@
 
 use mdc::clock::realtime_ns;
 use mdc::encode::Formats;
+use mdc::encode::record::Record;
 use mdc::exchange::Decoder;
 use mdc::exchange::binance::decode::BinanceDecoder;
 use mdc::metrics::{ExtraKind, Metrics};
 use mdc::pipeline::frame::Frame;
 use mdc::pipeline::parser::fill;
-use mdc::pipeline::record::Record;
 use mdc::simulator::generator::StreamGen;
 use mdc::sink::Sink;
 use mdc::sink::kafka::KafkaSink;

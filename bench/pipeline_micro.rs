@@ -6,11 +6,11 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mdc::encode::Formats;
+use mdc::encode::record::Record;
 use mdc::exchange::Decoder;
 use mdc::exchange::binance::decode::BinanceDecoder;
 use mdc::pipeline::frame::Frame;
 use mdc::pipeline::parser::fill;
-use mdc::pipeline::record::Record;
 use mdc::pipeline::ring;
 use std::hint::black_box;
 
@@ -150,10 +150,10 @@ fn bench_ring(c: &mut Criterion) {
 /// the same decode + encode + ring write without any of it, and the metric operations alone
 /// (parser counter + histogram, publisher clock read + histogram).
 fn bench_metrics(c: &mut Criterion) {
+    use mdc::encode::record::Record;
     use mdc::metrics::Metrics;
+    use mdc::pipeline::idle::Idle;
     use mdc::pipeline::parser::Stage;
-    use mdc::pipeline::record::Record;
-    use mdc::runtime::idle::Idle;
     let mut g = c.benchmark_group("metrics_cost");
     g.throughput(Throughput::Elements(1));
     let metrics = Metrics::new(&["null"]);
@@ -169,11 +169,16 @@ fn bench_metrics(c: &mut Criterion) {
         std::sync::Arc::new(Default::default()),
         std::sync::Arc::new(Default::default()),
     );
-    let streams = vec!["btcusdt@trade".to_string()];
+    let streams = vec![mdc::exchange::StreamSpec {
+        name: "btcusdt@trade".into(),
+        channel: "trade".into(),
+        symbol: "BTCUSDT".into(),
+        book: false,
+        watched: true,
+    }];
     watch.add(
         0,
         "c0".into(),
-        &streams,
         &streams,
         std::time::Duration::from_secs(60),
         None,

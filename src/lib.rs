@@ -25,6 +25,7 @@ pub mod harness;
 pub mod metrics;
 pub mod pipeline;
 pub mod runtime;
+pub mod setting;
 pub mod simulator;
 pub mod sink;
 pub mod trace;

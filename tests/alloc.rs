@@ -3,14 +3,15 @@
 //! allocate nothing. Counted with a global allocator wrapper; this file is its own test binary, and
 //! it runs one test so no other thread allocates while counting.
 
-use mdc::book::sync::{DiffRef, Rules, Snapshot, SymbolBook};
+use mdc::book::sync::{DiffRef, Snapshot, SymbolBook};
 use mdc::encode::Formats;
+use mdc::encode::record::Record;
 use mdc::event::Event;
 use mdc::exchange::Decoder;
 use mdc::exchange::binance::decode::BinanceDecoder;
+use mdc::exchange::binance::sequence::Sequence;
 use mdc::pipeline::frame::Frame;
 use mdc::pipeline::parser::fill;
-use mdc::pipeline::record::Record;
 use mdc::pipeline::ring;
 use mdc::simulator::generator::StreamGen;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -157,7 +158,7 @@ fn hot_path_allocates_nothing_after_warmup() {
         .collect();
     let last_initial = initial["lastUpdateId"].as_u64().unwrap();
     let synced = || {
-        let mut b = SymbolBook::new(Rules::Spot, 1000);
+        let mut b = SymbolBook::new(Sequence::Spot.rules(), 1000);
         b.on_snapshot(&Snapshot {
             last_update_id: last_initial,
             bids: pairs(&initial["bids"]),

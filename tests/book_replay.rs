@@ -5,6 +5,7 @@
 
 use mdc::book::sync::{DiffRef, Outcome, Rules, Snapshot, SymbolBook};
 use mdc::event::Levels;
+use mdc::exchange::binance::sequence::Sequence;
 use serde_json::Value;
 
 fn pairs(v: &Value) -> Vec<(String, String)> {
@@ -108,10 +109,10 @@ fn replay(market: &str, rules: Rules) -> usize {
 
 #[test]
 fn spot_recordings_replay_without_false_gaps() {
-    assert_eq!(replay("binance_spot", Rules::Spot), 33);
+    assert_eq!(replay("binance_spot", Sequence::Spot.rules()), 33);
 }
 
 #[test]
 fn usdm_recordings_replay_without_false_gaps() {
-    assert_eq!(replay("binance_usdm", Rules::Futures), 15);
+    assert_eq!(replay("binance_usdm", Sequence::Futures.rules()), 15);
 }

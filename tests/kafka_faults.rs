@@ -4,9 +4,9 @@
 mod common;
 
 use mdc::clock::realtime_ns;
+use mdc::encode::record::Record;
 use mdc::event::EventKind;
 use mdc::metrics::Metrics;
-use mdc::pipeline::record::Record;
 use mdc::sink::Sink;
 use mdc::sink::kafka::KafkaSink;
 use mdc::sink::kafka::config::KafkaSettings;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use sync::{DiffRef, Outcome, Rules, SymbolBook};
+use sync::{DiffRef, Outcome, Rules, Snapshot, SymbolBook};
 
 /// The top-level `book:` section.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -70,7 +70,10 @@ pub struct BookSpec {
     pub market: &'static str,
     /// Symbols with a depth channel.
     pub symbols: Vec<String>,
-    pub source: Arc<dyn SnapshotSource>,
+    /// Where snapshots come from: a REST source (Binance), or `None` when the exchange pushes
+    /// them in the stream (OKX `books`, Deribit): the parser hands them to
+    /// [`Books::on_stream_snapshot`] and no REST request is ever made for this market.
+    pub source: Option<Arc<dyn SnapshotSource>>,
     /// Largest REST snapshot the exchange serves.
     pub max_snapshot_limit: u32,
     /// The only `limit` values the endpoint accepts (empty: any up to the maximum).
@@ -141,6 +144,8 @@ struct SymbolState {
 }
 
 struct SourceBooks {
+    /// Snapshots are fetched over REST (else they arrive in the stream).
+    rest: bool,
     exchange: &'static str,
     market: &'static str,
     symbols: HashMap<String, SymbolState>,
@@ -176,6 +181,7 @@ impl Books {
             .map(|(s, c)| {
                 let (spec, c) = (s.as_ref()?, c.as_ref()?);
                 Some(SourceBooks {
+                    rest: spec.source.is_some(),
                     exchange: spec.exchange,
                     market: spec.market,
                     symbols: spec
@@ -252,11 +258,15 @@ impl Books {
             if st.resync_started_ns == 0 {
                 st.resync_started_ns = crate::clock::realtime_ns();
             }
-            let _ = self.requests.send(SnapshotRequest {
-                parser: self.parser,
-                source,
-                symbol: ev.header.symbol.clone(),
-            });
+            // Exchanges that push snapshots in the stream send the next one themselves (after a
+            // re-subscription by their adapter); only REST markets ask the pool.
+            if sb.rest {
+                let _ = self.requests.send(SnapshotRequest {
+                    parser: self.parser,
+                    source,
+                    symbol: ev.header.symbol.clone(),
+                });
+            }
         }
         if out != Outcome::Applied {
             return false;
@@ -317,68 +327,100 @@ impl Books {
     /// every book that became synced.
     pub fn poll(&mut self, now_ns: i64, emit: &mut dyn FnMut(&Event)) {
         while let Ok(resp) = self.responses.try_recv() {
-            let Some(Some(sb)) = self.sources.get_mut(resp.source as usize) else {
-                continue;
-            };
-            let exchange = sb.exchange;
-            let Some(st) = sb.symbols.get_mut(resp.symbol.as_str()) else {
-                continue;
-            };
-            let out = match &resp.result {
-                Ok(snap) => st.book.on_snapshot(snap),
-                Err(e) => {
-                    log::warn!(
-                        "event=book_snapshot_failed exchange={exchange} symbol={} error=\"{e}\"",
-                        resp.symbol
-                    );
-                    st.book.resync();
-                    Outcome::SnapshotTooOld
-                }
-            };
-            note(
-                &mut self.resyncs_logged,
-                exchange,
+            self.load(
+                resp.source,
                 &resp.symbol,
-                st,
-                out,
-                0,
-                0,
+                resp.result.as_ref(),
+                now_ns,
+                emit,
             );
-            if st.book.take_request() {
-                let _ = self.requests.send(SnapshotRequest {
-                    parser: self.parser,
-                    source: resp.source,
-                    symbol: resp.symbol.clone(),
+        }
+    }
+
+    /// A full book the exchange pushed in the stream (OKX `books`, Deribit): loads it like a REST
+    /// snapshot, then the diffs buffered behind it; `emit` gets the `book_snapshot` when synced.
+    /// Returns what the load did.
+    pub fn on_stream_snapshot(
+        &mut self,
+        source: u16,
+        conn: u32,
+        symbol: &str,
+        snap: &Snapshot,
+        now_ns: i64,
+        emit: &mut dyn FnMut(&Event),
+    ) -> Outcome {
+        if let Some(st) = self
+            .sources
+            .get_mut(source as usize)
+            .and_then(Option::as_mut)
+            .and_then(|sb| sb.symbols.get_mut(symbol))
+        {
+            st.book.conn = conn;
+        }
+        self.load(source, symbol, Ok(snap), now_ns, emit)
+    }
+
+    /// Loads one snapshot (or its failure) into `symbol`'s book.
+    fn load(
+        &mut self,
+        source: u16,
+        symbol: &str,
+        result: Result<&Snapshot, &String>,
+        now_ns: i64,
+        emit: &mut dyn FnMut(&Event),
+    ) -> Outcome {
+        let Some(Some(sb)) = self.sources.get_mut(source as usize) else {
+            return Outcome::Stale;
+        };
+        let (exchange, rest) = (sb.exchange, sb.rest);
+        let Some(st) = sb.symbols.get_mut(symbol) else {
+            return Outcome::Stale;
+        };
+        let out = match result {
+            Ok(snap) => st.book.on_snapshot(snap),
+            Err(e) => {
+                log::warn!(
+                    "event=book_snapshot_failed exchange={exchange} symbol={symbol} error=\"{e}\""
+                );
+                st.book.resync();
+                Outcome::SnapshotTooOld
+            }
+        };
+        note(&mut self.resyncs_logged, exchange, symbol, st, out, 0, 0);
+        if st.book.take_request() && rest {
+            let _ = self.requests.send(SnapshotRequest {
+                parser: self.parser,
+                source,
+                symbol: symbol.to_string(),
+            });
+        }
+        if out == Outcome::Applied {
+            if st.resync_started_ns > 0 && crate::trace::enabled() {
+                crate::trace::record(crate::trace::Span {
+                    name: "book_resync",
+                    start_ns: st.resync_started_ns,
+                    end_ns: crate::clock::realtime_ns(),
+                    attrs: vec![
+                        ("exchange", exchange.into()),
+                        ("symbol", symbol.to_string().into()),
+                        ("update_id", (st.book.last_update_id as i64).into()),
+                    ],
+                    error: None,
                 });
             }
-            if out == Outcome::Applied {
-                if st.resync_started_ns > 0 && crate::trace::enabled() {
-                    crate::trace::record(crate::trace::Span {
-                        name: "book_resync",
-                        start_ns: st.resync_started_ns,
-                        end_ns: crate::clock::realtime_ns(),
-                        attrs: vec![
-                            ("exchange", exchange.into()),
-                            ("symbol", resp.symbol.clone().into()),
-                            ("update_id", (st.book.last_update_id as i64).into()),
-                        ],
-                        error: None,
-                    });
-                }
-                st.resync_started_ns = 0;
-                log::info!(
-                    "event=book_synced exchange={exchange} symbol={} update_id={} bids={} asks={}",
-                    resp.symbol,
-                    st.book.last_update_id,
-                    st.book.bids.len(),
-                    st.book.asks.len()
-                );
-                let ts = st.book.exchange_ts_ns;
-                if let Some(ev) = self.snapshot(resp.source, &resp.symbol, ts, now_ns) {
-                    emit(ev);
-                }
+            st.resync_started_ns = 0;
+            log::info!(
+                "event=book_synced exchange={exchange} symbol={symbol} update_id={} bids={} asks={}",
+                st.book.last_update_id,
+                st.book.bids.len(),
+                st.book.asks.len()
+            );
+            let ts = st.book.exchange_ts_ns;
+            if let Some(ev) = self.snapshot(source, symbol, ts, now_ns) {
+                emit(ev);
             }
         }
+        out
     }
 
     /// A connection ended: every book fed by it re-syncs (its stream had a hole).
@@ -427,4 +469,79 @@ fn note(
         "event=book_resync reason={what} exchange={exchange} symbol={symbol} first_update_id={first} last_update_id={last} book_update_id={} count={logged}",
         st.book.last_update_id
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Levels;
+    use crate::exchange::binance::sequence::Sequence;
+
+    fn diff(ev: &mut Event, first: u64, last: u64, bid: (&str, &str)) {
+        ev.kind = Some(EventKind::DepthDiff);
+        set(&mut ev.header.symbol, "BTC-USDT");
+        ev.depth.first_update_id = first;
+        ev.depth.last_update_id = last;
+        ev.depth.bids = Levels::default();
+        ev.depth.bids.push(bid.0, bid.1);
+        ev.depth.asks = Levels::default();
+    }
+
+    /// A market whose snapshots arrive in the stream: diffs before the snapshot are buffered and
+    /// never trigger a REST request; the pushed snapshot loads, the buffered diffs behind it
+    /// apply, and a `book_snapshot` is emitted.
+    #[test]
+    fn stream_snapshots_sync_without_rest() {
+        let metrics = Metrics::new(&[]);
+        let specs = vec![Some(BookSpec {
+            rules: Sequence::Spot.rules(),
+            exchange: "okx",
+            market: "spot",
+            symbols: vec!["BTC-USDT".into()],
+            source: None,
+            max_snapshot_limit: 400,
+            accepted_limits: &[],
+            snapshot_limit: None,
+        })];
+        let counters = counters(&specs, &metrics);
+        let (req_tx, req_rx) = crossbeam_channel::unbounded();
+        let (_resp_tx, resp_rx) = crossbeam_channel::unbounded();
+        let mut books = Books::new(BookConfig::default(), 0, &specs, &counters, req_tx, resp_rx);
+        let mut ev = Event::new("okx", "spot");
+        diff(&mut ev, 10, 10, ("100", "1"));
+        assert!(!books.on_diff(0, 7, &mut ev, 1));
+        assert!(ev.depth.resyncing);
+        diff(&mut ev, 11, 11, ("99", "2"));
+        books.on_diff(0, 7, &mut ev, 2);
+        assert!(
+            req_rx.try_recv().is_err(),
+            "no REST request for a stream market"
+        );
+
+        let snap = Snapshot {
+            last_update_id: 10,
+            bids: vec![("100".into(), "1".into())],
+            asks: vec![("101".into(), "3".into())],
+            ..Snapshot::default()
+        };
+        let mut emitted = Vec::new();
+        let out = books.on_stream_snapshot(0, 7, "BTC-USDT", &snap, 3, &mut |e| {
+            emitted.push((e.book.update_id, e.book.bids.iter().count()));
+        });
+        assert_eq!(out, Outcome::Applied);
+        assert_eq!(
+            emitted,
+            vec![(11, 2)],
+            "snapshot, then the buffered diff 11"
+        );
+        diff(&mut ev, 12, 12, ("98", "1"));
+        books.on_diff(0, 7, &mut ev, 4);
+        assert!(!ev.depth.resyncing);
+        // A disconnect re-syncs the book; still nothing asked of REST.
+        books.on_disconnect(7);
+        diff(&mut ev, 20, 20, ("97", "1"));
+        books.on_diff(0, 7, &mut ev, 5);
+        assert!(ev.depth.resyncing);
+        assert!(req_rx.try_recv().is_err());
+    }
 }

@@ -31,7 +31,7 @@ impl Dec {
     #[inline]
     pub fn quantity(s: &str) -> Option<Dec> {
         let b = s.as_bytes();
-        if b.first() == Some(&b'-') || !crate::exchange::is_decimal(s) {
+        if b.first() == Some(&b'-') || !is_decimal(s) {
             return None;
         }
         Dec::new(s)
@@ -90,6 +90,28 @@ pub fn price_key(s: &str) -> Option<u128> {
     }
     let f = f * 10u128.pow(SCALE_DIGITS - frac.len() as u32);
     v.checked_mul(10u128.pow(SCALE_DIGITS))?.checked_add(f)
+}
+
+/// True when `s` is a plain decimal as exchanges send them: optional `-`, digits, optional `.digits`.
+#[inline]
+pub fn is_decimal(s: &str) -> bool {
+    let b = s.as_bytes();
+    let b = b.strip_prefix(b"-").unwrap_or(b);
+    if b.is_empty() || b.len() > 64 {
+        return false;
+    }
+    let mut dot = false;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'.' {
+            if dot || i == 0 || i == b.len() - 1 {
+                return false;
+            }
+            dot = true;
+        } else if !c.is_ascii_digit() {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]

@@ -1,10 +1,6 @@
-//! One symbol's local book and the exchange's synchronisation procedure.
-//!
-//! Binance (EXCHANGES.md 4.1, 4.2), buffered from the first diff on:
-//! - spot: drop diffs with `u <= L` (L = snapshot `lastUpdateId`); the first applied diff has
-//!   `U <= L+1 <= u`; afterwards `U == prev u + 1`, a larger `U` is a gap.
-//! - USD-M futures: drop `u < L`; the first applied diff has `U <= L <= u` (or `pu == L`);
-//!   afterwards `pu == prev u`, anything else is a gap.
+//! One symbol's local book and its synchronisation: diffs are buffered from the first one on,
+//! a snapshot is loaded, the buffered diffs that follow it are applied, then live diffs; how
+//! update ids chain is the exchange's [`SequenceRules`] (Binance's: `exchange/binance/sequence.rs`).
 //!
 //! A snapshot older than the first buffered diff is fetched again. A gap or a crossed book re-syncs
 //! this symbol only; its diffs keep being buffered meanwhile (bounded: the oldest are dropped, which
@@ -14,12 +10,21 @@ use super::price::{Dec, price_key};
 use super::side::Side;
 use crate::event::Levels;
 
-/// Which procedure a market follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rules {
-    Spot,
-    Futures,
+/// How an exchange chains a symbol's book updates, supplied by its adapter (`BookSpec::rules`):
+/// the book itself (levels, buffering, snapshot loading) is the same for every exchange.
+pub trait SequenceRules: Send + Sync + std::fmt::Debug {
+    /// Continuity of a diff `[first, last]` (`prev`: its predecessor's last id, when the exchange
+    /// sends it) against a book whose last applied id is `l`; `fresh`: the first diff since the
+    /// snapshot. `Applied` means apply it; `Stale` already in the book; `Gap` a break.
+    fn check(&self, l: u64, first: u64, last: u64, prev: Option<u64>, fresh: bool) -> Outcome;
+
+    /// Whether a diff reaches back to a snapshot at `l` (no update between the two is missing).
+    /// A snapshot that no buffered diff reaches, while all of them are newer, is too old.
+    fn reaches(&self, l: u64, first: u64, prev: Option<u64>) -> bool;
 }
+
+/// The rules a book follows.
+pub type Rules = &'static dyn SequenceRules;
 
 /// A diff's ids and levels, borrowed from the decoded event (no copy on the live path).
 #[derive(Debug, Clone, Copy)]
@@ -227,36 +232,10 @@ impl SymbolBook {
     }
 
     /// Continuity of a diff against a synced book; `Applied` means "apply it".
+    #[inline]
     fn check_live(&self, first: u64, last: u64, prev: Option<u64>, fresh: bool) -> Outcome {
-        let l = self.last_update_id;
-        match self.rules {
-            Rules::Spot => {
-                if last <= l {
-                    Outcome::Stale
-                } else if first > l.saturating_add(1) {
-                    Outcome::Gap
-                } else {
-                    Outcome::Applied
-                }
-            }
-            Rules::Futures => {
-                if fresh {
-                    if last < l {
-                        Outcome::Stale
-                    } else if (first <= l && l <= last) || prev == Some(l) {
-                        Outcome::Applied
-                    } else {
-                        Outcome::Gap
-                    }
-                } else if last <= l {
-                    Outcome::Stale
-                } else if prev == Some(l) {
-                    Outcome::Applied
-                } else {
-                    Outcome::Gap
-                }
-            }
-        }
+        self.rules
+            .check(self.last_update_id, first, last, prev, fresh)
     }
 
     fn finish(&mut self, last: u64, ts_ns: i64, txn_ts_ns: i64) -> Outcome {
@@ -291,8 +270,7 @@ impl SymbolBook {
         // Too old for what we already buffered: fetch again, keep the buffer.
         if let Some(first) = self.buffer.front()
             && self.buffer.iter().all(|d| d.last > l)
-            && first.first > l.saturating_add(1)
-            && !(self.rules == Rules::Futures && first.prev == Some(l))
+            && !self.rules.reaches(l, first.first, first.prev)
         {
             self.phase = Phase::Syncing { requested: false };
             return Outcome::SnapshotTooOld;
@@ -364,6 +342,7 @@ impl SymbolBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::binance::sequence::Sequence;
 
     fn lv(p: &str, q: &str) -> Levels {
         let mut l = Levels::default();
@@ -382,7 +361,7 @@ mod tests {
 
     #[test]
     fn spot_buffer_snapshot_gap() {
-        let mut b = SymbolBook::new(Rules::Spot, 100);
+        let mut b = SymbolBook::new(&Sequence::Spot, 100);
         let bids = lv("10", "2");
         let none = Levels::default();
         let d = |f, l| DiffRef {
@@ -413,7 +392,7 @@ mod tests {
 
     #[test]
     fn futures_bracket_and_pu_chain() {
-        let mut b = SymbolBook::new(Rules::Futures, 100);
+        let mut b = SymbolBook::new(&Sequence::Futures, 100);
         let none = Levels::default();
         let d = |f, l, p| DiffRef {
             first: f,
@@ -435,7 +414,7 @@ mod tests {
 
     #[test]
     fn crossed_book_resyncs() {
-        let mut b = SymbolBook::new(Rules::Spot, 100);
+        let mut b = SymbolBook::new(&Sequence::Spot, 100);
         b.take_request();
         assert_eq!(b.on_snapshot(&snap(5)), Outcome::Applied);
         let bad = lv("11.5", "1");
@@ -458,7 +437,7 @@ mod tests {
     /// real exchange): that diff is kept, so one snapshot re-syncs the book.
     #[test]
     fn gap_diff_is_buffered_for_a_snapshot_taken_inside_it() {
-        for rules in [Rules::Spot, Rules::Futures] {
+        for rules in [&Sequence::Spot as Rules, &Sequence::Futures] {
             let mut b = SymbolBook::new(rules, 100);
             let bids = lv("10", "3");
             let none = Levels::default();
@@ -489,7 +468,7 @@ mod tests {
 
     #[test]
     fn negative_and_malformed_quantities_never_enter_the_book() {
-        let mut b = SymbolBook::new(Rules::Spot, 100);
+        let mut b = SymbolBook::new(&Sequence::Spot, 100);
         let mut s = snap(5);
         s.bids.push(("9".into(), "-0".into()));
         assert_eq!(b.on_snapshot(&s), Outcome::BadLevel);
@@ -514,7 +493,7 @@ mod tests {
 
     #[test]
     fn update_ids_at_the_top_of_the_range_do_not_overflow() {
-        let mut b = SymbolBook::new(Rules::Spot, 100);
+        let mut b = SymbolBook::new(&Sequence::Spot, 100);
         b.take_request();
         assert_eq!(b.on_snapshot(&snap(u64::MAX - 1)), Outcome::Applied);
         let none = Levels::default();
@@ -529,7 +508,7 @@ mod tests {
         };
         assert_eq!(b.on_diff(d(u64::MAX, u64::MAX)), Outcome::Applied);
         assert_eq!(b.on_diff(d(u64::MAX, u64::MAX)), Outcome::Stale);
-        let mut b = SymbolBook::new(Rules::Spot, 100);
+        let mut b = SymbolBook::new(&Sequence::Spot, 100);
         b.on_diff(d(u64::MAX, u64::MAX));
         assert_eq!(b.on_snapshot(&snap(u64::MAX)), Outcome::Applied);
     }

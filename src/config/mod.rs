@@ -5,81 +5,17 @@
 //! one line and exits with status 2. Adapter and sink sections are validated by their own factories
 //! (see `exchange::REGISTRY`, `sink::REGISTRY`), so adding one never touches this module.
 
-pub mod duration;
 pub mod env;
+
+pub use crate::pipeline::idle::IdlePolicy;
+pub use crate::setting::{ConfigError, duration, section, shard};
 
 use crate::exchange::{self, ExchangePlan};
 use crate::sink::{self, SinkPlan};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
-
-/// A configuration problem: which key, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Dotted key path (or the environment variable / file it came from).
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config error: {}: {}", self.key, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Deserializes one section with unknown keys rejected, reporting errors at `prefix.<path>`.
-pub fn section<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T, ConfigError> {
-    let value = if value.is_null() {
-        Value::Mapping(Mapping::new())
-    } else {
-        value
-    };
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let mut key = join(prefix, if path == "." { "" } else { &path });
-        let msg = e.into_inner().to_string();
-        // serde says "unknown field `x`, expected one of ..."; name the full key instead.
-        let reason = if let Some(rest) = msg.strip_prefix("unknown field `") {
-            let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
-            if !key.ends_with(field) {
-                key = join(&key, field);
-            }
-            let expected = expected.trim_start_matches(',').trim();
-            if expected.is_empty() {
-                "unknown key".to_string()
-            } else {
-                format!("unknown key ({expected})")
-            }
-        } else {
-            msg
-        };
-        ConfigError::new(key, reason)
-    })
-}
-
-fn join(a: &str, b: &str) -> String {
-    match (a.is_empty(), b.is_empty()) {
-        (true, _) => b.to_string(),
-        (_, true) => a.to_string(),
-        _ => format!("{a}.{b}"),
-    }
-}
 
 /// Top level of `config.yaml`.
 #[derive(Debug, Deserialize)]
@@ -236,21 +172,6 @@ impl PipelineMode {
     }
 }
 
-/// How hot-path threads wait when they have nothing to do.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum IdlePolicy {
-    /// Busy-poll: lowest latency, burns the core (dedicated, isolated CPUs).
-    Spin,
-    /// Spin briefly, then yield to the scheduler.
-    Yield,
-    /// Spin, yield, then sleep `idle_sleep_us` (shared machines).
-    Sleep,
-    /// Spin, yield, then park until a producer writes to one of the thread's rings (shared
-    /// machines where the cores are oversubscribed, e.g. a broker beside the collector).
-    Park,
-}
-
 /// `runtime:`: threads, rings and pinning.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -376,7 +297,7 @@ pub struct Config {
     /// Parsed `runtime.reconnect`.
     pub reconnect: crate::pipeline::connector::Backoff,
     /// Parsed `runtime.shard` (`None`: this instance collects everything).
-    pub shard: Option<crate::runtime::shard::Shard>,
+    pub shard: Option<shard::Shard>,
     /// The merged tree (file + environment), for `mdc check-config`.
     pub merged: Value,
 }
@@ -434,7 +355,7 @@ impl Config {
                         .map(|h| h.trim().to_string())
                 });
                 Some(
-                    crate::runtime::shard::Shard::parse(s, host.as_deref())
+                    shard::Shard::parse(s, host.as_deref())
                         .map_err(|r| ConfigError::new("runtime.shard", r))?,
                 )
             }

@@ -8,6 +8,7 @@
 
 pub mod json;
 pub mod protobuf;
+pub mod record;
 
 /// Which encodings the enabled sinks need; the parser only produces those.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

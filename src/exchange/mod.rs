@@ -6,9 +6,12 @@
 //! concrete exchange.
 
 pub mod binance;
+pub mod poll_job;
 
-use crate::config::ConfigError;
+pub use crate::book::price::is_decimal;
+
 use crate::event::Event;
+use crate::setting::ConfigError;
 use std::fmt;
 
 /// Every known adapter; the config section name is the factory's `name()`.
@@ -36,7 +39,7 @@ pub trait ExchangePlan: Send + Sync + fmt::Debug {
     /// The symbols it collects (exchange spelling, upper case).
     fn symbols(&self) -> &[String];
     /// Keeps only the symbols for which `keep` is true; all-market streams stay when
-    /// `keep(runtime::shard::ALL_MARKET)` (sharding, `runtime.shard`).
+    /// `keep(config::shard::ALL_MARKET)` (sharding, `runtime.shard`).
     fn retain(&mut self, keep: &dyn Fn(&str) -> bool);
     /// Connections to open, with their streams split under the per-connection limit.
     fn connections(&self) -> Vec<ConnectionSpec>;
@@ -49,7 +52,7 @@ pub trait ExchangePlan: Send + Sync + fmt::Debug {
         None
     }
     /// REST-polled series (open interest, ratios, funding), if any.
-    fn poll_jobs(&self) -> Vec<crate::pipeline::poller::PollJob> {
+    fn poll_jobs(&self) -> Vec<poll_job::PollJob> {
         Vec::new()
     }
     /// The REST host this plan calls and its request-weight budget per minute (plans on the
@@ -72,15 +75,61 @@ pub fn url_host(url: &str) -> &str {
     rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
-/// The channel of a stream name in our `<symbol>@<channel>[@<option>]` convention (all-market
-/// streams: `!<channel>@arr`), e.g. `depth` for `btcusdt@depth@100ms`: keys per-channel settings
-/// such as `http.stale_after`.
-pub fn channel_of(stream: &str) -> &str {
-    let s = stream.trim_start_matches('!');
-    if stream.starts_with('!') {
-        return s.split('@').next().unwrap_or(s);
+/// One stream of a connection, named and classified by its adapter, so that nothing outside the
+/// adapter's folder parses an exchange's stream names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// The stream's name as the decoder reports it (logs, status, stream watch, `gap.stream`).
+    pub name: String,
+    /// The channel that keys per-channel settings such as `http.stale_after` (e.g. `depth`).
+    pub channel: String,
+    /// The symbol as events carry it; empty for an all-market stream.
+    pub symbol: String,
+    /// Carries the symbol's order-book updates: a book sequence break is a gap of this stream.
+    pub book: bool,
+    /// Expected to deliver within `silence_timeout` of connecting (sparse streams such as
+    /// liquidations are not: their silence proves nothing).
+    pub watched: bool,
+}
+
+/// How a connection proves itself alive, both ways (the exchange closes a silent connection; we
+/// replace one whose answers stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// A WebSocket ping frame every `ping_interval`; any pong answers it (Binance).
+    WsPing,
+    /// The text message `ping` once nothing was received for `ping_interval`; the text `pong` answers
+    /// it and never reaches the decoder (OKX: `ping` / `pong`, a connection silent for 30 s is
+    /// closed).
+    Text {
+        ping: &'static str,
+        pong: &'static str,
+    },
+}
+
+impl KeepAlive {
+    /// Whether a keep-alive is due `now`: `since_ping` since our last one, `since_rx` since we last
+    /// received anything.
+    pub fn due(
+        self,
+        interval: std::time::Duration,
+        since_ping: std::time::Duration,
+        since_rx: std::time::Duration,
+    ) -> bool {
+        match self {
+            KeepAlive::WsPing => since_ping >= interval,
+            KeepAlive::Text { .. } => since_ping >= interval && since_rx >= interval,
+        }
     }
-    s.split('@').nth(1).unwrap_or(s)
+
+    /// Whether a text frame is this keep-alive's answer (not data).
+    #[inline]
+    pub fn is_pong(self, text: &[u8]) -> bool {
+        match self {
+            KeepAlive::WsPing => false,
+            KeepAlive::Text { pong, .. } => text == pong.as_bytes(),
+        }
+    }
 }
 
 /// One WebSocket connection an adapter wants.
@@ -88,18 +137,19 @@ pub fn channel_of(stream: &str) -> &str {
 pub struct ConnectionSpec {
     /// Full ws:// or wss:// URL.
     pub url: String,
-    /// Stream names carried, for logs and status.
-    pub streams: Vec<String>,
+    /// Streams carried.
+    pub streams: Vec<StreamSpec>,
     /// Text messages to send after the handshake (subscriptions), paced by `max_messages_per_sec`.
     pub subscribe: Vec<String>,
     /// The exchange's limit on messages we send per second on one connection (pongs included).
     pub max_messages_per_sec: u32,
-    /// Streams expected to deliver within `silence_timeout` of connecting (sparse streams such as
-    /// liquidations are left out). A watched stream that stays silent on a healthy connection is
-    /// reported (e.g. a USD-M stream on the wrong routed path, which fails silently).
-    pub watched: Vec<String>,
+    /// A watched stream ([`StreamSpec::watched`]) that stays silent this long on a healthy
+    /// connection is reported (e.g. a USD-M stream on the wrong routed path, which fails silently).
     pub silence_timeout: std::time::Duration,
-    /// We ping the server this often (its pong proves the connection alive).
+    /// How we ping, and how the answer looks.
+    pub keep_alive: KeepAlive,
+    /// We ping the server this often (its pong proves the connection alive); a
+    /// [`KeepAlive::Text`] ping only after this long without receiving anything.
     pub ping_interval: std::time::Duration,
     /// How often the server is expected to ping us: each ping costs a pong from the message
     /// budget, so the outgoing pacing leaves room for this many pongs per window from the start
@@ -113,6 +163,13 @@ pub struct ConnectionSpec {
     /// Longest overlap of a rollover: past it the old session is closed anyway, and a `gap`
     /// names every stream the two sessions did not prove continuous.
     pub rollover_timeout: std::time::Duration,
+}
+
+impl ConnectionSpec {
+    /// The streams' names, in order.
+    pub fn stream_names(&self) -> Vec<String> {
+        self.streams.iter().map(|s| s.name.clone()).collect()
+    }
 }
 
 /// Decodes one exchange's frames into normalized events. One instance per parser thread; it owns
@@ -186,28 +243,6 @@ impl fmt::Display for DecodeError {
     }
 }
 
-/// True when `s` is a plain decimal as exchanges send them: optional `-`, digits, optional `.digits`.
-#[inline]
-pub fn is_decimal(s: &str) -> bool {
-    let b = s.as_bytes();
-    let b = b.strip_prefix(b"-").unwrap_or(b);
-    if b.is_empty() || b.len() > 64 {
-        return false;
-    }
-    let mut dot = false;
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'.' {
-            if dot || i == 0 || i == b.len() - 1 {
-                return false;
-            }
-            dot = true;
-        } else if !c.is_ascii_digit() {
-            return false;
-        }
-    }
-    true
-}
-
 /// `s` for a URL path or query: ASCII letters, digits and `-._~@!` as they are, every other byte
 /// (a symbol in Chinese, say: Binance lists UTF-8 symbols) percent-encoded.
 pub fn url_escape(s: &str) -> std::borrow::Cow<'_, str> {
@@ -247,6 +282,27 @@ pub fn factory(name: &str) -> Option<&'static dyn ExchangeFactory> {
 #[cfg(test)]
 mod tests {
     use super::is_decimal;
+
+    #[test]
+    fn keep_alive_text_waits_for_silence_and_recognizes_its_pong() {
+        use super::KeepAlive;
+        use std::time::Duration;
+        let s = Duration::from_secs;
+        let text = KeepAlive::Text {
+            ping: "ping",
+            pong: "pong",
+        };
+        assert!(KeepAlive::WsPing.due(s(20), s(20), s(0)));
+        assert!(!KeepAlive::WsPing.due(s(20), s(19), s(30)));
+        // Data keeps an OKX connection alive: no ping while messages arrive.
+        assert!(!text.due(s(20), s(60), s(5)));
+        assert!(text.due(s(20), s(60), s(20)));
+        assert!(!text.due(s(20), s(10), s(25)));
+        assert!(text.is_pong(b"pong"));
+        assert!(!text.is_pong(b"pong "));
+        assert!(!text.is_pong(b"{\"event\":\"pong\"}"));
+        assert!(!KeepAlive::WsPing.is_pong(b"pong"));
+    }
 
     #[test]
     fn url_escapes_round_trip() {

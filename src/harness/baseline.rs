@@ -4,11 +4,11 @@
 //! so the report can state a ratio that holds across machines.
 
 use crate::encode::Formats;
+use crate::encode::record::Record;
 use crate::exchange::Decoder;
 use crate::exchange::binance::decode::BinanceDecoder;
 use crate::pipeline::frame::Frame;
 use crate::pipeline::parser::fill;
-use crate::pipeline::record::Record;
 use serde::Serialize;
 use serde_json::Value;
 use std::hint::black_box;

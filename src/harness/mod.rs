@@ -36,10 +36,10 @@ pub struct BenchOptions {
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// Measured time, e.g. 30s.
-    #[arg(long, default_value = "30s", value_parser = crate::config::duration::parse)]
+    #[arg(long, default_value = "30s", value_parser = crate::setting::duration::parse)]
     pub duration: Duration,
     /// Warm-up before measuring.
-    #[arg(long, default_value = "5s", value_parser = crate::config::duration::parse)]
+    #[arg(long, default_value = "5s", value_parser = crate::setting::duration::parse)]
     pub warmup: Duration,
     /// null | file | kafka.
     #[arg(long, default_value = "null")]

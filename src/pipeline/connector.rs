@@ -46,6 +46,7 @@ pub struct Established {
     pub max_messages_per_sec: u32,
     /// Expected interval of the server's pings (see [`crate::exchange::ConnectionSpec`]).
     pub server_ping_interval: Duration,
+    pub keep_alive: crate::exchange::KeepAlive,
     pub ping_interval: Duration,
     pub liveness_timeout: Duration,
     pub status: Arc<ConnStatus>,
@@ -338,6 +339,7 @@ impl Connector {
                             subscribe: t.spec.subscribe.clone(),
                             max_messages_per_sec: t.spec.max_messages_per_sec,
                             server_ping_interval: t.spec.server_ping_interval,
+                            keep_alive: t.spec.keep_alive,
                             ping_interval: t.spec.ping_interval,
                             liveness_timeout: t.spec.liveness_timeout,
                             status: t.status.clone(),

@@ -8,6 +8,7 @@
 //! revealed it). Per-frame cost: one store into a vector slot.
 
 use crate::event::{Event, EventKind, set};
+use crate::exchange::StreamSpec;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,7 +16,7 @@ struct ConnGaps {
     exchange: &'static str,
     market: &'static str,
     /// (stream, symbol upper case or "" for all-market streams).
-    streams: Vec<(String, String)>,
+    streams: Vec<StreamSpec>,
     last_data_ns: i64,
     down_since_ns: Option<i64>,
 }
@@ -48,7 +49,7 @@ impl Gaps {
         conn: u32,
         exchange: &'static str,
         market: &'static str,
-        streams: &[String],
+        streams: &[StreamSpec],
     ) {
         let i = conn as usize;
         if self.conns.len() <= i {
@@ -57,17 +58,7 @@ impl Gaps {
         self.conns[i] = Some(ConnGaps {
             exchange,
             market,
-            streams: streams
-                .iter()
-                .map(|s| {
-                    let sym = if s.starts_with('!') {
-                        String::new()
-                    } else {
-                        s.split('@').next().unwrap_or("").to_ascii_uppercase()
-                    };
-                    (s.clone(), sym)
-                })
-                .collect(),
+            streams: streams.to_vec(),
             last_data_ns: 0,
             down_since_ns: None,
         });
@@ -131,10 +122,10 @@ impl Gaps {
         let Some(Some(c)) = self.conns.get(conn as usize) else {
             return;
         };
-        for (stream, symbol) in &c.streams {
+        for s in &c.streams {
             let g = Gap {
-                stream,
-                symbol,
+                stream: &s.name,
+                symbol: &s.symbol,
                 reason,
                 from,
                 to,
@@ -155,14 +146,10 @@ impl Gaps {
         let Some(Some(c)) = self.conns.get(conn as usize) else {
             return;
         };
-        if let Some((stream, sym)) = c
-            .streams
-            .iter()
-            .find(|(s, sym)| sym == symbol && s.contains("@depth"))
-        {
+        if let Some(s) = c.streams.iter().find(|s| s.book && s.symbol == symbol) {
             let g = Gap {
-                stream,
-                symbol: sym,
+                stream: &s.name,
+                symbol: &s.symbol,
                 reason: "book_resync",
                 from,
                 to: ts,

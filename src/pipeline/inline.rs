@@ -10,9 +10,9 @@
 use super::frame::Frame;
 use super::parser::Stage;
 use super::publisher::Running;
-use super::record::Record;
 use super::ring::Producer;
-use crate::runtime::idle::FullWait;
+use crate::encode::record::Record;
+use crate::pipeline::idle::FullWait;
 use crossbeam_channel::Sender;
 use std::time::{Duration, Instant};
 

@@ -12,12 +12,13 @@
 pub mod connector;
 pub mod frame;
 pub mod gaps;
+pub mod idle;
 pub mod inline;
 pub mod parser;
 pub mod poller;
 pub mod publisher;
 pub mod reader;
-pub mod record;
+
 pub mod ring;
 pub mod sessions;
 pub mod watch;

@@ -7,18 +7,18 @@
 
 use super::frame::{Frame, FrameKind};
 use super::gaps::Gaps;
-use super::record::Record;
 use super::ring::{Consumer, Producer};
 use super::sessions::{Marker, Sessions};
 use super::watch::StreamWatch;
 use crate::book::Books;
 use crate::clock::realtime_ns;
+use crate::encode::record::Record;
 use crate::encode::{Formats, json, protobuf};
 use crate::event::{Event, EventKind, set};
 use crate::exchange::{DecodeError, Decoded, Decoder};
 use crate::metrics::latency::Recorder;
 use crate::metrics::{Counters, LogThrottle, Metrics};
-use crate::runtime::idle::{FullWait, Idle};
+use crate::pipeline::idle::{FullWait, Idle};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -366,7 +366,7 @@ impl Parser {
     /// Runs until every reader has gone and its rings are drained.
     pub fn run(mut self) {
         let mut last_publish = Instant::now();
-        let mut spare_idle = Idle::new(crate::config::IdlePolicy::Yield, 0);
+        let mut spare_idle = Idle::new(crate::pipeline::idle::IdlePolicy::Yield, 0);
         loop {
             let mut did = 0usize;
             for input in &mut self.inputs {

@@ -7,41 +7,16 @@
 //! again is never published twice; its events carry the point's own time as `exchange_ts_ns`.
 
 use super::parser::fill;
-use super::record::Record;
 use super::ring::Producer;
-use crate::book::rest::{Limiter, with_limiter};
+use crate::book::rest::with_limiter;
 use crate::encode::Formats;
+use crate::encode::record::Record;
 use crate::event::Event;
+use crate::exchange::poll_job::PollJob;
 use crate::metrics::LogThrottle;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Parses a response body into events newer than `since_ns` (exchange time); returns the newest
-/// point's time it emitted.
-pub type ParseFn = Box<
-    dyn FnMut(&str, i64, &mut Event, &mut dyn FnMut(&Event)) -> Result<Option<i64>, String> + Send,
->;
-
-/// One polled series of one symbol.
-pub struct PollJob {
-    pub name: String,
-    pub url: String,
-    /// Request weight on the host's budget.
-    pub weight: u32,
-    /// The host's weight budget (shared with book snapshots; set by the topology).
-    pub host: Option<Arc<Mutex<Limiter>>>,
-    /// The endpoint's own request limit (one request per call), if it has one.
-    pub endpoint: Option<Arc<Mutex<Limiter>>>,
-    pub interval: Duration,
-    /// First run after this delay (spreads jobs evenly over the interval).
-    pub offset: Duration,
-    pub parse: ParseFn,
-    /// Newest point published so far (exchange time, ns).
-    pub newest_ns: i64,
-    /// The reusable event the parser fills.
-    pub event: Event,
-}
 
 /// The poller thread.
 pub struct Poller {
@@ -116,9 +91,9 @@ impl Poller {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok())
                         .map(Duration::from_secs);
-                    let used = resp
-                        .headers()
-                        .get("x-mbx-used-weight-1m")
+                    let used = job
+                        .used_weight_header
+                        .and_then(|h| resp.headers().get(h))
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok());
                     // 429/418 concern the IP: they pause the host's budget.

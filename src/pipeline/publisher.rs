@@ -6,12 +6,12 @@
 //! or inline behind the reader (`runtime.pipeline: inline`).
 
 use super::parser::SHRINK_ABOVE;
-use super::record::Record;
 use super::ring::Consumer;
 use crate::clock::realtime_ns;
+use crate::encode::record::Record;
 use crate::metrics::latency::Recorder;
 use crate::metrics::{Counters, LogThrottle, Metrics};
-use crate::runtime::idle::Idle;
+use crate::pipeline::idle::Idle;
 use crate::sink::Sink;
 use std::sync::Arc;
 

@@ -11,8 +11,9 @@ use super::connector::{Ended, Report, ToReader, WsStream, tcp_of};
 use super::frame::{Frame, FrameKind};
 use super::ring::Producer;
 use crate::clock::realtime_ns;
+use crate::exchange::KeepAlive;
 use crate::metrics::{Counters, LogThrottle, Metrics, disconnect, frame, skip};
-use crate::runtime::idle::Idle;
+use crate::pipeline::idle::Idle;
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -119,6 +120,7 @@ struct Conn {
     /// Receive time (CLOCK_REALTIME ns) of the last message of any kind.
     last_rx_ns: i64,
     last_ping: Instant,
+    keep_alive: KeepAlive,
     ping_interval: Duration,
     liveness_ns: i64,
     pings_sent: u64,
@@ -238,6 +240,7 @@ impl Reader {
                     last_ping: Instant::now()
                         .checked_sub(est.ping_interval)
                         .unwrap_or_else(Instant::now),
+                    keep_alive: est.keep_alive,
                     ping_interval: est.ping_interval,
                     liveness_ns: est.liveness_timeout.as_nanos().min(i64::MAX as u128) as i64,
                     pings_sent: 0,
@@ -363,6 +366,11 @@ impl Reader {
                 Ok(Message::Text(text)) => {
                     let ts = conn.last_rx_ns;
                     let bytes = text.as_bytes();
+                    if conn.keep_alive.is_pong(bytes) {
+                        conn.awaiting_pong_since = None;
+                        stats.frames.add(frame::PONG, 1);
+                        continue;
+                    }
                     stats.frames.add(frame::TEXT, 1);
                     stats.bytes.add(frame::TEXT, bytes.len() as u64);
                     conn.unpublished += 1;
@@ -471,16 +479,25 @@ impl Reader {
                 ),
             ));
         }
-        if now.duration_since(conn.last_ping) >= conn.ping_interval && conn.sends.allows(now) {
+        let since_rx = Duration::from_nanos(silent_ns.max(0) as u64);
+        if conn.keep_alive.due(
+            conn.ping_interval,
+            now.duration_since(conn.last_ping),
+            since_rx,
+        ) && conn.sends.allows(now)
+        {
             conn.last_ping = now;
             conn.awaiting_pong_since.get_or_insert(now);
             conn.pings_sent += 1;
             conn.sends.record(now);
-            // A static payload: a ping allocates nothing (any pong answers it).
-            match conn
-                .ws
-                .send(Message::Ping(tungstenite::Bytes::from_static(b"mdc")))
-            {
+            // Static payloads: a ping allocates nothing (any pong answers it).
+            let ping = match conn.keep_alive {
+                KeepAlive::WsPing => Message::Ping(tungstenite::Bytes::from_static(b"mdc")),
+                KeepAlive::Text { ping, .. } => {
+                    Message::Text(tungstenite::Utf8Bytes::from_static(ping))
+                }
+            };
+            match conn.ws.send(ping) {
                 Ok(()) => {}
                 Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => return Err((disconnect::ERROR, format!("ping: {e}"))),
@@ -593,7 +610,7 @@ impl Reader {
         }
         // Full: only now (never per message) touch the shared counter.
         self.ring_full_waits.fetch_add(1, Ordering::Relaxed);
-        let mut idle = Idle::new(crate::config::IdlePolicy::Yield, 0);
+        let mut idle = Idle::new(crate::pipeline::idle::IdlePolicy::Yield, 0);
         while out.write_with(&mut fill).is_none() {
             idle.wait();
         }

@@ -8,7 +8,7 @@
 //! A full ring is reported to the caller (`write_with` returns `None`); the caller applies the
 //! backpressure policy (the reader stops reading its socket, so TCP pushes back on the exchange).
 
-use crate::runtime::idle::Bell;
+use crate::pipeline::idle::Bell;
 use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
 use std::sync::Arc;

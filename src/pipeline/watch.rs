@@ -9,6 +9,7 @@
 //!
 //! Per frame: one hash lookup of the stream name and a store into a local vector.
 
+use crate::exchange::StreamSpec;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -59,8 +60,7 @@ impl StreamWatch {
         &mut self,
         conn: u32,
         label: String,
-        streams: &[String],
-        watched: &[String],
+        streams: &[StreamSpec],
         timeout: std::time::Duration,
         shared: Option<Arc<[AtomicI64]>>,
     ) {
@@ -74,13 +74,10 @@ impl StreamWatch {
             index: streams
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (s.clone(), i))
+                .map(|(i, s)| (s.name.clone(), i))
                 .collect(),
-            names: streams.to_vec(),
-            watched: {
-                let w: std::collections::HashSet<&String> = watched.iter().collect();
-                streams.iter().map(|s| w.contains(s)).collect()
-            },
+            names: streams.iter().map(|s| s.name.clone()).collect(),
+            watched: streams.iter().map(|s| s.watched).collect(),
             last_ns: vec![0; streams.len()],
             shared,
             connected_at_ns: None,

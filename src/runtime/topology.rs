@@ -5,19 +5,19 @@
 use crate::book::{self, BookSpec, Books, rest};
 use crate::config::{Config, IdlePolicy};
 use crate::encode::Formats;
+use crate::encode::record::Record;
 use crate::metrics::{self, Metrics};
 use crate::pipeline::connector::{ConnTarget, Connector};
 use crate::pipeline::frame::Frame;
+use crate::pipeline::idle::Idle;
 use crate::pipeline::inline::Inline;
 use crate::pipeline::parser::{Parser, Stage};
 use crate::pipeline::poller::Poller;
 use crate::pipeline::publisher::Publisher;
 use crate::pipeline::reader::Reader;
-use crate::pipeline::record::Record;
 use crate::pipeline::ring::{self, Consumer, Producer};
 use crate::pipeline::sessions::{RolloverMetrics, Sessions};
 use crate::pipeline::watch::StreamWatch;
-use crate::runtime::idle::Idle;
 use crate::runtime::placement::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,7 +86,7 @@ pub fn run_with(
                 symbols: p.symbols().to_vec(),
                 all_market: conns
                     .iter()
-                    .any(|c| c.streams.iter().any(|s| s.starts_with('!'))),
+                    .any(|c| c.streams.iter().any(|s| s.symbol.is_empty())),
             })
             .collect(),
     };
@@ -119,11 +119,12 @@ pub fn run_with(
             let stale: Vec<i64> = spec
                 .streams
                 .iter()
-                .map(|s| config.http.stale_after_ns(crate::exchange::channel_of(s)))
+                .map(|s| config.http.stale_after_ns(&s.channel))
                 .collect();
-            let status = metrics
-                .board
-                .add(conn, plan.name(), &spec.url, &spec.streams, stale);
+            let status =
+                metrics
+                    .board
+                    .add(conn, plan.name(), &spec.url, &spec.stream_names(), stale);
             targets.push(ConnTarget {
                 status,
                 conn,
@@ -244,8 +245,9 @@ pub fn run_with(
                     .iter()
                     .zip(&plan_limiters)
                     .map(|(s, l)| {
-                        s.as_ref().map(|s| rest::PoolSource {
-                            source: s.source.clone(),
+                        let s = s.as_ref()?;
+                        Some(rest::PoolSource {
+                            source: s.source.clone()?,
                             limit: s.snapshot_limit.unwrap_or(config.book.rest_snapshot_limit),
                             limiter: l.clone(),
                         })
@@ -417,7 +419,6 @@ pub fn run_with(
                 t.conn,
                 label,
                 &t.spec.streams,
-                &t.spec.watched,
                 t.spec.silence_timeout,
                 Some(t.status.last_message_ns.clone()),
             );

@@ -9,10 +9,10 @@ pub mod file;
 pub mod kafka;
 pub mod null;
 
-use crate::config::ConfigError;
 use crate::encode::Formats;
+use crate::encode::record::Record;
 use crate::metrics::Metrics;
-use crate::pipeline::record::Record;
+use crate::setting::ConfigError;
 use std::fmt;
 use std::sync::Arc;
 

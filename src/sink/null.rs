@@ -1,9 +1,9 @@
 //! `sinks.null`: discards everything (benchmarks isolate the pipeline with it).
 
 use super::{Sink, SinkError, SinkFactory, SinkPlan};
-use crate::config::{ConfigError, section};
 use crate::encode::Formats;
-use crate::pipeline::record::Record;
+use crate::encode::record::Record;
+use crate::setting::{ConfigError, section};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize, Serialize)]

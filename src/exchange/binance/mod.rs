@@ -10,12 +10,13 @@
 
 pub mod decode;
 pub mod poll;
+pub mod sequence;
 pub mod snapshot;
 pub mod spot;
 pub mod usdm;
 
-use crate::config::{ConfigError, section};
-use crate::exchange::{ConnectionSpec, Decoder, ExchangePlan};
+use crate::exchange::{ConnectionSpec, Decoder, ExchangePlan, StreamSpec};
+use crate::setting::{ConfigError, section};
 use serde::Deserialize;
 
 /// Stream names per `SUBSCRIBE` message; keeps each control message small.
@@ -42,7 +43,7 @@ pub struct Profile {
     pub max_streams: usize,
     pub default_streams: usize,
     /// Book sync procedure of this market.
-    pub rules: crate::book::sync::Rules,
+    pub sequence: sequence::Sequence,
     /// REST path of depth snapshots and the largest `limit` it serves.
     pub depth_path: &'static str,
     pub max_snapshot_limit: u32,
@@ -303,13 +304,13 @@ impl BinancePlan {
             ));
         }
         let silence_timeout =
-            crate::config::duration::parse(s.silent_stream_timeout.as_deref().unwrap_or("5m"))
+            crate::setting::duration::parse(s.silent_stream_timeout.as_deref().unwrap_or("5m"))
                 .map_err(|r| ConfigError::new(key("silent_stream_timeout"), r))?;
         let ping_interval =
-            crate::config::duration::parse(s.ping_interval.as_deref().unwrap_or("30s"))
+            crate::setting::duration::parse(s.ping_interval.as_deref().unwrap_or("30s"))
                 .map_err(|r| ConfigError::new(key("ping_interval"), r))?;
         let liveness_timeout =
-            crate::config::duration::parse(s.liveness_timeout.as_deref().unwrap_or("60s"))
+            crate::setting::duration::parse(s.liveness_timeout.as_deref().unwrap_or("60s"))
                 .map_err(|r| ConfigError::new(key("liveness_timeout"), r))?;
         if ping_interval < std::time::Duration::from_millis(100)
             || liveness_timeout <= ping_interval
@@ -321,7 +322,7 @@ impl BinancePlan {
         }
         let server_ping_interval = match s.server_ping_interval.as_deref() {
             None => profile.server_ping_interval,
-            Some(v) => crate::config::duration::parse(v)
+            Some(v) => crate::setting::duration::parse(v)
                 .map_err(|r| ConfigError::new(key("server_ping_interval"), r))?,
         };
         if server_ping_interval < std::time::Duration::from_millis(10) {
@@ -333,7 +334,7 @@ impl BinancePlan {
         let max_age = match s.max_connection_age.as_deref().unwrap_or("23h30m") {
             "off" => None,
             v => {
-                let d = crate::config::duration::parse(v)
+                let d = crate::setting::duration::parse(v)
                     .map_err(|r| ConfigError::new(key("max_connection_age"), r))?;
                 if d < std::time::Duration::from_secs(1)
                     || d > std::time::Duration::from_secs(86_400)
@@ -347,7 +348,7 @@ impl BinancePlan {
             }
         };
         let rollover_timeout =
-            crate::config::duration::parse(s.rollover_timeout.as_deref().unwrap_or("10s"))
+            crate::setting::duration::parse(s.rollover_timeout.as_deref().unwrap_or("10s"))
                 .map_err(|r| ConfigError::new(key("rollover_timeout"), r))?;
         let rest_series: Vec<String> = channels
             .iter()
@@ -466,7 +467,7 @@ impl ExchangePlan for BinancePlan {
                 let url = format!("{base}?streams={}", escaped[..in_url].join("/"));
                 ConnectionSpec {
                     url,
-                    streams: streams.to_vec(),
+                    streams: streams.iter().map(|s| stream_spec(s)).collect(),
                     subscribe: streams[in_url..]
                         .chunks(STREAMS_PER_SUBSCRIBE)
                         .map(|chunk| {
@@ -475,13 +476,8 @@ impl ExchangePlan for BinancePlan {
                         })
                         .collect(),
                     max_messages_per_sec: self.max_messages_per_sec,
-                    // Liquidations are sparse by nature: silence proves nothing.
-                    watched: streams
-                        .iter()
-                        .filter(|s| !s.contains("forceOrder"))
-                        .cloned()
-                        .collect(),
                     silence_timeout: self.silence_timeout,
+                    keep_alive: crate::exchange::KeepAlive::WsPing,
                     ping_interval: self.ping_interval,
                     server_ping_interval: self.server_ping_interval,
                     liveness_timeout: self.liveness_timeout,
@@ -495,7 +491,7 @@ impl ExchangePlan for BinancePlan {
 
     fn retain(&mut self, keep: &dyn Fn(&str) -> bool) {
         self.symbols.retain(|s| keep(s));
-        if !keep(crate::runtime::shard::ALL_MARKET) {
+        if !keep(crate::setting::shard::ALL_MARKET) {
             self.channels.retain(|c| !c.starts_with('!'));
         }
     }
@@ -507,7 +503,7 @@ impl ExchangePlan for BinancePlan {
     }
 
     fn effective(&self) -> serde_yaml::Value {
-        use crate::config::duration::format as fmt;
+        use crate::setting::duration::format as fmt;
         #[derive(serde::Serialize)]
         struct Effective<'a> {
             ws_url: &'a str,
@@ -550,7 +546,7 @@ impl ExchangePlan for BinancePlan {
         .unwrap_or(serde_yaml::Value::Null)
     }
 
-    fn poll_jobs(&self) -> Vec<crate::pipeline::poller::PollJob> {
+    fn poll_jobs(&self) -> Vec<crate::exchange::poll_job::PollJob> {
         poll::jobs(
             &self.rest_url,
             &self.symbols,
@@ -571,15 +567,15 @@ impl ExchangePlan for BinancePlan {
             return None;
         }
         Some(crate::book::BookSpec {
-            rules: self.profile.rules,
+            rules: self.profile.sequence.rules(),
             exchange: "binance",
             market: self.profile.market,
             symbols: self.symbols.clone(),
-            source: std::sync::Arc::new(snapshot::BinanceSnapshots {
+            source: Some(std::sync::Arc::new(snapshot::BinanceSnapshots {
                 rest_url: self.rest_url.clone(),
                 path: self.profile.depth_path,
-                futures: self.profile.rules == crate::book::sync::Rules::Futures,
-            }),
+                futures: self.profile.sequence == sequence::Sequence::Futures,
+            })),
             max_snapshot_limit: self.profile.max_snapshot_limit,
             accepted_limits: self.profile.accepted_snapshot_limits,
             snapshot_limit: self.rest_snapshot_limit,
@@ -603,6 +599,28 @@ pub fn subscribe_message(streams: &[String], id: u64) -> String {
     )
 }
 
+/// A stream name in Binance's `<symbol>@<channel>[@<option>]` form (all-market streams:
+/// `!<channel>@arr`), classified: channel `depth` for `btcusdt@depth@100ms`, symbol `BTCUSDT`.
+fn stream_spec(name: &str) -> StreamSpec {
+    let (symbol, channel) = match name.strip_prefix('!') {
+        Some(rest) => (String::new(), rest.split('@').next().unwrap_or(rest)),
+        None => {
+            let mut parts = name.split('@');
+            let sym = parts.next().unwrap_or("");
+            (sym.to_ascii_uppercase(), parts.next().unwrap_or(name))
+        }
+    };
+    StreamSpec {
+        name: name.to_string(),
+        channel: channel.to_string(),
+        symbol,
+        // The diff-depth stream (any speed) feeds the symbol's book; partial depth does not.
+        book: channel == "depth",
+        // Liquidations are sparse by nature: silence proves nothing.
+        watched: !channel.starts_with("forceOrder"),
+    }
+}
+
 /// `depth@100ms` -> `depth`, `!markPrice@arr` -> `!markPrice`.
 pub fn channel_base(ch: &str) -> &str {
     ch.split('@').next().unwrap_or(ch)
@@ -621,4 +639,36 @@ fn check_url(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> 
         return Err(ConfigError::new(key, format!("`{url}` is not a valid URL")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_spec;
+
+    #[test]
+    fn stream_specs_classify_binance_names() {
+        let cases = [
+            ("btcusdt@depth@100ms", "depth", "BTCUSDT", true, true),
+            ("btcusdt@depth", "depth", "BTCUSDT", true, true),
+            ("btcusdt@depth20@100ms", "depth20", "BTCUSDT", false, true),
+            ("btcusdt@aggTrade", "aggTrade", "BTCUSDT", false, true),
+            ("btcusdt@forceOrder", "forceOrder", "BTCUSDT", false, false),
+            ("!forceOrder@arr", "forceOrder", "", false, false),
+            ("!markPrice@arr@1s", "markPrice", "", false, true),
+            ("币安人生usdt@trade", "trade", "币安人生USDT", false, true),
+        ];
+        for (name, channel, symbol, book, watched) in cases {
+            let s = stream_spec(name);
+            assert_eq!(
+                (
+                    s.name.as_str(),
+                    s.channel.as_str(),
+                    s.symbol.as_str(),
+                    s.book,
+                    s.watched
+                ),
+                (name, channel, symbol, book, watched)
+            );
+        }
+    }
 }

@@ -2,10 +2,10 @@
 //! (EXCHANGES.md 4.2; REST only). Settings: `exchanges.binance_usdm.rest`.
 
 use crate::clock::realtime_ns;
-use crate::config::{ConfigError, duration, section};
 use crate::event::{Event, EventKind, set};
 use crate::exchange::is_decimal;
-use crate::pipeline::poller::{ParseFn, PollJob};
+use crate::exchange::poll_job::{ParseFn, PollJob};
+use crate::setting::{ConfigError, duration, section};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -245,6 +245,7 @@ pub fn jobs(
                 url,
                 weight,
                 host: None,
+                used_weight_header: Some("x-mbx-used-weight-1m"),
                 endpoint,
                 offset: interval * i as u32 / n,
                 interval,

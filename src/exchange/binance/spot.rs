@@ -16,7 +16,7 @@ pub static PROFILE: Profile = Profile {
     server_ping_interval: std::time::Duration::from_secs(20),
     routes: &[],
     rest_channels: &[],
-    rules: crate::book::sync::Rules::Spot,
+    sequence: super::sequence::Sequence::Spot,
     depth_path: "/api/v3/depth",
     max_snapshot_limit: 5000,
     accepted_snapshot_limits: &[],

@@ -58,7 +58,7 @@ pub static PROFILE: Profile = Profile {
         "globalLongShortAccountRatio",
         "fundingRate",
     ],
-    rules: crate::book::sync::Rules::Futures,
+    sequence: super::sequence::Sequence::Futures,
     depth_path: "/fapi/v1/depth",
     max_snapshot_limit: 1000,
     accepted_snapshot_limits: &[5, 10, 20, 50, 100, 500, 1000],

@@ -9,10 +9,10 @@
 mod rotate;
 
 use super::{Sink, SinkError, SinkFactory, SinkPlan};
-use crate::config::{ConfigError, duration, section};
 use crate::encode::Formats;
+use crate::encode::record::Record;
 use crate::event::EventKind;
-use crate::pipeline::record::Record;
+use crate::setting::{ConfigError, duration, section};
 use rotate::TypeFile;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! `sinks.kafka`: the user's section, its validation, and the librdkafka properties it implies.
 
-use crate::config::{ConfigError, duration, section};
 use crate::event::EventKind;
+use crate::setting::{ConfigError, duration, section};
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -7,8 +7,8 @@
 //! sink, so its consumers know exactly where data is missing. Other sinks lost nothing and get no
 //! gap.
 
+use crate::encode::record::Record;
 use crate::event::{Event, EventKind, set};
-use crate::pipeline::record::Record;
 
 struct Dropped {
     reason: &'static str,

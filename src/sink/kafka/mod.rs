@@ -26,11 +26,11 @@ pub mod topics;
 
 use super::{Sink, SinkError, SinkFactory, SinkPlan};
 use crate::clock::realtime_ns;
-use crate::config::ConfigError;
 use crate::encode::Formats;
+use crate::encode::record::Record;
 use crate::event::EventKind;
 use crate::metrics::{Metrics, SinkHealth};
-use crate::pipeline::record::Record;
+use crate::setting::ConfigError;
 use config::{KafkaFormat, KafkaSettings};
 use delivery::{Ctx, Delivery, RETRY_FLAG};
 use rdkafka::ClientContext;

@@ -1,4 +1,4 @@
-//! The unit that travels parser -> publisher: one encoded event in recycled buffers.
+//! The unit that travels parser -> publisher -> sinks: one encoded event in recycled buffers.
 
 use crate::event::EventKind;
 

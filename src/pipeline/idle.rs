@@ -6,11 +6,26 @@
 //! busy threads (a broker beside the collector) the CPU that spinning and yielding burn goes to
 //! the threads that have work.
 
-use crate::config::IdlePolicy;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
+
+/// How hot-path threads wait when they have nothing to do.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IdlePolicy {
+    /// Busy-poll: lowest latency, burns the core (dedicated, isolated CPUs).
+    Spin,
+    /// Spin briefly, then yield to the scheduler.
+    Yield,
+    /// Spin, yield, then sleep `idle_sleep_us` (shared machines).
+    Sleep,
+    /// Spin, yield, then park until a producer writes to one of the thread's rings (shared
+    /// machines where the cores are oversubscribed, e.g. a broker beside the collector).
+    Park,
+}
 
 /// Escalating wait: spin, then yield, then (policy `sleep`) sleep or (policy `park`, in
 /// [`Idle::wait_or_park`]) park; reset as soon as work arrives.
