@@ -5,14 +5,38 @@
 mod common;
 
 use common::temp_dir;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Runs `mdc bench <args> --out <out>`, asserts success, returns the run directory.
+fn run_bench(out: &Path, args: &[&str]) -> PathBuf {
+    let st = Command::new(env!("CARGO_BIN_EXE_mdc"))
+        .arg("bench")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run mdc bench");
+    let stdout = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        st.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a <date>-<host> directory")
+        .path()
+}
 
 #[test]
 fn bench_writes_a_complete_report() {
     let out = temp_dir("bench-report");
-    let st = Command::new(env!("CARGO_BIN_EXE_mdc"))
-        .args([
-            "bench",
+    let run_dir = run_bench(
+        &out,
+        &[
             "--rate",
             "4000",
             "--duration",
@@ -23,23 +47,8 @@ fn bench_writes_a_complete_report() {
             "3",
             "--baseline-messages",
             "2000",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .expect("run mdc bench");
-    let stdout = String::from_utf8_lossy(&st.stdout);
-    assert!(
-        st.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&st.stderr)
+        ],
     );
-    let run_dir = std::fs::read_dir(&out)
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("a <date>-<host> directory")
-        .path();
     let md = std::fs::read_to_string(run_dir.join("bench-null-4000.md")).unwrap();
     let csv = std::fs::read_to_string(run_dir.join("bench-null-4000.csv")).unwrap();
     for needle in [
@@ -78,9 +87,9 @@ fn bench_writes_a_complete_report() {
 #[test]
 fn bench_rate_sweep_writes_a_summary() {
     let out = temp_dir("bench-sweep");
-    let st = Command::new(env!("CARGO_BIN_EXE_mdc"))
-        .args([
-            "bench",
+    let run_dir = run_bench(
+        &out,
+        &[
             "--rates",
             "2000,4000",
             "--duration",
@@ -93,22 +102,8 @@ fn bench_rate_sweep_writes_a_summary() {
             "1000",
             "--tag",
             "t",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .expect("run mdc bench");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+        ],
     );
-    let run_dir = std::fs::read_dir(&out)
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("a <date>-<host> directory")
-        .path();
     let md = std::fs::read_to_string(run_dir.join("sweep-null-t.md")).unwrap();
     let csv = std::fs::read_to_string(run_dir.join("sweep-null-t.csv")).unwrap();
     assert!(md.contains("| 2000 |") && md.contains("| 4000 |"), "{md}");
