@@ -129,6 +129,7 @@ fn bench_book(c: &mut Criterion) {
         prev: None,
         bids: &none,
         asks: &none,
+        checksum: None,
     });
     book.on_snapshot(&snap);
     let mut r = Rng(7);
@@ -173,6 +174,7 @@ fn bench_book(c: &mut Criterion) {
                 prev: None,
                 bids,
                 asks,
+                checksum: None,
             }))
         })
     });

@@ -173,6 +173,7 @@ fn bench_metrics(c: &mut Criterion) {
         name: "btcusdt@trade".into(),
         channel: "trade".into(),
         symbol: "BTCUSDT".into(),
+        market: "",
         book: false,
         watched: true,
     }];

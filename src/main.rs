@@ -27,8 +27,27 @@ enum Command {
     Run,
     /// Validate the config and print the effective configuration (secrets redacted).
     CheckConfig,
-    /// Serve Binance-format streams on 127.0.0.1 (exchange simulator for tests and benchmarks).
+    /// Serve Binance-format (or OKX v5) streams on 127.0.0.1 (exchange simulator for tests and
+    /// benchmarks).
     Simulate {
+        /// Which exchange to simulate: `binance` (spot) or `okx` (v5 public, `/ws/v5/public`).
+        #[arg(long, default_value = "binance")]
+        exchange: String,
+        /// OKX: every n-th `books` update is withheld (a seqId gap; 0 = never).
+        #[arg(long, default_value_t = 0)]
+        gap_every: u64,
+        /// OKX: every n-th `books` update carries a wrong checksum (0 = never).
+        #[arg(long, default_value_t = 0)]
+        bad_checksum_every: u64,
+        /// OKX: every n-th `books` update is a keep-alive (seqId == prevSeqId; 0 = never).
+        #[arg(long, default_value_t = 0)]
+        keep_alive_every: u64,
+        /// OKX: reset each instrument's seqId once after this many updates.
+        #[arg(long)]
+        reset_after: Option<u64>,
+        /// OKX: close a connection nothing was pushed to for this many seconds.
+        #[arg(long, default_value_t = 30)]
+        idle_close_s: u64,
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:9443")]
         listen: String,
@@ -76,11 +95,40 @@ fn main() -> ExitCode {
             }
         }
         Command::Simulate {
+            exchange,
+            gap_every,
+            bad_checksum_every,
+            keep_alive_every,
+            reset_after,
+            idle_close_s,
+            listen,
+            seed,
+            rate,
+            total,
+            ..
+        } if exchange == "okx" => simulate_okx(mdc::simulator::okx::OkxSimConfig {
+            listen,
+            seed,
+            rate,
+            total,
+            gap_every,
+            bad_checksum_every,
+            keep_alive_every,
+            reset_after,
+            idle_close: Duration::from_secs(idle_close_s),
+            ..Default::default()
+        }),
+        Command::Simulate { exchange, .. } if exchange != "binance" => {
+            eprintln!("simulate: unknown --exchange `{exchange}` (binance or okx)");
+            ExitCode::from(2)
+        }
+        Command::Simulate {
             listen,
             seed,
             rate,
             total,
             ping_ms,
+            ..
         } => simulate(SimConfig {
             listen,
             seed,
@@ -201,6 +249,27 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             println!("#   {}: [{}]", plan.name(), plan.symbols().join(", "));
         }
     }
+    ExitCode::SUCCESS
+}
+
+fn simulate_okx(cfg: mdc::simulator::okx::OkxSimConfig) -> ExitCode {
+    init_logging("info", LogFormat::Text);
+    let flag = match shutdown::install() {
+        Ok(f) => f,
+        Err(_) => return ExitCode::from(1),
+    };
+    let sim = match mdc::simulator::okx::OkxSimulator::start(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("simulate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("okx simulator listening on {}", sim.ws_url());
+    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("{:?}", sim.stats());
     ExitCode::SUCCESS
 }
 

@@ -87,6 +87,7 @@ fn replay(market: &str, rules: Rules) -> usize {
                     prev: d.get("pu").and_then(Value::as_u64),
                     bids: &b,
                     asks: &a,
+                    checksum: None,
                 })
             };
             assert!(

@@ -68,6 +68,8 @@ pub struct BookSpec {
     pub rules: Rules,
     pub exchange: &'static str,
     pub market: &'static str,
+    /// A symbol's own market where one plan spans several (OKX instIds); `None`: `market`.
+    pub market_of: Option<fn(&str) -> &'static str>,
     /// Symbols with a depth channel.
     pub symbols: Vec<String>,
     /// Where snapshots come from: a REST source (Binance), or `None` when the exchange pushes
@@ -80,6 +82,23 @@ pub struct BookSpec {
     pub accepted_limits: &'static [u32],
     /// This market's own snapshot size (`exchanges.<market>.rest_snapshot_limit`).
     pub snapshot_limit: Option<u32>,
+    /// Stream markets: how to make the exchange push a fresh snapshot of one symbol (OKX:
+    /// unsubscribe + subscribe its `books` channel), sent on the symbol's connection when its book
+    /// must re-sync. `None`: the market has no such request (the book waits for the next push).
+    pub resubscribe: Option<Arc<dyn Resubscribe>>,
+}
+
+/// The messages that make an exchange push a symbol's book snapshot again, over the connection
+/// that carries it (the parser hands them to the connection's reader, paced like subscriptions).
+pub trait Resubscribe: Send + Sync + std::fmt::Debug {
+    fn messages(&self, symbol: &str) -> Vec<String>;
+}
+
+/// Messages a book asks to send on one of its parser's connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub conn: u32,
+    pub messages: Vec<String>,
 }
 
 /// Per-symbol counters, registered once and shared by every parser.
@@ -88,6 +107,7 @@ pub struct BookCounters {
     gaps: Arc<AtomicU64>,
     resyncs: Arc<AtomicU64>,
     crossed: Arc<AtomicU64>,
+    checksum_failures: Arc<AtomicU64>,
 }
 
 /// Registers the per-symbol book counters of every spec (indexed like `specs`).
@@ -104,7 +124,7 @@ pub fn counters(
                     .map(|sym| {
                         let l = [
                             ("exchange", spec.exchange),
-                            ("market", spec.market),
+                            ("market", spec.market_of.map_or(spec.market, |f| f(sym))),
                             ("symbol", sym.as_str()),
                         ];
                         (
@@ -125,6 +145,11 @@ pub fn counters(
                                     "Crossed local books caught (never published).",
                                     &l,
                                 ),
+                                checksum_failures: metrics.counter(
+                                    "book_checksum_failures_total",
+                                    "Local books that differed from the exchange's checksum (OKX).",
+                                    &l,
+                                ),
                             },
                         )
                     })
@@ -136,6 +161,7 @@ pub fn counters(
 
 struct SymbolState {
     book: SymbolBook,
+    market: &'static str,
     c: BookCounters,
     /// Receive time of the last diff applied (start of a `book_resync` gap).
     last_applied_ns: i64,
@@ -146,8 +172,8 @@ struct SymbolState {
 struct SourceBooks {
     /// Snapshots are fetched over REST (else they arrive in the stream).
     rest: bool,
+    resubscribe: Option<Arc<dyn Resubscribe>>,
     exchange: &'static str,
-    market: &'static str,
     symbols: HashMap<String, SymbolState>,
 }
 
@@ -163,6 +189,8 @@ pub struct Books {
     resyncs_logged: u64,
     /// Set by `on_diff` when the diff revealed a sequence break: start of the hole.
     gap_from_ns: Option<i64>,
+    /// Re-subscriptions for stream-snapshot books, to send on their connections.
+    outbox: Vec<Outgoing>,
 }
 
 impl Books {
@@ -182,14 +210,15 @@ impl Books {
                 let (spec, c) = (s.as_ref()?, c.as_ref()?);
                 Some(SourceBooks {
                     rest: spec.source.is_some(),
+                    resubscribe: spec.resubscribe.clone(),
                     exchange: spec.exchange,
-                    market: spec.market,
                     symbols: spec
                         .symbols
                         .iter()
                         .filter_map(|sym| {
                             let state = SymbolState {
                                 book: SymbolBook::new(spec.rules, cfg.max_buffered_diffs),
+                                market: spec.market_of.map_or(spec.market, |f| f(sym)),
                                 c: c.get(sym)?.clone(),
                                 last_applied_ns: 0,
                                 resync_started_ns: 0,
@@ -209,15 +238,64 @@ impl Books {
             event: Event::new("", ""),
             resyncs_logged: 0,
             gap_from_ns: None,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Messages books want sent on their connections (stream-snapshot re-syncs), oldest first.
+    pub fn take_outbox(&mut self) -> Option<Outgoing> {
+        if self.outbox.is_empty() {
+            None
+        } else {
+            Some(self.outbox.remove(0))
+        }
+    }
+
+    /// Asks for a new snapshot of `symbol` if its book wants one: from the REST pool, or by
+    /// re-subscribing on its connection.
+    fn request(
+        requests: &Sender<SnapshotRequest>,
+        outbox: &mut Vec<Outgoing>,
+        parser: usize,
+        source: u16,
+        (exchange, rest, resubscribe): (&str, bool, Option<&dyn Resubscribe>),
+        st: &mut SymbolState,
+        symbol: &str,
+    ) {
+        if !st.book.take_request() {
+            return;
+        }
+        if st.resync_started_ns == 0 {
+            st.resync_started_ns = crate::clock::realtime_ns();
+        }
+        if rest {
+            let _ = requests.send(SnapshotRequest {
+                parser,
+                source,
+                symbol: symbol.to_string(),
+            });
+        } else if let Some(r) = resubscribe {
+            log::info!(
+                "event=book_resubscribe exchange={exchange} symbol={symbol} conn={}",
+                st.book.conn
+            );
+            outbox.push(Outgoing {
+                conn: st.book.conn,
+                messages: r.messages(symbol),
+            });
         }
     }
 
     /// Applies a decoded depth diff (marks it `resyncing` when the book is not synced); true when a
     /// book snapshot is due right after this diff (call [`Books::snapshot`]).
     pub fn on_diff(&mut self, source: u16, conn: u32, ev: &mut Event, now_ns: i64) -> bool {
+        if ev.depth.snapshot {
+            return self.on_pushed_snapshot(source, conn, ev, now_ns);
+        }
         let Some(Some(sb)) = self.sources.get_mut(source as usize) else {
             return false;
         };
+        let how = (sb.exchange, sb.rest, sb.resubscribe.as_deref());
         let Some(st) = sb.symbols.get_mut(ev.header.symbol.as_str()) else {
             return false;
         };
@@ -231,6 +309,7 @@ impl Books {
             txn_ts_ns: ev.header.transaction_ts_ns,
             bids: &d.bids,
             asks: &d.asks,
+            checksum: d.checksum,
         });
         let exchange = sb.exchange;
         note(
@@ -245,7 +324,7 @@ impl Books {
         ev.depth.resyncing = !st.book.is_live();
         match out {
             Outcome::Applied => st.last_applied_ns = now_ns,
-            Outcome::Gap => {
+            Outcome::Gap | Outcome::ChecksumMismatch => {
                 self.gap_from_ns = Some(if st.last_applied_ns > 0 {
                     st.last_applied_ns
                 } else {
@@ -254,20 +333,15 @@ impl Books {
             }
             _ => {}
         }
-        if st.book.take_request() {
-            if st.resync_started_ns == 0 {
-                st.resync_started_ns = crate::clock::realtime_ns();
-            }
-            // Exchanges that push snapshots in the stream send the next one themselves (after a
-            // re-subscription by their adapter); only REST markets ask the pool.
-            if sb.rest {
-                let _ = self.requests.send(SnapshotRequest {
-                    parser: self.parser,
-                    source,
-                    symbol: ev.header.symbol.clone(),
-                });
-            }
-        }
+        Self::request(
+            &self.requests,
+            &mut self.outbox,
+            self.parser,
+            source,
+            how,
+            st,
+            &ev.header.symbol,
+        );
         if out != Outcome::Applied {
             return false;
         }
@@ -276,6 +350,40 @@ impl Books {
             && b.updates_since_emit >= self.cfg.snapshot_every_updates)
             || (self.cfg.snapshot_interval_ms > 0
                 && now_ns - b.last_emit_ns >= self.cfg.snapshot_interval_ms as i64 * 1_000_000)
+    }
+
+    /// A depth event that is the exchange's full book (OKX `books` `snapshot`): loads it; true
+    /// when the book became synced (its `book_snapshot` is due right after this event). Copies the
+    /// levels: pushed snapshots come once per (re)subscription, not per update.
+    fn on_pushed_snapshot(&mut self, source: u16, conn: u32, ev: &mut Event, now_ns: i64) -> bool {
+        let d = &ev.depth;
+        let own = |l: &crate::event::Levels| -> Vec<(String, String)> {
+            l.iter()
+                .map(|(p, q)| (p.to_string(), q.to_string()))
+                .collect()
+        };
+        let snap = Snapshot {
+            last_update_id: d.last_update_id,
+            exchange_ts_ns: ev.header.exchange_ts_ns,
+            transaction_ts_ns: 0,
+            bids: own(&d.bids),
+            asks: own(&d.asks),
+            checksum: d.checksum,
+        };
+        let symbol = ev.header.symbol.as_str();
+        let out = self.on_stream_snapshot(source, conn, symbol, &snap, now_ns, &mut |_| {});
+        let live = self
+            .sources
+            .get(source as usize)
+            .and_then(Option::as_ref)
+            .and_then(|sb| sb.symbols.get(symbol))
+            .is_some_and(|st| st.book.is_live());
+        ev.depth.resyncing = !live;
+        if out == Outcome::ChecksumMismatch {
+            self.gap_from_ns = Some(now_ns);
+        }
+        // `load` already marked the snapshot as emitted; the caller emits it after this event.
+        live && out == Outcome::Applied
     }
 
     /// The start of the hole revealed by the last `on_diff`, if it found a sequence break.
@@ -301,7 +409,7 @@ impl Books {
         let e = &mut self.event;
         e.kind = Some(EventKind::BookSnapshot);
         e.header.exchange = sb.exchange;
-        e.header.market = sb.market;
+        e.header.market = st.market;
         set(&mut e.header.symbol, symbol);
         e.header.exchange_ts_ns = exchange_ts_ns;
         e.header.transaction_ts_ns = st.book.transaction_ts_ns;
@@ -337,8 +445,9 @@ impl Books {
         }
     }
 
-    /// A full book the exchange pushed in the stream (OKX `books`, Deribit): loads it like a REST
-    /// snapshot, then the diffs buffered behind it; `emit` gets the `book_snapshot` when synced.
+    /// A full book the exchange pushed in the stream (OKX `books`, Deribit): replaces the book;
+    /// diffs buffered before it are older (same connection, in order) and dropped; `emit` gets the
+    /// `book_snapshot` when synced.
     /// Returns what the load did.
     pub fn on_stream_snapshot(
         &mut self,
@@ -356,6 +465,7 @@ impl Books {
             .and_then(|sb| sb.symbols.get_mut(symbol))
         {
             st.book.conn = conn;
+            st.book.discard_buffer();
         }
         self.load(source, symbol, Ok(snap), now_ns, emit)
     }
@@ -372,7 +482,8 @@ impl Books {
         let Some(Some(sb)) = self.sources.get_mut(source as usize) else {
             return Outcome::Stale;
         };
-        let (exchange, rest) = (sb.exchange, sb.rest);
+        let exchange = sb.exchange;
+        let how = (sb.exchange, sb.rest, sb.resubscribe.as_deref());
         let Some(st) = sb.symbols.get_mut(symbol) else {
             return Outcome::Stale;
         };
@@ -387,13 +498,15 @@ impl Books {
             }
         };
         note(&mut self.resyncs_logged, exchange, symbol, st, out, 0, 0);
-        if st.book.take_request() && rest {
-            let _ = self.requests.send(SnapshotRequest {
-                parser: self.parser,
-                source,
-                symbol: symbol.to_string(),
-            });
-        }
+        Self::request(
+            &self.requests,
+            &mut self.outbox,
+            self.parser,
+            source,
+            how,
+            st,
+            symbol,
+        );
         if out == Outcome::Applied {
             if st.resync_started_ns > 0 && crate::trace::enabled() {
                 crate::trace::record(crate::trace::Span {
@@ -456,6 +569,7 @@ fn note(
     let (what, counter) = match out {
         Outcome::Gap => ("gap", Some(&st.c.gaps)),
         Outcome::Crossed => ("crossed", Some(&st.c.crossed)),
+        Outcome::ChecksumMismatch => ("checksum", Some(&st.c.checksum_failures)),
         Outcome::BadLevel => ("bad_level", None),
         _ => return,
     };
@@ -488,8 +602,9 @@ mod tests {
     }
 
     /// A market whose snapshots arrive in the stream: diffs before the snapshot are buffered and
-    /// never trigger a REST request; the pushed snapshot loads, the buffered diffs behind it
-    /// apply, and a `book_snapshot` is emitted.
+    /// never trigger a REST request; the pushed snapshot replaces the book (what was buffered
+    /// came before it on the same connection), the diffs after it apply, and a `book_snapshot` is
+    /// emitted.
     #[test]
     fn stream_snapshots_sync_without_rest() {
         let metrics = Metrics::new(&[]);
@@ -497,11 +612,13 @@ mod tests {
             rules: Sequence::Spot.rules(),
             exchange: "okx",
             market: "spot",
+            market_of: None,
             symbols: vec!["BTC-USDT".into()],
             source: None,
             max_snapshot_limit: 400,
             accepted_limits: &[],
             snapshot_limit: None,
+            resubscribe: None,
         })];
         let counters = counters(&specs, &metrics);
         let (req_tx, req_rx) = crossbeam_channel::unbounded();
@@ -519,7 +636,7 @@ mod tests {
         );
 
         let snap = Snapshot {
-            last_update_id: 10,
+            last_update_id: 11,
             bids: vec![("100".into(), "1".into())],
             asks: vec![("101".into(), "3".into())],
             ..Snapshot::default()
@@ -529,11 +646,7 @@ mod tests {
             emitted.push((e.book.update_id, e.book.bids.iter().count()));
         });
         assert_eq!(out, Outcome::Applied);
-        assert_eq!(
-            emitted,
-            vec![(11, 2)],
-            "snapshot, then the buffered diff 11"
-        );
+        assert_eq!(emitted, vec![(11, 1)], "the snapshot alone");
         diff(&mut ev, 12, 12, ("98", "1"));
         books.on_diff(0, 7, &mut ev, 4);
         assert!(!ev.depth.resyncing);

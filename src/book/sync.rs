@@ -21,6 +21,12 @@ pub trait SequenceRules: Send + Sync + std::fmt::Debug {
     /// Whether a diff reaches back to a snapshot at `l` (no update between the two is missing).
     /// A snapshot that no buffered diff reaches, while all of them are newer, is too old.
     fn reaches(&self, l: u64, first: u64, prev: Option<u64>) -> bool;
+
+    /// The exchange's checksum of a book (OKX: CRC32 of the top 25 levels), compared with the one
+    /// a push carries; `None` where the exchange defines none.
+    fn checksum(&self, _bids: &Side, _asks: &Side) -> Option<i32> {
+        None
+    }
 }
 
 /// The rules a book follows.
@@ -38,6 +44,8 @@ pub struct DiffRef<'a> {
     pub txn_ts_ns: i64,
     pub bids: &'a Levels,
     pub asks: &'a Levels,
+    /// The exchange's checksum of the book after this diff, when it sent one.
+    pub checksum: Option<i32>,
 }
 
 /// A parsed level of a buffered diff or a snapshot.
@@ -53,6 +61,7 @@ pub struct OwnedDiff {
     pub txn_ts_ns: i64,
     pub bids: Vec<OwnedLevel>,
     pub asks: Vec<OwnedLevel>,
+    pub checksum: Option<i32>,
 }
 
 /// A REST snapshot.
@@ -65,6 +74,8 @@ pub struct Snapshot {
     pub transaction_ts_ns: i64,
     pub bids: Vec<(String, String)>,
     pub asks: Vec<(String, String)>,
+    /// The exchange's checksum of this book, when it sent one (OKX `books` snapshot push).
+    pub checksum: Option<i32>,
 }
 
 /// What a diff or snapshot did to the book.
@@ -84,6 +95,8 @@ pub enum Outcome {
     BadLevel,
     /// The snapshot is older than the buffered stream: fetch again.
     SnapshotTooOld,
+    /// The book differs from the exchange's checksum of it: discarded, new snapshot needed.
+    ChecksumMismatch,
 }
 
 #[derive(Debug)]
@@ -174,6 +187,14 @@ impl SymbolBook {
         self.phase = Phase::Syncing { requested: false };
     }
 
+    /// Forgets the buffered diffs: they all precede a snapshot the exchange pushed on the same
+    /// connection (OKX sends a subscription's snapshot before its updates), so none can follow it,
+    /// whatever their ids (a `seqId` reset makes older ids larger).
+    pub fn discard_buffer(&mut self) {
+        self.dropped += self.buffer.len() as u64;
+        self.buffer.clear();
+    }
+
     /// A diff from the stream.
     pub fn on_diff(&mut self, d: DiffRef<'_>) -> Outcome {
         match self.phase {
@@ -206,7 +227,8 @@ impl SymbolBook {
                 if !ok {
                     return self.fail(Outcome::BadLevel);
                 }
-                self.finish(d.last, d.ts_ns, d.txn_ts_ns)
+                let out = self.finish(d.last, d.ts_ns, d.txn_ts_ns);
+                self.verify(out, d.checksum)
             }
         }
     }
@@ -227,6 +249,7 @@ impl SymbolBook {
             txn_ts_ns: d.txn_ts_ns,
             bids,
             asks,
+            checksum: d.checksum,
         });
         Outcome::Buffered
     }
@@ -253,6 +276,19 @@ impl SymbolBook {
         }
         self.updates_since_emit += 1;
         Outcome::Applied
+    }
+
+    /// Compares an applied book with the exchange's checksum of it, where one was sent.
+    #[inline]
+    fn verify(&mut self, out: Outcome, sent: Option<i32>) -> Outcome {
+        if out == Outcome::Applied
+            && let Some(sent) = sent
+            && let Some(ours) = self.rules.checksum(&self.bids, &self.asks)
+            && ours != sent
+        {
+            return self.fail(Outcome::ChecksumMismatch);
+        }
+        out
     }
 
     fn fail(&mut self, out: Outcome) -> Outcome {
@@ -295,6 +331,9 @@ impl SymbolBook {
         };
         self.transaction_ts_ns = s.transaction_ts_ns;
         self.phase = Phase::Live { fresh: true };
+        if self.verify(Outcome::Applied, s.checksum) != Outcome::Applied {
+            return Outcome::ChecksumMismatch;
+        }
         let buffered: Vec<OwnedDiff> = self.buffer.drain(..).collect();
         let mut out = Outcome::Applied;
         for (i, d) in buffered.iter().enumerate() {
@@ -318,6 +357,7 @@ impl SymbolBook {
                         self.asks.set(*k, *p, *q);
                     }
                     out = self.finish(d.last, d.ts_ns, d.txn_ts_ns);
+                    out = self.verify(out, d.checksum);
                     if out != Outcome::Applied {
                         return out;
                     }
@@ -372,6 +412,7 @@ mod tests {
             txn_ts_ns: 0,
             bids: &bids,
             asks: &none,
+            checksum: None,
         };
         assert_eq!(b.on_diff(d(100, 105)), Outcome::Buffered);
         assert!(b.take_request());
@@ -402,6 +443,7 @@ mod tests {
             txn_ts_ns: 0,
             bids: &none,
             asks: &none,
+            checksum: None,
         };
         assert_eq!(b.on_diff(d(90, 95, 80)), Outcome::Buffered);
         assert_eq!(b.on_diff(d(97, 120, 95)), Outcome::Buffered);
@@ -427,6 +469,7 @@ mod tests {
             txn_ts_ns: 0,
             bids: &bad,
             asks: &none,
+            checksum: None,
         };
         assert_eq!(b.on_diff(d), Outcome::Crossed);
         assert!(!b.is_live());
@@ -449,6 +492,7 @@ mod tests {
                 txn_ts_ns: 0,
                 bids: &bids,
                 asks: &none,
+                checksum: None,
             };
             b.take_request();
             assert_eq!(b.on_snapshot(&snap(100)), Outcome::Applied);
@@ -486,6 +530,7 @@ mod tests {
             txn_ts_ns: 0,
             bids: &neg,
             asks: &none,
+            checksum: None,
         };
         assert_eq!(b.on_diff(d), Outcome::BadLevel);
         assert!(b.bids.is_empty());
@@ -505,6 +550,7 @@ mod tests {
             txn_ts_ns: 0,
             bids: &none,
             asks: &none,
+            checksum: None,
         };
         assert_eq!(b.on_diff(d(u64::MAX, u64::MAX)), Outcome::Applied);
         assert_eq!(b.on_diff(d(u64::MAX, u64::MAX)), Outcome::Stale);

@@ -516,7 +516,8 @@ impl Config {
         }
         for plan in &exchanges {
             let Some(spec) = plan.books() else { continue };
-            if !b.enabled {
+            // Stream-snapshot markets (OKX) request no REST snapshots: no limit applies.
+            if !b.enabled || spec.source.is_none() {
                 continue;
             }
             let (limit, key) = match spec.snapshot_limit {

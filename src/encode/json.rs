@@ -61,6 +61,13 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             if d.resyncing {
                 out.extend_from_slice(b",\"resyncing\":true");
             }
+            if d.snapshot {
+                out.extend_from_slice(b",\"snapshot\":true");
+            }
+            if let Some(c) = d.checksum {
+                key(out, "checksum");
+                int(out, c as i64);
+            }
         }
         EventKind::MarkPrice => {
             let m = &ev.mark_price;
@@ -84,12 +91,21 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             if !l.last_filled_qty.is_empty() {
                 field_str(out, "last_filled_qty", &l.last_filled_qty);
             }
+            if !l.position_side.is_empty() {
+                field_str(out, "position_side", &l.position_side);
+            }
         }
         EventKind::OpenInterest => {
             let o = &ev.open_interest;
             field_str(out, "open_interest", &o.open_interest);
             if !o.open_interest_value.is_empty() {
                 field_str(out, "open_interest_value", &o.open_interest_value);
+            }
+            if !o.open_interest_ccy.is_empty() {
+                field_str(out, "open_interest_ccy", &o.open_interest_ccy);
+            }
+            if !o.open_interest_usd.is_empty() {
+                field_str(out, "open_interest_usd", &o.open_interest_usd);
             }
         }
         EventKind::LongShortRatio => {
@@ -106,6 +122,13 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             key(out, "funding_time_ns");
             int(out, f.funding_time_ns);
             field_str(out, "mark_price", &f.mark_price);
+            if !f.next_funding_rate.is_empty() {
+                field_str(out, "next_funding_rate", &f.next_funding_rate);
+            }
+            if f.next_funding_time_ns != 0 {
+                key(out, "next_funding_time_ns");
+                int(out, f.next_funding_time_ns);
+            }
         }
         EventKind::Gap => {
             let g = &ev.gap;

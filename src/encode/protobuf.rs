@@ -141,7 +141,9 @@ fn depth_field(tag: u32, d: &DepthDiff, out: &mut Vec<u8>) {
         + levels_len(1, &d.bids)
         + levels_len(1, &d.asks)
         + d.prev_last_update_id.map_or(0, |v| 1 + varint_len(v))
-        + if d.resyncing { 2 } else { 0 };
+        + if d.resyncing { 2 } else { 0 }
+        + if d.snapshot { 2 } else { 0 }
+        + d.checksum.map_or(0, |c| 1 + varint_len(c as i64 as u64));
     encode_key(tag, WireType::LengthDelimited, out);
     varint(len as u64, out);
     out.reserve(len);
@@ -156,6 +158,14 @@ fn depth_field(tag: u32, d: &DepthDiff, out: &mut Vec<u8>) {
     }
     if d.resyncing {
         out.extend_from_slice(&[0x30, 1]);
+    }
+    if d.snapshot {
+        out.extend_from_slice(&[0x38, 1]);
+    }
+    if let Some(c) = d.checksum {
+        // `optional int32`: present even when 0; negative values sign-extend to 10 bytes.
+        out.push(0x40);
+        varint(c as i64 as u64, out);
     }
 }
 
@@ -204,6 +214,8 @@ mod tests {
                 asks: levels(&[("2.25", "")]),
                 prev_last_update_id: Some(0),
                 resyncing: true,
+                snapshot: true,
+                checksum: Some(-1_234_567_890),
             },
             DepthDiff {
                 first_update_id: u64::MAX,
@@ -217,6 +229,8 @@ mod tests {
                 asks: Levels::default(),
                 prev_last_update_id: Some(77),
                 resyncing: false,
+                snapshot: false,
+                checksum: Some(0),
             },
         ] {
             let mut ours = Vec::new();

@@ -112,6 +112,10 @@ pub struct DepthDiff {
     pub prev_last_update_id: Option<u64>,
     /// The collector's local book of this symbol is re-syncing.
     pub resyncing: bool,
+    /// The exchange's full-book push (OKX `books` `snapshot`): replaces the book.
+    pub snapshot: bool,
+    /// The exchange's checksum of its book after this push (OKX CRC32), when sent (non-zero).
+    pub checksum: Option<i32>,
 }
 
 impl DepthDiff {
@@ -124,6 +128,8 @@ impl DepthDiff {
             asks: self.asks.to_wire(),
             prev_last_update_id: self.prev_last_update_id,
             resyncing: self.resyncing,
+            snapshot: self.snapshot,
+            checksum: self.checksum,
         }
     }
 }
@@ -237,6 +243,8 @@ impl Event {
         self.depth.asks.clear();
         self.depth.prev_last_update_id = None;
         self.depth.resyncing = false;
+        self.depth.snapshot = false;
+        self.depth.checksum = None;
     }
 
     /// Empties the book snapshot payload's levels.

@@ -6,7 +6,9 @@
 //! concrete exchange.
 
 pub mod binance;
+pub mod okx;
 pub mod poll_job;
+pub mod tape;
 
 pub use crate::book::price::is_decimal;
 
@@ -15,7 +17,11 @@ use crate::setting::ConfigError;
 use std::fmt;
 
 /// Every known adapter; the config section name is the factory's `name()`.
-pub static REGISTRY: &[&dyn ExchangeFactory] = &[&binance::spot::FACTORY, &binance::usdm::FACTORY];
+pub static REGISTRY: &[&dyn ExchangeFactory] = &[
+    &binance::spot::FACTORY,
+    &binance::usdm::FACTORY,
+    &okx::FACTORY,
+];
 
 /// Builds a plan from an adapter's config section.
 pub trait ExchangeFactory: Sync {
@@ -47,6 +53,11 @@ pub trait ExchangePlan: Send + Sync + fmt::Debug {
     fn decoder(&self) -> Box<dyn Decoder>;
     /// The section with defaults filled in, for `mdc check-config`.
     fn effective(&self) -> serde_yaml::Value;
+    /// Its symbols by `market` (one market for Binance; OKX has spot, swap, futures and option
+    /// instruments in one section): sinks learn the subscribed symbols from it.
+    fn markets(&self) -> Vec<(&'static str, Vec<String>)> {
+        vec![(self.market(), self.symbols().to_vec())]
+    }
     /// Local order books this plan needs (symbols with a depth channel), if any.
     fn books(&self) -> Option<crate::book::BookSpec> {
         None
@@ -85,6 +96,9 @@ pub struct StreamSpec {
     pub channel: String,
     /// The symbol as events carry it; empty for an all-market stream.
     pub symbol: String,
+    /// The `market` of its events (an OKX connection carries spot, swap, futures and option
+    /// instruments together); `""`: the plan's market.
+    pub market: &'static str,
     /// Carries the symbol's order-book updates: a book sequence break is a gap of this stream.
     pub book: bool,
     /// Expected to deliver within `silence_timeout` of connecting (sparse streams such as
@@ -163,6 +177,9 @@ pub struct ConnectionSpec {
     /// Longest overlap of a rollover: past it the old session is closed anyway, and a `gap`
     /// names every stream the two sessions did not prove continuous.
     pub rollover_timeout: std::time::Duration,
+    /// The exchange's limit of new connections per second per IP to this URL's host (OKX: 3),
+    /// shared by every connection to that host; `None`: only the global `reconnect` budget.
+    pub connects_per_second: Option<u32>,
 }
 
 impl ConnectionSpec {
@@ -272,6 +289,22 @@ pub fn url_unescape(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A URL with one of `schemes` and a host, valid as a request URI; else an error naming `key`.
+pub fn check_url(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let Some(scheme) = schemes.iter().find(|s| url.starts_with(**s)) else {
+        return Err(ConfigError::new(
+            key,
+            format!("`{url}` must start with {}", schemes.join(" or ")),
+        ));
+    };
+    let rest = &url[scheme.len()..];
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    if host.is_empty() || tungstenite::http::Uri::try_from(url).is_err() {
+        return Err(ConfigError::new(key, format!("`{url}` is not a valid URL")));
+    }
+    Ok(())
 }
 
 /// Looks up an adapter by its config section name.

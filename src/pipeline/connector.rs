@@ -59,6 +59,9 @@ pub enum ToReader {
     /// A planned rollover finished: close this session cleanly, without a gap (its replacement
     /// already delivers everything it did).
     Retire { conn: u32, session: u32 },
+    /// Send these text messages on every open session of `conn`, paced like subscriptions (a
+    /// book's re-subscription: OKX pushes a fresh snapshot of one instrument).
+    Send { conn: u32, messages: Vec<String> },
 }
 
 /// What readers and parsers tell the connector.
@@ -71,6 +74,8 @@ pub enum Report {
     /// The exchange announced it will close this session (`serverShutdown`): roll over now
     /// (parsers).
     RolloverWanted { conn: u32, session: u32 },
+    /// Messages to send on a connection (parsers: a book asks its exchange for a new snapshot).
+    Send { conn: u32, messages: Vec<String> },
 }
 
 /// A reader's report that a session ended.
@@ -263,6 +268,19 @@ impl Connector {
             })
             .collect();
         let mut rng = (crate::clock::realtime_ns() as u64) | 1;
+        // Per-host limits of new connections (OKX: 3 per second per IP).
+        let mut host_rates: std::collections::HashMap<String, ConnRate> = self
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let n = t.spec.connects_per_second?;
+                let host = crate::exchange::url_host(&t.spec.url).to_string();
+                Some((
+                    host,
+                    ConnRate::new(n.max(1) as usize, Duration::from_secs(1)),
+                ))
+            })
+            .collect();
         while !self.shutdown.load(Ordering::Relaxed) {
             #[allow(clippy::needless_range_loop)] // `slots` and `targets` share the index
             for i in 0..n {
@@ -277,7 +295,9 @@ impl Connector {
                 if !reconnect && !roll {
                     continue;
                 }
-                if let Some(wait) = self.rate.acquire(now) {
+                let host = crate::exchange::url_host(&self.targets[i].spec.url);
+                let host_wait = host_rates.get_mut(host).and_then(|r| r.acquire(now));
+                if let Some(wait) = host_wait.or_else(|| self.rate.acquire(now)) {
                     log::warn!(
                         "event=connection_rate_limited conn={} wait_ms={} note=\"new-connection budget per window spent\"",
                         self.targets[i].conn,
@@ -415,7 +435,9 @@ impl Connector {
             };
             let conn = match &report {
                 Report::Ended(e) => e.conn,
-                Report::RolloverDone { conn, .. } | Report::RolloverWanted { conn, .. } => *conn,
+                Report::RolloverDone { conn, .. }
+                | Report::RolloverWanted { conn, .. }
+                | Report::Send { conn, .. } => *conn,
             };
             let Some(i) = self.targets.iter().position(|t| t.conn == conn) else {
                 continue;
@@ -515,6 +537,19 @@ impl Connector {
                         .is_err()
                     {
                         return;
+                    }
+                }
+                Report::Send { conn, messages } => {
+                    // Only a live connection carries the book; a reconnect subscribes afresh
+                    // (and so pushes a snapshot) anyway.
+                    if s.active.is_some() {
+                        let reader = self.targets[i].reader;
+                        if self.to_readers[reader]
+                            .send(ToReader::Send { conn, messages })
+                            .is_err()
+                        {
+                            return;
+                        }
                     }
                 }
                 Report::RolloverWanted { session, .. } => {

@@ -124,6 +124,7 @@ impl Gaps {
         };
         for s in &c.streams {
             let g = Gap {
+                market: s.market,
                 stream: &s.name,
                 symbol: &s.symbol,
                 reason,
@@ -148,6 +149,7 @@ impl Gaps {
         };
         if let Some(s) = c.streams.iter().find(|s| s.book && s.symbol == symbol) {
             let g = Gap {
+                market: s.market,
                 stream: &s.name,
                 symbol: &s.symbol,
                 reason: "book_resync",
@@ -173,7 +175,13 @@ impl Gaps {
         let Some(Some(c)) = self.conns.get(conn as usize) else {
             return;
         };
+        let market = c
+            .streams
+            .iter()
+            .find(|s| s.name == stream)
+            .map_or("", |s| s.market);
         let g = Gap {
+            market,
             stream,
             symbol,
             reason,
@@ -186,6 +194,8 @@ impl Gaps {
 
 /// One gap to announce.
 struct Gap<'a> {
+    /// The stream's market (an OKX connection can carry spot and swap instruments).
+    market: &'static str,
     stream: &'a str,
     symbol: &'a str,
     reason: &'a str,
@@ -205,7 +215,11 @@ impl Gap<'_> {
         fill(
             e,
             c.exchange,
-            c.market,
+            if self.market.is_empty() {
+                c.market
+            } else {
+                self.market
+            },
             self.stream,
             self.symbol,
             self.reason,

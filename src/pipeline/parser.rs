@@ -185,6 +185,11 @@ impl Stage {
                 emit(out, formats, events, idle, snap);
             }
         });
+        if let Some(b) = self.books.as_mut() {
+            while let Some(o) = b.take_outbox() {
+                self.sessions.send(o.conn, o.messages);
+            }
+        }
         if let Some(w) = self.watch.as_mut() {
             w.on_frame(conn, decoder.last_stream(), recv_ts);
         }
@@ -239,6 +244,9 @@ impl Stage {
             b.poll(realtime_ns(), &mut |ev: &Event| {
                 emit(out, formats, events, idle, ev)
             });
+            while let Some(o) = b.take_outbox() {
+                self.sessions.send(o.conn, o.messages);
+            }
         }
     }
 

@@ -195,6 +195,12 @@ impl Reader {
                         }
                         continue;
                     }
+                    ToReader::Send { conn, messages } => {
+                        for c in conns.iter_mut().flatten().filter(|c| c.conn == conn) {
+                            c.pending.extend(messages.iter().cloned());
+                        }
+                        continue;
+                    }
                 };
                 // Sessions live in the first free slot; the slot index is the poll token.
                 let id = conns

@@ -210,6 +210,14 @@ impl Sessions {
         }
     }
 
+    /// Asks the connector to send `messages` on connection `conn` (off the per-frame path: only
+    /// when a book re-syncs).
+    pub fn send(&self, conn: u32, messages: Vec<String>) {
+        if let Some(r) = &self.reports {
+            let _ = r.send(Report::Send { conn, messages });
+        }
+    }
+
     /// Tracks connection `conn` with its rollover overlap limit.
     pub fn add(&mut self, conn: u32, rollover_timeout: std::time::Duration) {
         let i = conn as usize;

@@ -80,13 +80,18 @@ pub fn run_with(
             .exchanges
             .iter()
             .zip(&plan_conns)
-            .map(|(p, conns)| crate::sink::SubscribedMarket {
-                exchange: p.exchange(),
-                market: p.market(),
-                symbols: p.symbols().to_vec(),
-                all_market: conns
+            .flat_map(|(p, conns)| {
+                let all_market = conns
                     .iter()
-                    .any(|c| c.streams.iter().any(|s| s.symbol.is_empty())),
+                    .any(|c| c.streams.iter().any(|s| s.symbol.is_empty()));
+                p.markets().into_iter().map(move |(market, symbols)| {
+                    crate::sink::SubscribedMarket {
+                        exchange: p.exchange(),
+                        market,
+                        symbols,
+                        all_market,
+                    }
+                })
             })
             .collect(),
     };

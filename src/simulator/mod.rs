@@ -7,6 +7,7 @@
 //! recorded so tests compare the collector's output with the truth.
 
 pub mod generator;
+pub mod okx;
 mod server;
 
 use generator::StreamGen;

@@ -15,7 +15,7 @@ pub mod snapshot;
 pub mod spot;
 pub mod usdm;
 
-use crate::exchange::{ConnectionSpec, Decoder, ExchangePlan, StreamSpec};
+use crate::exchange::{ConnectionSpec, Decoder, ExchangePlan, StreamSpec, check_url};
 use crate::setting::{ConfigError, section};
 use serde::Deserialize;
 
@@ -483,6 +483,7 @@ impl ExchangePlan for BinancePlan {
                     liveness_timeout: self.liveness_timeout,
                     max_age: self.max_age,
                     rollover_timeout: self.rollover_timeout,
+                    connects_per_second: None,
                 }
             }));
         }
@@ -570,6 +571,7 @@ impl ExchangePlan for BinancePlan {
             rules: self.profile.sequence.rules(),
             exchange: "binance",
             market: self.profile.market,
+            market_of: None,
             symbols: self.symbols.clone(),
             source: Some(std::sync::Arc::new(snapshot::BinanceSnapshots {
                 rest_url: self.rest_url.clone(),
@@ -579,6 +581,7 @@ impl ExchangePlan for BinancePlan {
             max_snapshot_limit: self.profile.max_snapshot_limit,
             accepted_limits: self.profile.accepted_snapshot_limits,
             snapshot_limit: self.rest_snapshot_limit,
+            resubscribe: None,
         })
     }
 
@@ -614,6 +617,7 @@ fn stream_spec(name: &str) -> StreamSpec {
         name: name.to_string(),
         channel: channel.to_string(),
         symbol,
+        market: "",
         // The diff-depth stream (any speed) feeds the symbol's book; partial depth does not.
         book: channel == "depth",
         // Liquidations are sparse by nature: silence proves nothing.
@@ -624,21 +628,6 @@ fn stream_spec(name: &str) -> StreamSpec {
 /// `depth@100ms` -> `depth`, `!markPrice@arr` -> `!markPrice`.
 pub fn channel_base(ch: &str) -> &str {
     ch.split('@').next().unwrap_or(ch)
-}
-
-fn check_url(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
-    let Some(scheme) = schemes.iter().find(|s| url.starts_with(**s)) else {
-        return Err(ConfigError::new(
-            key,
-            format!("`{url}` must start with {}", schemes.join(" or ")),
-        ));
-    };
-    let rest = &url[scheme.len()..];
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    if host.is_empty() || tungstenite::http::Uri::try_from(url).is_err() {
-        return Err(ConfigError::new(key, format!("`{url}` is not a valid URL")));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ impl SnapshotSource for BinanceSnapshots {
             transaction_ts_ns: b.transaction_time.saturating_mul(1_000_000),
             bids: b.bids,
             asks: b.asks,
+            checksum: None,
         })
     }
 

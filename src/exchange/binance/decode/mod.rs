@@ -8,8 +8,9 @@
 //! then interpreted by event type. Works for raw `/ws` payloads and combined-stream wrappers
 //! `{"stream":..,"data":..}`, and for array payloads (`!markPrice@arr` style) element by element.
 
-use crate::event::{Event, EventKind, Levels, set};
-use crate::exchange::{DecodeError, Decoded, Decoder, is_decimal};
+use crate::event::{Event, EventKind, set};
+use crate::exchange::tape::{self, decimal, decimal_or_empty, levels, millis, text, uint};
+use crate::exchange::{DecodeError, Decoded, Decoder};
 use crate::wire::Side;
 use simd_json::prelude::*;
 use simd_json::tape::{Tape, Value};
@@ -363,67 +364,11 @@ fn force_order(
     Ok(())
 }
 
-/// A short enumeration string (order type, status): letters, digits and `_`.
-#[inline]
-fn text<'i>(v: Option<Value<'_, 'i>>, name: &'static str) -> Result<&'i str, DecodeError> {
-    let s = v
-        .and_then(|v| v.into_string())
-        .ok_or(DecodeError::Shape(name))?;
-    if s.len() > 32 || !s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
-        return Err(DecodeError::Shape(name));
-    }
-    Ok(s)
-}
-
-/// A decimal, or `""` where the exchange sends an empty string (no funding on delivery contracts).
-#[inline]
-fn decimal_or_empty<'i>(
-    v: Option<Value<'_, 'i>>,
-    name: &'static str,
-) -> Result<&'i str, DecodeError> {
-    match v {
-        None => Ok(""),
-        Some(x) if x.into_string() == Some("") => Ok(""),
-        _ => decimal(v, name),
-    }
-}
-
+/// The Binance `s` field into the event's symbol.
 #[inline]
 fn symbol(ev: &mut Event, v: Option<Value<'_, '_>>) -> Result<(), DecodeError> {
-    let s = v
-        .and_then(|v| v.into_string())
-        .ok_or(DecodeError::Shape("s"))?;
-    if s.is_empty() || s.len() > 64 {
-        return Err(DecodeError::Shape("s"));
-    }
-    set(&mut ev.header.symbol, s);
+    set(&mut ev.header.symbol, tape::symbol(v, "s")?);
     Ok(())
-}
-
-#[inline]
-fn uint(v: Option<Value<'_, '_>>, name: &'static str) -> Result<u64, DecodeError> {
-    v.and_then(|v| v.as_u64()).ok_or(DecodeError::Shape(name))
-}
-
-#[inline]
-fn millis(v: Option<Value<'_, '_>>, name: &'static str) -> Result<i64, DecodeError> {
-    let ms = uint(v, name)?;
-    i64::try_from(ms)
-        .ok()
-        .and_then(|ms| ms.checked_mul(1_000_000))
-        .ok_or(DecodeError::Shape(name))
-}
-
-#[inline]
-fn decimal<'i>(v: Option<Value<'_, 'i>>, name: &'static str) -> Result<&'i str, DecodeError> {
-    let s = v
-        .and_then(|v| v.into_string())
-        .ok_or(DecodeError::Shape(name))?;
-    if is_decimal(s) {
-        Ok(s)
-    } else {
-        Err(DecodeError::BadDecimal(name))
-    }
 }
 
 #[inline]
@@ -434,21 +379,4 @@ fn side(v: Option<Value<'_, '_>>) -> Result<Side, DecodeError> {
         Some(false) => Ok(Side::Buy),
         None => Err(DecodeError::Shape("m")),
     }
-}
-
-fn levels(
-    out: &mut Levels,
-    v: Option<Value<'_, '_>>,
-    name: &'static str,
-) -> Result<(), DecodeError> {
-    let arr = v
-        .and_then(|v| v.as_array())
-        .ok_or(DecodeError::Shape(name))?;
-    for lvl in arr.iter() {
-        let pair = lvl.as_array().ok_or(DecodeError::Shape(name))?;
-        let price = decimal(pair.get(0), name)?;
-        let qty = decimal(pair.get(1), name)?;
-        out.push(price, qty);
-    }
-    Ok(())
 }
