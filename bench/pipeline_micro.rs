@@ -222,8 +222,122 @@ fn bench_metrics(c: &mut Criterion) {
     g.finish();
 }
 
+/// OKX: a recorded trade push; the 400-level `books` snapshot push (decode, encode, load into the
+/// book, checksum); `books` updates of 1 to 20 levels (decode, encode, apply to a 400-level
+/// book, verify the CRC32 checksum of its top 25 levels), cycling through 20,000 generated
+/// updates (the book reloads its snapshot when the cycle restarts, 1 in 20,000 iterations).
+fn bench_okx(c: &mut Criterion) {
+    use mdc::book::sync::{DiffRef, Outcome, Snapshot, SymbolBook};
+    use mdc::exchange::okx::decode::OkxDecoder;
+    use mdc::simulator::okx::{OkxSimConfig, generate};
+    const OKX_TRADE: &str = r#"{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"305483932","px":"30243.5","sz":"0.00183587","side":"buy","ts":"1652450398473"}]}"#;
+    let corpus = generate(
+        OkxSimConfig {
+            levels: 400,
+            max_changes: 20,
+            ..OkxSimConfig::default()
+        },
+        &[("books", "BTC-USDT")],
+        20_001,
+    );
+    let (snapshot, updates) = corpus.split_first().expect("corpus");
+    let mut g = c.benchmark_group("okx");
+    g.throughput(Throughput::Elements(1));
+    for (fname, formats) in [("protobuf", Formats::PROTOBUF), ("jsonl", Formats::JSON)] {
+        let mut dec = OkxDecoder::new();
+        let mut frame = Frame::with_capacity(4096);
+        let mut rec = Record::with_capacity(4096);
+        g.bench_function(format!("trade/{fname}"), |b| {
+            b.iter(|| {
+                frame.fill(OKX_TRADE.as_bytes());
+                let len = frame.len;
+                let r = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
+                    fill(&mut rec, ev, formats)
+                });
+                black_box(&rec);
+                black_box(r)
+            })
+        });
+    }
+    // Loads a snapshot push into `book` (decode, encode, copy the levels, checksum).
+    fn load(
+        dec: &mut OkxDecoder,
+        frame: &mut Frame,
+        rec: &mut Record,
+        book: &mut SymbolBook,
+        msg: &str,
+    ) -> Outcome {
+        frame.fill(msg.as_bytes());
+        let len = frame.len;
+        let mut out = Outcome::Stale;
+        let _ = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
+            fill(rec, ev, Formats::PROTOBUF);
+            let d = &ev.depth;
+            let own = |l: &mdc::event::Levels| -> Vec<(String, String)> {
+                l.iter()
+                    .map(|(p, q)| (p.to_string(), q.to_string()))
+                    .collect()
+            };
+            book.take_request();
+            out = book.on_snapshot(&Snapshot {
+                last_update_id: d.last_update_id,
+                bids: own(&d.bids),
+                asks: own(&d.asks),
+                checksum: d.checksum,
+                ..Snapshot::default()
+            });
+        });
+        out
+    }
+    let mut dec = OkxDecoder::new();
+    let mut frame = Frame::with_capacity(64 * 1024);
+    let mut rec = Record::with_capacity(64 * 1024);
+    let mut book = SymbolBook::new(&mdc::exchange::okx::sequence::RULES, 1000);
+    g.bench_function("books_snapshot_400/protobuf", |b| {
+        b.iter(|| black_box(load(&mut dec, &mut frame, &mut rec, &mut book, snapshot)))
+    });
+    assert_eq!(
+        load(&mut dec, &mut frame, &mut rec, &mut book, snapshot),
+        Outcome::Applied
+    );
+    let mut i = 0usize;
+    g.bench_function("books_update_1_20_checksum/protobuf", |b| {
+        b.iter(|| {
+            if i == updates.len() {
+                i = 0;
+                load(&mut dec, &mut frame, &mut rec, &mut book, snapshot);
+            }
+            frame.fill(updates[i].as_bytes());
+            i += 1;
+            let len = frame.len;
+            let mut out = Outcome::Stale;
+            let _ = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
+                fill(&mut rec, ev, Formats::PROTOBUF);
+                let d = &ev.depth;
+                out = book.on_diff(DiffRef {
+                    first: d.first_update_id,
+                    last: d.last_update_id,
+                    prev: d.prev_last_update_id,
+                    ts_ns: 0,
+                    txn_ts_ns: 0,
+                    bids: &d.bids,
+                    asks: &d.asks,
+                    checksum: d.checksum,
+                });
+            });
+            black_box(out)
+        })
+    });
+    assert!(
+        book.is_live(),
+        "every update applied, every checksum matched"
+    );
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    bench_okx,
     bench_decode_encode,
     bench_mix,
     bench_ring,

@@ -253,3 +253,79 @@ fn without_pings_the_idle_connection_is_closed() {
     let (status, _) = mdc.terminate(Duration::from_secs(10));
     assert!(status.success());
 }
+
+/// The `rubik` long/short ratios of each contract, polled faster than new points appear: every
+/// point the exchange served is published exactly once per series, with its own time; spot
+/// instruments are not polled (the endpoints take contracts).
+#[test]
+fn rubik_ratios_publish_each_point_once() {
+    let sim = OkxSimulator::start(OkxSimConfig {
+        rate: 50,
+        rest_listen: Some("127.0.0.1:0".into()),
+        ..OkxSimConfig::default()
+    })
+    .unwrap();
+    let cfg = format!(
+        r#"
+exchanges:
+  okx:
+    ws_url: "{}"
+    rest_url: "{}"
+    symbols: ["BTC-USDT", "BTC-USDT-SWAP", "ETH-USD-261225"]
+    channels: ["trades", "long-short-account-ratio-contract", "long-short-account-ratio-contract-top-trader", "long-short-position-ratio-contract-top-trader"]
+    rest: {{ ratio_period: "5m", ratio_interval: "200ms" }}
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: ""
+"#,
+        sim.ws_url(),
+        sim.rest_url().unwrap()
+    );
+    let dir = temp_dir("okx-rest");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let got = okx_events(&dir.join("data"), "long_short_ratio");
+    let kind_of = |k: &str| match k {
+        "global_account" => "long-short-account-ratio-contract",
+        "top_account" => "long-short-account-ratio-contract-top-trader",
+        _ => "long-short-position-ratio-contract-top-trader",
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    for e in &got {
+        assert_eq!(e["period"], "5m");
+        assert!(e["long_short_ratio"].as_str().unwrap().contains('.'));
+        let m = if e["symbol"] == "BTC-USDT-SWAP" {
+            "swap"
+        } else {
+            "futures"
+        };
+        assert_eq!(e["market"], m);
+        let key = (
+            kind_of(e["kind"].as_str().unwrap()).to_string(),
+            e["symbol"].as_str().unwrap().to_string(),
+            e["exchange_ts_ns"].as_i64().unwrap() / 1_000_000,
+        );
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    assert!(seen.values().all(|n| *n == 1), "duplicates: {seen:?}");
+    let (served, requests) = sim.served_points();
+    let have: std::collections::BTreeSet<_> = seen.keys().cloned().collect();
+    assert_eq!(have, served, "every served point published, nothing else");
+    assert!(requests >= 20, "{requests} requests");
+    assert!(
+        served.iter().all(|(_, i, _)| i != "BTC-USDT"),
+        "spot not polled"
+    );
+    assert_eq!(
+        served
+            .iter()
+            .map(|(e, i, _)| (e, i))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        6,
+        "3 series x 2 contracts"
+    );
+}

@@ -34,6 +34,8 @@ pub struct OkxSimConfig {
     pub rate: u64,
     /// Levels per side of each generated book.
     pub levels: usize,
+    /// Each `books` update changes 1 to this many levels.
+    pub max_changes: u64,
     /// Every n-th `books` update of an instrument is generated but not sent (0: never).
     pub gap_every: u64,
     /// Every n-th sent `books` update carries a wrong checksum (0: never).
@@ -52,6 +54,9 @@ pub struct OkxSimConfig {
     pub total: Option<u64>,
     /// Record every push sent and every book state (tests).
     pub record: bool,
+    /// Serve the `rubik` long/short ratio endpoints on this address (a new point every 500 ms,
+    /// standing in for the 5-minute buckets).
+    pub rest_listen: Option<String>,
 }
 
 impl Default for OkxSimConfig {
@@ -61,6 +66,7 @@ impl Default for OkxSimConfig {
             seed: 1,
             rate: 200,
             levels: 40,
+            max_changes: 6,
             gap_every: 0,
             bad_checksum_every: 0,
             keep_alive_every: 0,
@@ -70,6 +76,7 @@ impl Default for OkxSimConfig {
             drop_after: None,
             total: None,
             record: false,
+            rest_listen: None,
         }
     }
 }
@@ -111,12 +118,16 @@ struct Shared {
     subscribes: Mutex<Vec<(usize, String)>>,
     unsubscribes: Mutex<Vec<(usize, String)>>,
     idle_closes: AtomicU64,
+    /// Every ratio point served: (endpoint, instId, time ms).
+    served: Mutex<std::collections::BTreeSet<(String, String, i64)>>,
+    rest_requests: AtomicU64,
     stop: AtomicBool,
 }
 
 /// A running OKX simulator; stops when dropped.
 pub struct OkxSimulator {
     addr: SocketAddr,
+    rest_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
 }
@@ -145,12 +156,17 @@ impl OkxSimulator {
             cfg,
             ..Shared::default()
         });
+        let rest_addr = match &shared.cfg.rest_listen {
+            Some(a) => Some(start_rest(a, shared.clone())?),
+            None => None,
+        };
         let s = shared.clone();
         let accept = std::thread::Builder::new()
             .name("okx-sim-accept".into())
             .spawn(move || accept_loop(listener, s))?;
         Ok(OkxSimulator {
             addr,
+            rest_addr,
             shared,
             accept: Some(accept),
         })
@@ -163,6 +179,23 @@ impl OkxSimulator {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://<rest addr>`, the value for `exchanges.okx.rest_url` (with `rest_listen`).
+    pub fn rest_url(&self) -> Option<String> {
+        self.rest_addr.map(|a| format!("http://{a}"))
+    }
+
+    /// Every ratio point served: (endpoint, instId, time ms); and the requests answered.
+    pub fn served_points(&self) -> (std::collections::BTreeSet<(String, String, i64)>, u64) {
+        (
+            self.shared
+                .served
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default(),
+            self.shared.rest_requests.load(Ordering::Relaxed),
+        )
     }
 
     pub fn stats(&self) -> OkxStats {
@@ -368,7 +401,7 @@ impl Shared {
                 // seqId == prevSeqId, nothing changes.
                 self.keep_alives.fetch_add(1, Ordering::Relaxed);
             } else {
-                for _ in 0..1 + rng.next_u64() % 6 {
+                for _ in 0..1 + rng.next_u64() % cfg.max_changes.max(1) {
                     let bid = rng.next_u64().is_multiple_of(2);
                     let (best_bid, best_ask) = (
                         i.bids.keys().next_back().copied().unwrap_or(i.price - 1),
@@ -509,6 +542,78 @@ pub fn generate(cfg: OkxSimConfig, subs: &[(&str, &str)], n: usize) -> Vec<Strin
         out.extend(m);
     }
     out
+}
+
+/// The `rubik` ratio endpoints: the last three 500 ms buckets, newest first, as OKX orders them;
+/// an instrument that is not a contract gets OKX's `51001`.
+fn start_rest(addr: &str, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
+    let server = tiny_http::Server::http(addr).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let local = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| std::io::Error::other("no ip address"))?;
+    std::thread::Builder::new()
+        .name("okx-sim-rest".into())
+        .spawn(move || {
+            while !shared.stop.load(Ordering::Relaxed) {
+                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) else {
+                    continue;
+                };
+                shared.rest_requests.fetch_add(1, Ordering::Relaxed);
+                let url = req.url().to_string();
+                let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+                let inst = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("instId="))
+                    .unwrap_or("")
+                    .to_string();
+                let endpoint = path
+                    .strip_prefix("/api/v5/rubik/stat/contracts/")
+                    .unwrap_or("");
+                let contract = matches!(
+                    crate::exchange::okx::inst_market(&inst),
+                    Some("swap" | "futures")
+                );
+                let (status, body) = if !crate::exchange::okx::poll::SERIES
+                    .iter()
+                    .any(|(p, _)| *p == endpoint)
+                {
+                    (404, "{\"code\":\"404\",\"msg\":\"Not Found\"}".to_string())
+                } else if !contract {
+                    (
+                        200,
+                        "{\"code\":\"51001\",\"msg\":\"Instrument ID does not exist\",\"data\":[]}"
+                            .to_string(),
+                    )
+                } else {
+                    let now = crate::clock::realtime_ns() / 1_000_000;
+                    let last = now - now % 500;
+                    let pts: Vec<String> = [last, last - 500, last - 1000]
+                        .iter()
+                        .map(|&ts| {
+                            if let Ok(mut s) = shared.served.lock() {
+                                s.insert((endpoint.to_string(), inst.clone(), ts));
+                            }
+                            format!(
+                                "[\"{ts}\",\"{}.{:02}\"]",
+                                1 + (ts / 500) % 3,
+                                (ts / 500) % 100
+                            )
+                        })
+                        .collect();
+                    (
+                        200,
+                        format!(
+                            "{{\"code\":\"0\",\"msg\":\"\",\"data\":[{}]}}",
+                            pts.join(",")
+                        ),
+                    )
+                };
+                let _ =
+                    req.respond(tiny_http::Response::from_string(body).with_status_code(status));
+            }
+        })?;
+    Ok(local)
 }
 
 /// A `subscribe`/`unsubscribe` op: its args as (channel, instId or instType).

@@ -11,6 +11,7 @@
 //! re-synced alone by unsubscribing and subscribing its instrument again.
 
 pub mod decode;
+pub mod poll;
 pub mod sequence;
 
 use crate::exchange::{ConnectionSpec, Decoder, ExchangePlan, KeepAlive, StreamSpec};
@@ -83,6 +84,12 @@ struct Section {
     /// Planned make-before-break rollover before this age (default "off": OKX sets no limit).
     max_connection_age: Option<String>,
     rollover_timeout: Option<String>,
+    /// REST series (the `rubik` long/short ratios): poll settings.
+    #[serde(default)]
+    rest: Option<serde_yaml::Value>,
+    /// REST weight per minute on the REST host (default 600: OKX's public endpoints allow 20
+    /// requests per 2 s, the ratio endpoints 5 per 2 s per instrument, enforced per job).
+    rest_weight_per_minute: Option<u32>,
 }
 
 /// OKX instrument type of an instId, from its shape.
@@ -164,6 +171,10 @@ pub struct OkxPlan {
     liveness_timeout: Duration,
     max_age: Option<Duration>,
     rollover_timeout: Duration,
+    /// REST-polled series among the channels, and their settings.
+    rest_series: Vec<String>,
+    rest_plan: poll::RestPlan,
+    rest_weight_per_minute: u32,
     /// Keep the instrument types of `liquidation-orders` even when no symbol of that type is
     /// configured (sharding keeps them on the shard of all-market streams).
     all_market: bool,
@@ -212,10 +223,13 @@ impl OkxPlan {
         }
         for (i, ch) in channels.iter().enumerate() {
             let k = format!("{prefix}.channels[{i}]");
-            if !CHANNELS.contains(&ch.as_str()) {
+            let rest = poll::SERIES.iter().any(|(p, _)| p == ch);
+            if !CHANNELS.contains(&ch.as_str()) && !rest {
+                let mut known = CHANNELS.to_vec();
+                known.extend(poll::SERIES.iter().map(|(p, _)| *p));
                 return Err(ConfigError::new(
                     k,
-                    format!("unknown channel `{ch}` (known: {})", CHANNELS.join(", ")),
+                    format!("unknown channel `{ch}` (known: {})", known.join(", ")),
                 ));
             }
             if channels[..i].contains(ch) {
@@ -284,10 +298,24 @@ impl OkxPlan {
             s.rollover_timeout.as_deref(),
             "10s",
         )?;
+        let rest_plan = poll::RestPlan::from_section(prefix, s.rest)?;
+        let rest_weight_per_minute = s.rest_weight_per_minute.unwrap_or(600);
+        if rest_weight_per_minute == 0 {
+            return Err(ConfigError::new(
+                key("rest_weight_per_minute"),
+                "must be positive",
+            ));
+        }
+        let (rest_series, channels): (Vec<String>, Vec<String>) = channels
+            .into_iter()
+            .partition(|c| poll::SERIES.iter().any(|(p, _)| p == c));
         if symbols.is_empty() {
             return Ok(None);
         }
         Ok(Some(OkxPlan {
+            rest_series,
+            rest_plan,
+            rest_weight_per_minute,
             ws_url,
             rest_url,
             symbols,
@@ -469,6 +497,10 @@ impl ExchangePlan for OkxPlan {
             silent_stream_timeout: String,
             max_connection_age: String,
             rollover_timeout: String,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            rest_series: &'a [String],
+            rest: &'a poll::RestSeries,
+            rest_weight_per_minute: u32,
         }
         serde_yaml::to_value(Effective {
             ws_url: &self.ws_url,
@@ -483,8 +515,27 @@ impl ExchangePlan for OkxPlan {
             silent_stream_timeout: fmt(self.silence_timeout),
             max_connection_age: self.max_age.map(fmt).unwrap_or_else(|| "off".into()),
             rollover_timeout: fmt(self.rollover_timeout),
+            rest_series: &self.rest_series,
+            rest: &self.rest_plan.raw,
+            rest_weight_per_minute: self.rest_weight_per_minute,
         })
         .unwrap_or(serde_yaml::Value::Null)
+    }
+
+    fn poll_jobs(&self) -> Vec<crate::exchange::poll_job::PollJob> {
+        poll::jobs(
+            &self.rest_url,
+            &self.symbols,
+            &self.rest_series,
+            &self.rest_plan,
+        )
+    }
+
+    fn rest_budget(&self) -> Option<crate::exchange::RestBudget> {
+        Some(crate::exchange::RestBudget {
+            host: crate::exchange::url_host(&self.rest_url).to_string(),
+            weight_per_minute: self.rest_weight_per_minute,
+        })
     }
 
     fn books(&self) -> Option<crate::book::BookSpec> {
