@@ -35,7 +35,7 @@ fn fast_accepts(msg: &[u8]) -> bool {
     let mut buf = msg.to_vec();
     buf.push(0);
     let mut ev = Event::new("binance", "spot");
-    fast::decode(&mut buf, msg.len(), &mut ev, &mut String::new(), 0).is_some()
+    fast::decode(&mut buf, msg.len(), &mut ev, &mut String::new(), 0, false).is_some()
 }
 
 fn corpus() -> Vec<Vec<u8>> {

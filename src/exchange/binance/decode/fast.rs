@@ -13,9 +13,9 @@
 //! general simd-json path, which is the reference: on frames both accept, both produce the same
 //! event (`differential.rs` checks this on the fixtures, the benchmark mix and mutations).
 
-use crate::event::{Event, EventKind, Levels, set};
-use crate::exchange::is_decimal;
-use crate::wire::Side;
+use super::interpret::{self, Key};
+use crate::event::{Event, Levels, set};
+use crate::exchange::{DecodeError, Decoded};
 
 /// Deepest nesting skipped inside fields the fast path does not read.
 const MAX_DEPTH: u32 = 16;
@@ -87,7 +87,8 @@ pub(super) fn decode(
     ev: &mut Event,
     stream: &mut String,
     recv_ts_ns: i64,
-) -> Option<()> {
+    keep_non_trade: bool,
+) -> Option<Decoded> {
     *buf.get_mut(len)? = 0;
     let frame: &[u8] = &buf[..=len];
     let mut sc = Scan {
@@ -100,7 +101,9 @@ pub(super) fn decode(
     sc.ws();
     sc.eat(b'{')?;
     let mut root = Fields::default();
-    let mut data: Option<Fields> = None;
+    // Scanned in place (moving a filled `Fields` costs a 200-byte copy per frame).
+    let mut data = Fields::default();
+    let mut has_data = false;
     let mut stream_name: Option<(u32, u32)> = None;
     sc.ws();
     if sc.peek() == b'}' {
@@ -123,12 +126,11 @@ pub(super) fn decode(
                 }
             }
             b"data" => {
-                if data.is_some() || sc.peek() != b'{' {
+                if has_data || sc.peek() != b'{' {
                     return None;
                 }
-                let mut f = Fields::default();
-                sc.object(ev, &mut f)?;
-                data = Some(f);
+                sc.object(ev, &mut data)?;
+                has_data = true;
             }
             b"result" | b"id" | b"error" => return None,
             _ => sc.member(key, ev, &mut root)?,
@@ -144,106 +146,99 @@ pub(super) fn decode(
     if sc.i != len {
         return None;
     }
-    let f = data.as_ref().unwrap_or(&root);
-    payload(frame, f, ev)?;
+    let f = Scanned {
+        b: frame,
+        f: if has_data { &data } else { &root },
+    };
+    // Any error: the general path decodes the frame again and names it.
+    let decoded = interpret::payload(&f, ev, keep_non_trade).ok()?;
     if let Some((s, e)) = stream_name
         && e - s <= 128
     {
         set(stream, text(frame, s, e));
     }
     ev.header.receive_ts_ns = recv_ts_ns;
-    Some(())
+    Some(decoded)
 }
 
-/// Interprets the collected fields, as the general path's `decode_payload` does for these shapes.
-fn payload(b: &[u8], f: &Fields, ev: &mut Event) -> Option<()> {
-    let e = match f.e {
-        Some(Val::Str(s, e)) => Some(&b[s as usize..e as usize]),
-        Some(_) => return None,
-        None => None,
-    };
-    ev.header.transaction_ts_ns = 0;
-    match e {
-        Some(b"trade") => {
-            // USD-M `X`: the three kinds of real trades; anything else (`NA` records, a new
-            // kind) is the general path's to judge.
-            let trade_type = match f.X {
-                None => "",
-                Some(Val::Str(s, e)) => match &b[s as usize..e as usize] {
-                    b"MARKET" => "market",
-                    b"INSURANCE_FUND" => "insurance_fund",
-                    b"ADL" => "adl",
-                    _ => return None,
-                },
-                Some(_) => return None,
-            };
-            symbol(b, ev, f.s)?;
-            ev.header.exchange_ts_ns = millis(b, f.T)?;
-            let t = &mut ev.trade;
-            t.trade_id = uint(b, f.t)?;
-            set(&mut t.price, decimal(b, f.p)?);
-            set(&mut t.qty, decimal(b, f.q)?);
-            t.set_side(side(f.m)?);
-            set(&mut t.trade_type, trade_type);
-            ev.kind = Some(EventKind::Trade);
-        }
-        Some(b"aggTrade") => {
-            symbol(b, ev, f.s)?;
-            ev.header.exchange_ts_ns = millis(b, f.T)?;
-            let t = &mut ev.agg_trade;
-            t.agg_id = uint(b, f.a)?;
-            t.first_trade_id = uint(b, f.f)?;
-            t.last_trade_id = uint(b, f.l)?;
-            set(&mut t.price, decimal(b, f.p)?);
-            set(&mut t.qty, decimal(b, f.q)?);
-            t.set_side(side(f.m)?);
-            match f.nq {
-                None => t.normal_qty.clear(),
-                Some(_) => set(&mut t.normal_qty, decimal(b, f.nq)?),
-            }
-            ev.kind = Some(EventKind::AggTrade);
-        }
-        Some(b"depthUpdate") => {
-            if f.b != Some(Val::Levels) || f.a != Some(Val::Levels) {
-                return None;
-            }
-            symbol(b, ev, f.s)?;
-            ev.header.exchange_ts_ns = millis(b, f.E)?;
-            ev.depth.first_update_id = uint(b, f.U)?;
-            ev.depth.last_update_id = uint(b, f.u)?;
-            if f.pu.is_some() {
-                ev.depth.prev_last_update_id = Some(uint(b, f.pu)?);
-            }
-            if f.T.is_some() {
-                ev.header.transaction_ts_ns = millis(b, f.T)?;
-            }
-            ev.kind = Some(EventKind::DepthDiff);
-        }
-        Some(b"bookTicker") => book_ticker(b, f, ev)?,
-        Some(_) => return None,
-        None if f.u.is_some() && f.b.is_some() && f.a.is_some() => book_ticker(b, f, ev)?,
-        None => return None,
-    }
-    Some(())
+/// The members the scan collected, over the frame's bytes.
+struct Scanned<'a> {
+    b: &'a [u8],
+    f: &'a Fields,
 }
 
-fn book_ticker(b: &[u8], f: &Fields, ev: &mut Event) -> Option<()> {
-    symbol(b, ev, f.s)?;
-    ev.header.exchange_ts_ns = match f.E {
-        Some(_) => millis(b, f.E)?,
-        None => 0,
-    };
-    if f.T.is_some() {
-        ev.header.transaction_ts_ns = millis(b, f.T)?;
+impl Scanned<'_> {
+    #[inline(always)]
+    fn get(&self, k: Key) -> Option<Val> {
+        let f = self.f;
+        match k {
+            Key::e => f.e,
+            Key::E => f.E,
+            Key::s => f.s,
+            Key::t => f.t,
+            Key::p => f.p,
+            Key::q => f.q,
+            Key::T => f.T,
+            Key::m => f.m,
+            Key::a => f.a,
+            Key::f => f.f,
+            Key::l => f.l,
+            Key::U => f.U,
+            Key::u => f.u,
+            Key::pu => f.pu,
+            Key::b => f.b,
+            Key::B => f.B,
+            Key::A => f.A,
+            Key::X => f.X,
+            Key::nq => f.nq,
+            // Not collected: only shapes that do not read them are covered.
+            Key::P | Key::i | Key::r => None,
+        }
     }
-    let t = &mut ev.book_ticker;
-    t.update_id = uint(b, f.u)?;
-    set(&mut t.bid_price, decimal(b, f.b)?);
-    set(&mut t.bid_qty, decimal(b, f.B)?);
-    set(&mut t.ask_price, decimal(b, f.a)?);
-    set(&mut t.ask_qty, decimal(b, f.A)?);
-    ev.kind = Some(EventKind::BookTicker);
-    Some(())
+}
+
+impl interpret::Fields for Scanned<'_> {
+    const ALL_SHAPES: bool = false;
+
+    #[inline(always)]
+    fn has(&self, k: Key) -> bool {
+        self.get(k).is_some()
+    }
+
+    #[inline(always)]
+    fn text(&self, k: Key) -> Option<&str> {
+        match self.get(k)? {
+            Val::Str(s, e) => Some(text(self.b, s, e)),
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    fn uint(&self, k: Key) -> Option<u64> {
+        uint(self.b, self.get(k))
+    }
+
+    #[inline(always)]
+    fn boolean(&self, k: Key) -> Option<bool> {
+        match self.get(k)? {
+            Val::True => Some(true),
+            Val::False => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The scan copied `b` and `a` into the event already; other shapes of them decline.
+    #[inline]
+    fn depth_levels(&self, _ev: &mut Event) -> Result<(), DecodeError> {
+        if self.f.b != Some(Val::Levels) || self.f.a != Some(Val::Levels) {
+            return Err(DecodeError::Shape("b"));
+        }
+        Ok(())
+    }
+
+    fn force_order(&self, _ev: &mut Event) -> Result<(), DecodeError> {
+        Err(DecodeError::UnknownEvent)
+    }
 }
 
 /// The text of a string or number the scanner accepted.
@@ -256,18 +251,8 @@ fn text(b: &[u8], s: u32, e: u32) -> &str {
     unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
-#[inline]
-fn symbol(b: &[u8], ev: &mut Event, v: Option<Val>) -> Option<()> {
-    let Some(Val::Str(s, e)) = v else { return None };
-    if s == e || e - s > 64 {
-        return None;
-    }
-    set(&mut ev.header.symbol, text(b, s, e));
-    Some(())
-}
-
 /// A non-negative integer that fits u64 (anything else: general path).
-#[inline]
+#[inline(always)]
 fn uint(b: &[u8], v: Option<Val>) -> Option<u64> {
     let Some(Val::Num(s, e)) = v else { return None };
     let mut n: u64 = 0;
@@ -278,28 +263,6 @@ fn uint(b: &[u8], v: Option<Val>) -> Option<u64> {
         n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
     }
     Some(n)
-}
-
-#[inline]
-fn millis(b: &[u8], v: Option<Val>) -> Option<i64> {
-    i64::try_from(uint(b, v)?).ok()?.checked_mul(1_000_000)
-}
-
-#[inline]
-fn decimal(b: &[u8], v: Option<Val>) -> Option<&str> {
-    let Some(Val::Str(s, e)) = v else { return None };
-    let t = text(b, s, e);
-    is_decimal(t).then_some(t)
-}
-
-#[inline]
-fn side(v: Option<Val>) -> Option<Side> {
-    // `m`: is the buyer the maker? Then the taker sold.
-    match v? {
-        Val::True => Some(Side::Sell),
-        Val::False => Some(Side::Buy),
-        _ => None,
-    }
 }
 
 impl<'a> Scan<'a> {
@@ -527,7 +490,7 @@ impl<'a> Scan<'a> {
     }
 
     /// A quoted plain decimal (`-`? digits (`.` digits)?, at most 64 bytes after the sign), the
-    /// same rule as [`is_decimal`], checked while scanning.
+    /// same rule as [`is_decimal`](crate::exchange::is_decimal), checked while scanning.
     #[inline]
     fn decimal(&mut self) -> Option<(u32, u32)> {
         self.eat(b'"')?;
@@ -624,13 +587,14 @@ fn put(slot: &mut Option<Val>, v: Val) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventKind;
 
     fn fast(line: &str) -> Option<Event> {
         let mut ev = Event::new("binance", "spot");
         let mut stream = String::new();
         let mut buf = line.as_bytes().to_vec();
         buf.push(b'x');
-        decode(&mut buf, line.len(), &mut ev, &mut stream, 7).map(|()| ev)
+        decode(&mut buf, line.len(), &mut ev, &mut stream, 7, false).map(|_| ev)
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! `{"stream":..,"data":..}`, and for array payloads (`!markPrice@arr` style) element by element.
 
 use crate::event::{Event, EventKind, set};
-use crate::exchange::tape::{self, decimal, decimal_or_empty, levels, millis, text, uint};
+use crate::exchange::tape::{self, decimal, decimal_or_empty, levels, millis, text};
 use crate::exchange::{DecodeError, Decoded, Decoder};
 use crate::wire::Side;
 use simd_json::prelude::*;
@@ -19,6 +19,9 @@ use simd_json::{Buffers, fill_tape_padded};
 #[cfg(test)]
 mod differential;
 mod fast;
+mod interpret;
+
+use interpret::Key;
 
 /// One parser thread's Binance decoder (spot or USD-M: same payload shapes).
 pub struct BinanceDecoder {
@@ -67,10 +70,19 @@ impl Decoder for BinanceDecoder {
         emit: &mut dyn FnMut(&mut Event),
     ) -> Result<Decoded, DecodeError> {
         if self.fast_path
-            && fast::decode(buf, len, &mut self.event, &mut self.stream, recv_ts_ns).is_some()
+            && let Some(d) = fast::decode(
+                buf,
+                len,
+                &mut self.event,
+                &mut self.stream,
+                recv_ts_ns,
+                self.keep_non_trade,
+            )
         {
-            emit(&mut self.event);
-            return Ok(Decoded::Events(1));
+            if let Decoded::Events(_) = d {
+                emit(&mut self.event);
+            }
+            return Ok(d);
         }
         let mut tape: Tape<'_> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let res = match fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
@@ -150,33 +162,89 @@ fn decode_root(
     Ok(d)
 }
 
-/// The keys Binance market-data payloads use. Unknown keys are ignored (forward compatible).
+/// A payload's members on the tape. Unknown keys are ignored (forward compatible); a repeated
+/// key keeps its last value.
 #[derive(Default)]
-#[allow(non_snake_case)]
-struct Fields<'t, 'i> {
-    e: Option<&'i str>,
-    E: Option<Value<'t, 'i>>,
-    s: Option<Value<'t, 'i>>,
-    t: Option<Value<'t, 'i>>,
-    p: Option<Value<'t, 'i>>,
-    q: Option<Value<'t, 'i>>,
-    T: Option<Value<'t, 'i>>,
-    m: Option<Value<'t, 'i>>,
-    a: Option<Value<'t, 'i>>,
-    f: Option<Value<'t, 'i>>,
-    l: Option<Value<'t, 'i>>,
-    U: Option<Value<'t, 'i>>,
-    u: Option<Value<'t, 'i>>,
-    pu: Option<Value<'t, 'i>>,
-    b: Option<Value<'t, 'i>>,
-    B: Option<Value<'t, 'i>>,
-    A: Option<Value<'t, 'i>>,
-    X: Option<Value<'t, 'i>>,
-    nq: Option<Value<'t, 'i>>,
-    P: Option<Value<'t, 'i>>,
-    i: Option<Value<'t, 'i>>,
-    r: Option<Value<'t, 'i>>,
+struct TapeFields<'t, 'i> {
+    /// Indexed by [`Key`] (`Key as usize`).
+    v: [Option<Value<'t, 'i>>; KEYS],
+    /// `forceOrder`'s nested order.
     o: Option<Value<'t, 'i>>,
+}
+
+const KEYS: usize = Key::r as usize + 1;
+
+impl<'t, 'i> TapeFields<'t, 'i> {
+    fn read(obj: simd_json::tape::Object<'t, 'i>) -> Self {
+        let mut f = TapeFields::default();
+        for (k, v) in obj.iter() {
+            let key = match k {
+                "e" => Key::e,
+                "E" => Key::E,
+                "s" => Key::s,
+                "t" => Key::t,
+                "p" => Key::p,
+                "q" => Key::q,
+                "T" => Key::T,
+                "m" => Key::m,
+                "a" => Key::a,
+                "f" => Key::f,
+                "l" => Key::l,
+                "U" => Key::U,
+                "u" => Key::u,
+                "pu" => Key::pu,
+                "b" => Key::b,
+                "B" => Key::B,
+                "A" => Key::A,
+                "X" => Key::X,
+                "nq" => Key::nq,
+                "P" => Key::P,
+                "i" => Key::i,
+                "r" => Key::r,
+                "o" => {
+                    f.o = Some(v);
+                    continue;
+                }
+                _ => continue,
+            };
+            f.v[key as usize] = Some(v);
+        }
+        f
+    }
+}
+
+impl interpret::Fields for TapeFields<'_, '_> {
+    const ALL_SHAPES: bool = true;
+
+    #[inline]
+    fn has(&self, k: Key) -> bool {
+        self.v[k as usize].is_some()
+    }
+
+    #[inline]
+    fn text(&self, k: Key) -> Option<&str> {
+        self.v[k as usize].and_then(|v| v.into_string())
+    }
+
+    #[inline]
+    fn uint(&self, k: Key) -> Option<u64> {
+        self.v[k as usize].and_then(|v| v.as_u64())
+    }
+
+    #[inline]
+    fn boolean(&self, k: Key) -> Option<bool> {
+        self.v[k as usize].and_then(|v| v.as_bool())
+    }
+
+    fn depth_levels(&self, ev: &mut Event) -> Result<(), DecodeError> {
+        ev.clear_depth();
+        levels(&mut ev.depth.bids, self.v[Key::b as usize], "b")?;
+        levels(&mut ev.depth.asks, self.v[Key::a as usize], "a")
+    }
+
+    fn force_order(&self, ev: &mut Event) -> Result<(), DecodeError> {
+        force_order(ev, self.o, self.v[Key::E as usize])
+    }
 }
 
 fn decode_payload(
@@ -185,132 +253,7 @@ fn decode_payload(
     keep_non_trade: bool,
 ) -> Result<Decoded, DecodeError> {
     let obj = payload.as_object().ok_or(DecodeError::Shape("data"))?;
-    let mut f = Fields::default();
-    for (k, v) in obj.iter() {
-        match k {
-            "e" => f.e = Some(v.into_string().ok_or(DecodeError::Shape("e"))?),
-            "E" => f.E = Some(v),
-            "s" => f.s = Some(v),
-            "t" => f.t = Some(v),
-            "p" => f.p = Some(v),
-            "q" => f.q = Some(v),
-            "T" => f.T = Some(v),
-            "m" => f.m = Some(v),
-            "a" => f.a = Some(v),
-            "f" => f.f = Some(v),
-            "l" => f.l = Some(v),
-            "U" => f.U = Some(v),
-            "u" => f.u = Some(v),
-            "pu" => f.pu = Some(v),
-            "b" => f.b = Some(v),
-            "B" => f.B = Some(v),
-            "A" => f.A = Some(v),
-            "X" => f.X = Some(v),
-            "nq" => f.nq = Some(v),
-            "P" => f.P = Some(v),
-            "i" => f.i = Some(v),
-            "r" => f.r = Some(v),
-            "o" => f.o = Some(v),
-            _ => {}
-        }
-    }
-    ev.header.transaction_ts_ns = 0;
-    match f.e {
-        Some("trade") => {
-            // USD-M `X` (Trade-Streams): MARKET, INSURANCE_FUND, ADL, or NA for records that are
-            // not trades at all (price and quantity 0): those are skipped unless asked for.
-            let trade_type = match f.X {
-                None => "",
-                Some(_) => match text(f.X, "X")? {
-                    "MARKET" => "market",
-                    "INSURANCE_FUND" => "insurance_fund",
-                    "ADL" => "adl",
-                    "NA" if !keep_non_trade => return Ok(Decoded::Skipped("non_trade")),
-                    "NA" => "na",
-                    _ => return Err(DecodeError::Shape("X")),
-                },
-            };
-            symbol(ev, f.s)?;
-            ev.header.exchange_ts_ns = millis(f.T, "T")?;
-            let t = &mut ev.trade;
-            t.trade_id = uint(f.t, "t")?;
-            set(&mut t.price, decimal(f.p, "p")?);
-            set(&mut t.qty, decimal(f.q, "q")?);
-            t.set_side(side(f.m)?);
-            set(&mut t.trade_type, trade_type);
-            ev.kind = Some(EventKind::Trade);
-        }
-        Some("aggTrade") => {
-            symbol(ev, f.s)?;
-            ev.header.exchange_ts_ns = millis(f.T, "T")?;
-            let t = &mut ev.agg_trade;
-            t.agg_id = uint(f.a, "a")?;
-            t.first_trade_id = uint(f.f, "f")?;
-            t.last_trade_id = uint(f.l, "l")?;
-            set(&mut t.price, decimal(f.p, "p")?);
-            set(&mut t.qty, decimal(f.q, "q")?);
-            t.set_side(side(f.m)?);
-            set(&mut t.normal_qty, decimal_or_empty(f.nq, "nq")?);
-            ev.kind = Some(EventKind::AggTrade);
-        }
-        Some("depthUpdate") => {
-            symbol(ev, f.s)?;
-            ev.header.exchange_ts_ns = millis(f.E, "E")?;
-            ev.clear_depth();
-            ev.depth.first_update_id = uint(f.U, "U")?;
-            ev.depth.last_update_id = uint(f.u, "u")?;
-            if f.pu.is_some() {
-                ev.depth.prev_last_update_id = Some(uint(f.pu, "pu")?);
-            }
-            if f.T.is_some() {
-                ev.header.transaction_ts_ns = millis(f.T, "T")?;
-            }
-            levels(&mut ev.depth.bids, f.b, "b")?;
-            levels(&mut ev.depth.asks, f.a, "a")?;
-            ev.kind = Some(EventKind::DepthDiff);
-        }
-        Some("bookTicker") => book_ticker(ev, &f)?,
-        Some("markPriceUpdate") => {
-            symbol(ev, f.s)?;
-            ev.header.exchange_ts_ns = millis(f.E, "E")?;
-            let m = &mut ev.mark_price;
-            set(&mut m.mark_price, decimal(f.p, "p")?);
-            set(&mut m.index_price, decimal_or_empty(f.i, "i")?);
-            set(&mut m.estimated_settle_price, decimal_or_empty(f.P, "P")?);
-            set(&mut m.funding_rate, decimal_or_empty(f.r, "r")?);
-            m.next_funding_time_ns = match f.T {
-                Some(_) => millis(f.T, "T")?,
-                None => 0,
-            };
-            ev.kind = Some(EventKind::MarkPrice);
-        }
-        Some("forceOrder") => force_order(ev, f.o, f.E)?,
-        Some("serverShutdown") => return Ok(Decoded::ServerShutdown),
-        Some(_) => return Err(DecodeError::UnknownEvent),
-        // bookTicker has no `e` (spot has no `E` either; USD-M adds `e`,`E`,`T` in newer payloads).
-        None if f.u.is_some() && f.b.is_some() && f.a.is_some() => book_ticker(ev, &f)?,
-        None => return Err(DecodeError::UnknownEvent),
-    }
-    Ok(Decoded::Events(1))
-}
-
-fn book_ticker(ev: &mut Event, f: &Fields<'_, '_>) -> Result<(), DecodeError> {
-    symbol(ev, f.s)?;
-    ev.header.exchange_ts_ns = match f.E {
-        Some(_) => millis(f.E, "E")?,
-        None => 0,
-    };
-    if f.T.is_some() {
-        ev.header.transaction_ts_ns = millis(f.T, "T")?;
-    }
-    let b = &mut ev.book_ticker;
-    b.update_id = uint(f.u, "u")?;
-    set(&mut b.bid_price, decimal(f.b, "b")?);
-    set(&mut b.bid_qty, decimal(f.B, "B")?);
-    set(&mut b.ask_price, decimal(f.a, "a")?);
-    set(&mut b.ask_qty, decimal(f.A, "A")?);
-    ev.kind = Some(EventKind::BookTicker);
-    Ok(())
+    interpret::payload(&TapeFields::read(obj), ev, keep_non_trade)
 }
 
 /// `forceOrder`: the order sits in `o` with its own one-letter keys.
@@ -369,14 +312,4 @@ fn force_order(
 fn symbol(ev: &mut Event, v: Option<Value<'_, '_>>) -> Result<(), DecodeError> {
     set(&mut ev.header.symbol, tape::symbol(v, "s")?);
     Ok(())
-}
-
-#[inline]
-fn side(v: Option<Value<'_, '_>>) -> Result<Side, DecodeError> {
-    // `m`: is the buyer the maker? Then the taker sold.
-    match v.and_then(|v| v.as_bool()) {
-        Some(true) => Ok(Side::Sell),
-        Some(false) => Ok(Side::Buy),
-        None => Err(DecodeError::Shape("m")),
-    }
 }
