@@ -329,3 +329,73 @@ http:
         "3 series x 2 contracts"
     );
 }
+
+/// Bad input over the wire: malformed JSON, a push of a channel nobody subscribed, a `books`
+/// update whose checksum is a string, and a `60018` error for an instrument the exchange does not
+/// list. Each is counted and logged (throttled), nothing else is lost, the process keeps running
+/// and the books stay in sync.
+#[test]
+fn bad_frames_and_error_replies_are_counted_and_nothing_else_is_lost() {
+    let total = 3_000u64;
+    let sim = OkxSimulator::start(OkxSimConfig {
+        rate: 500,
+        total: Some(total),
+        record: true,
+        bad_every: 100,
+        unknown: vec!["DOGE-USDT".into()],
+        ..OkxSimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("okx-bad");
+    let cfg = config(&sim.ws_url(), "").replace(
+        r#"symbols: ["BTC-USDT", "ETH-USDT-SWAP"]"#,
+        r#"symbols: ["BTC-USDT", "ETH-USDT-SWAP", "DOGE-USDT"]"#,
+    );
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    assert!(
+        wait_until(Duration::from_secs(60), || sim.stats().sent >= total),
+        "{:?}\n{}",
+        sim.stats(),
+        mdc.log_text()
+    );
+    let want = sim
+        .sent_messages()
+        .iter()
+        .filter(|m| m.contains("\"channel\":\"trades\""))
+        .count();
+    let data = dir.join("data");
+    assert!(wait_until(Duration::from_secs(30), || okx_events(
+        &data, "trade"
+    )
+    .len()
+        >= want));
+    assert!(mdc.alive(), "no crash");
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let stats = sim.stats();
+    assert!(stats.bad_frames >= 60, "{stats:?}");
+    assert_eq!(okx_events(&data, "trade").len(), want, "every trade once");
+    let log = mdc.log_text();
+    for reason in [
+        "invalid_json",
+        "unknown_event",
+        "unexpected_shape",
+        "exchange_error",
+    ] {
+        assert!(
+            log.contains(&format!("event=frame_skipped reason={reason}")),
+            "{reason} logged:\n{log}"
+        );
+    }
+    // Throttled: far fewer log lines than bad frames.
+    let lines = log.matches("event=frame_skipped").count() as u64;
+    assert!(lines < stats.bad_frames / 2, "{lines} lines for {stats:?}");
+    // The string checksum never touched the books: no re-sync, every snapshot true.
+    assert!(!log.contains("event=book_resync"), "{log}");
+    for s in okx_events(&data, "book_snapshot") {
+        let sym = s["symbol"].as_str().unwrap();
+        let id = s["update_id"].as_u64().unwrap();
+        let (bids, asks) = sim.book_at(sym, id).expect("true book");
+        assert_eq!((pairs(&s["bids"]), pairs(&s["asks"])), (bids, asks));
+    }
+}

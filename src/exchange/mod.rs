@@ -177,6 +177,9 @@ pub struct ConnectionSpec {
     /// Longest overlap of a rollover: past it the old session is closed anyway, and a `gap`
     /// names every stream the two sessions did not prove continuous.
     pub rollover_timeout: std::time::Duration,
+    /// The exchange's limit of requests (subscribe/unsubscribe messages) per connection per hour
+    /// (OKX: 480); queued ones wait for room. `None`: no hourly limit.
+    pub max_requests_per_hour: Option<u32>,
     /// The exchange's limit of new connections per second per IP to this URL's host (OKX: 3),
     /// shared by every connection to that host; `None`: only the global `reconnect` budget.
     pub connects_per_second: Option<u32>,

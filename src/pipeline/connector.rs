@@ -44,6 +44,8 @@ pub struct Established {
     /// Subscription messages still to send, paced by `max_messages_per_sec`.
     pub subscribe: Vec<String>,
     pub max_messages_per_sec: u32,
+    /// Subscription messages per hour on this connection (see `ConnectionSpec`).
+    pub max_requests_per_hour: Option<u32>,
     /// Expected interval of the server's pings (see [`crate::exchange::ConnectionSpec`]).
     pub server_ping_interval: Duration,
     pub keep_alive: crate::exchange::KeepAlive,
@@ -358,6 +360,7 @@ impl Connector {
                             ws,
                             subscribe: t.spec.subscribe.clone(),
                             max_messages_per_sec: t.spec.max_messages_per_sec,
+                            max_requests_per_hour: t.spec.max_requests_per_hour,
                             server_ping_interval: t.spec.server_ping_interval,
                             keep_alive: t.spec.keep_alive,
                             ping_interval: t.spec.ping_interval,

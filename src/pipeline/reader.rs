@@ -98,6 +98,41 @@ impl Budget {
     }
 }
 
+/// Subscription messages sent within the last hour, against the exchange's hourly limit (OKX:
+/// 480 per connection); a message that does not fit waits, logged once per minute at most.
+struct Hourly {
+    limit: u32,
+    sent: VecDeque<Instant>,
+    logged: Option<Instant>,
+}
+
+impl Hourly {
+    fn allows(&mut self, now: Instant, conn: u32) -> bool {
+        const HOUR: Duration = Duration::from_secs(3600);
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= HOUR)
+        {
+            self.sent.pop_front();
+        }
+        if self.sent.len() < self.limit as usize {
+            return true;
+        }
+        if self
+            .logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+        {
+            self.logged = Some(now);
+            log::warn!(
+                "event=request_budget_spent conn={conn} limit_per_hour={} note=\"subscription messages wait for the exchange's hourly limit\"",
+                self.limit
+            );
+        }
+        false
+    }
+}
+
 /// One open connection owned by this reader.
 struct Conn {
     /// Configured connection and session (see [`Frame::session`]).
@@ -111,6 +146,8 @@ struct Conn {
     /// exchange's per-connection message limit.
     sends: Budget,
     subscribed: bool,
+    /// The exchange's hourly limit of subscription messages, if it has one.
+    hourly: Option<Hourly>,
     /// SUBSCRIBE messages this session needed (for the `subscribe` span).
     subscribe_messages: usize,
     opened: Instant,
@@ -236,6 +273,11 @@ impl Reader {
                     pending: est.subscribe.into(),
                     sends: Budget::new(rate as usize, est.server_ping_interval),
                     subscribed: false,
+                    hourly: est.max_requests_per_hour.map(|n| Hourly {
+                        limit: n.max(1),
+                        sent: VecDeque::new(),
+                        logged: None,
+                    }),
                     opened: Instant::now(),
                     status: est.status,
                     unpublished: 0,
@@ -511,9 +553,16 @@ impl Reader {
         }
         if !conn.pending.is_empty()
             && conn.sends.allows(now)
+            && conn
+                .hourly
+                .as_mut()
+                .is_none_or(|h| h.allows(now, conn.conn))
             && let Some(msg) = conn.pending.pop_front()
         {
             conn.sends.record(now);
+            if let Some(h) = conn.hourly.as_mut() {
+                h.sent.push_back(now);
+            }
             match conn.ws.send(Message::text(msg)) {
                 Ok(()) => {}
                 // Queued by tungstenite; written out on the next flush.
@@ -620,5 +669,30 @@ impl Reader {
         while out.write_with(&mut fill).is_none() {
             idle.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// OKX allows 480 subscription requests per connection per hour: one more waits until the
+    /// oldest is an hour old.
+    #[test]
+    fn hourly_request_budget_is_a_sliding_hour() {
+        let t0 = Instant::now();
+        let mut h = Hourly {
+            limit: 2,
+            sent: VecDeque::new(),
+            logged: None,
+        };
+        assert!(h.allows(t0, 0));
+        h.sent.push_back(t0);
+        assert!(h.allows(t0 + Duration::from_secs(10), 0));
+        h.sent.push_back(t0 + Duration::from_secs(10));
+        assert!(!h.allows(t0 + Duration::from_secs(3599), 0));
+        assert!(h.logged.is_some(), "the wait is logged");
+        assert!(h.allows(t0 + Duration::from_secs(3600), 0));
+        assert_eq!(h.sent.len(), 1);
     }
 }

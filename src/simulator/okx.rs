@@ -54,6 +54,12 @@ pub struct OkxSimConfig {
     pub total: Option<u64>,
     /// Record every push sent and every book state (tests).
     pub record: bool,
+    /// Instruments this exchange does not list: subscribing them gets error `60018`.
+    pub unknown: Vec<String>,
+    /// After every n-th push on a connection, also send three bad frames: malformed JSON, a push
+    /// of a channel nobody subscribed (`candle1m`), and a `books` update whose checksum is a
+    /// string (0: never).
+    pub bad_every: u64,
     /// Serve the `rubik` long/short ratio endpoints on this address (a new point every 500 ms,
     /// standing in for the 5-minute buckets).
     pub rest_listen: Option<String>,
@@ -76,6 +82,8 @@ impl Default for OkxSimConfig {
             drop_after: None,
             total: None,
             record: false,
+            unknown: Vec::new(),
+            bad_every: 0,
             rest_listen: None,
         }
     }
@@ -118,6 +126,7 @@ struct Shared {
     subscribes: Mutex<Vec<(usize, String)>>,
     unsubscribes: Mutex<Vec<(usize, String)>>,
     idle_closes: AtomicU64,
+    bad_frames: AtomicU64,
     /// Every ratio point served: (endpoint, instId, time ms).
     served: Mutex<std::collections::BTreeSet<(String, String, i64)>>,
     rest_requests: AtomicU64,
@@ -143,6 +152,8 @@ pub struct OkxStats {
     pub resets: u64,
     pub pings: u64,
     pub idle_closes: u64,
+    /// Bad frames sent (`bad_every`).
+    pub bad_frames: u64,
     /// (connection, instId) of every `books` subscription and unsubscription.
     pub subscribes: Vec<(usize, String)>,
     pub unsubscribes: Vec<(usize, String)>,
@@ -210,6 +221,7 @@ impl OkxSimulator {
             resets: s.resets.load(Ordering::Relaxed),
             pings: s.pings.load(Ordering::Relaxed),
             idle_closes: s.idle_closes.load(Ordering::Relaxed),
+            bad_frames: s.bad_frames.load(Ordering::Relaxed),
             subscribes: l(&s.subscribes),
             unsubscribes: l(&s.unsubscribes),
         }
@@ -691,6 +703,7 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                     };
                     for (ch, target) in args {
                         let known = SERVED.contains(&ch.as_str())
+                            && !cfg.unknown.contains(&target)
                             && (ch == "liquidation-orders"
                                 || crate::exchange::okx::inst_market(&target).is_some());
                         let arg = if ch == "liquidation-orders" {
@@ -781,6 +794,24 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
             if let Some(m) = msg {
                 send(&mut ws, &shared, m)?;
                 last_push = Instant::now();
+            }
+            if cfg.bad_every > 0 && sent_here.is_multiple_of(cfg.bad_every) {
+                for bad in [
+                    "{\"arg\":{\"channel\":\"trades\",\"instId\":".to_string(),
+                    format!(
+                        "{{\"arg\":{{\"channel\":\"candle1m\",\"instId\":\"{inst}\"}},\"data\":[[\"1597026383085\",\"8533.02\",\"8553.74\",\"8527.17\",\"8548.26\",\"45247\",\"529.5858061\"]]}}"
+                    ),
+                    format!(
+                        "{{\"arg\":{{\"channel\":\"books\",\"instId\":\"{inst}\"}},\"action\":\"update\",\"data\":[{{\"asks\":[],\"bids\":[],\"ts\":\"1\",\"checksum\":\"abc\",\"prevSeqId\":1,\"seqId\":2}}]}}"
+                    ),
+                ] {
+                    shared.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    match ws.write(Message::text(bad)) {
+                        Ok(()) => {}
+                        Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
             }
             if let Some((c, n)) = cfg.drop_after
                 && c == index

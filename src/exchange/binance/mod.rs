@@ -484,6 +484,7 @@ impl ExchangePlan for BinancePlan {
                     max_age: self.max_age,
                     rollover_timeout: self.rollover_timeout,
                     connects_per_second: None,
+                    max_requests_per_hour: None,
                 }
             }));
         }

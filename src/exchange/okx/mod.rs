@@ -34,6 +34,8 @@ const DEFAULT_CHANNELS: &[&str] = &["trades", "books"];
 
 /// OKX's documented per-IP limit of new connections per second.
 pub const CONNECTS_PER_SECOND: u32 = 3;
+/// OKX's limit of `subscribe`/`unsubscribe`/`login` requests per connection per hour.
+pub const REQUESTS_PER_HOUR: u32 = 480;
 /// Arguments per `subscribe` message (OKX caps a message's args at 64 KB).
 const ARGS_PER_MESSAGE: usize = 50;
 
@@ -473,6 +475,7 @@ impl ExchangePlan for OkxPlan {
                 max_age: self.max_age,
                 rollover_timeout: self.rollover_timeout,
                 connects_per_second: Some(self.connects_per_second),
+                max_requests_per_hour: Some(REQUESTS_PER_HOUR),
             })
             .collect()
     }
