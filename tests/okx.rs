@@ -399,3 +399,25 @@ fn bad_frames_and_error_replies_are_counted_and_nothing_else_is_lost() {
         assert_eq!((pairs(&s["bids"]), pairs(&s["asks"])), (bids, asks));
     }
 }
+
+/// The real numbers: the simulator closes a connection it pushed nothing to for 30 s, as OKX does;
+/// with the default `ping_interval` (20 s) the collector's text `ping` keeps its one connection
+/// open past that.
+#[test]
+fn default_ping_holds_a_quiet_connection_open_past_30_s() {
+    let sim = OkxSimulator::start(OkxSimConfig {
+        rate: 0,
+        idle_close: Duration::from_secs(30),
+        ..OkxSimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("okx-ping-30s");
+    let mut mdc = Collector::start(&dir, &config(&sim.ws_url(), ""), &[]);
+    std::thread::sleep(Duration::from_secs(36));
+    let stats = sim.stats();
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    assert_eq!(stats.connections, 1, "{stats:?}\n{}", mdc.log_text());
+    assert_eq!(stats.idle_closes, 0, "{stats:?}");
+    assert!(stats.pings >= 1, "{stats:?}");
+}
