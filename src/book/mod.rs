@@ -167,7 +167,16 @@ struct SymbolState {
     last_applied_ns: i64,
     /// When the current re-sync asked for its first snapshot (0: synced); a `book_resync` span.
     resync_started_ns: i64,
+    /// Stream markets: when the last re-subscription went out (0: none outstanding), and how many
+    /// went out since the book was last synced (a lost one is retried with a growing delay).
+    resubscribed_ns: i64,
+    resubscribes: u32,
 }
+
+/// First delay before a re-subscription that brought no snapshot is sent again; it doubles per
+/// attempt up to [`RESUBSCRIBE_RETRY_MAX_NS`] (OKX allows 480 requests per connection per hour).
+const RESUBSCRIBE_RETRY_NS: i64 = 10_000_000_000;
+const RESUBSCRIBE_RETRY_MAX_NS: i64 = 600_000_000_000;
 
 struct SourceBooks {
     /// Snapshots are fetched over REST (else they arrive in the stream).
@@ -191,6 +200,8 @@ pub struct Books {
     gap_from_ns: Option<i64>,
     /// Re-subscriptions for stream-snapshot books, to send on their connections.
     outbox: Vec<Outgoing>,
+    /// Last look for re-subscriptions that brought no snapshot.
+    last_retry_check_ns: i64,
 }
 
 impl Books {
@@ -222,6 +233,8 @@ impl Books {
                                 c: c.get(sym)?.clone(),
                                 last_applied_ns: 0,
                                 resync_started_ns: 0,
+                                resubscribed_ns: 0,
+                                resubscribes: 0,
                             };
                             Some((sym.clone(), state))
                         })
@@ -239,6 +252,7 @@ impl Books {
             resyncs_logged: 0,
             gap_from_ns: None,
             outbox: Vec::new(),
+            last_retry_check_ns: 0,
         }
     }
 
@@ -256,11 +270,11 @@ impl Books {
     fn request(
         requests: &Sender<SnapshotRequest>,
         outbox: &mut Vec<Outgoing>,
-        parser: usize,
-        source: u16,
+        (parser, source): (usize, u16),
         (exchange, rest, resubscribe): (&str, bool, Option<&dyn Resubscribe>),
         st: &mut SymbolState,
         symbol: &str,
+        now_ns: i64,
     ) {
         if !st.book.take_request() {
             return;
@@ -283,6 +297,52 @@ impl Books {
                 conn: st.book.conn,
                 messages: r.messages(symbol),
             });
+            st.resubscribed_ns = now_ns;
+            st.resubscribes += 1;
+        }
+    }
+
+    /// Re-subscribes, once more, every stream-snapshot book whose last re-subscription brought no
+    /// snapshot within its delay (10 s, doubling per attempt, at most 10 min): a request lost with
+    /// its connection's write, or refused, must not leave a book re-syncing forever. Looks once
+    /// per second.
+    fn retry_resubscribes(&mut self, now_ns: i64) {
+        if now_ns - self.last_retry_check_ns < 1_000_000_000 {
+            return;
+        }
+        self.last_retry_check_ns = now_ns;
+        for (source, sb) in self.sources.iter_mut().enumerate() {
+            let Some(sb) = sb.as_mut() else { continue };
+            if sb.rest || sb.resubscribe.is_none() {
+                continue;
+            }
+            let how = (sb.exchange, sb.rest, sb.resubscribe.as_deref());
+            for (symbol, st) in sb.symbols.iter_mut() {
+                if st.book.is_live() || st.resubscribed_ns == 0 {
+                    continue;
+                }
+                let shift = st.resubscribes.saturating_sub(1).min(6);
+                let delay = (RESUBSCRIBE_RETRY_NS << shift).min(RESUBSCRIBE_RETRY_MAX_NS);
+                if now_ns - st.resubscribed_ns < delay {
+                    continue;
+                }
+                log::warn!(
+                    "event=book_resubscribe_retry exchange={} symbol={symbol} attempt={} waited_ms={}",
+                    sb.exchange,
+                    st.resubscribes + 1,
+                    (now_ns - st.resubscribed_ns) / 1_000_000
+                );
+                st.book.resync();
+                Self::request(
+                    &self.requests,
+                    &mut self.outbox,
+                    (self.parser, source as u16),
+                    how,
+                    st,
+                    symbol,
+                    now_ns,
+                );
+            }
         }
     }
 
@@ -336,11 +396,11 @@ impl Books {
         Self::request(
             &self.requests,
             &mut self.outbox,
-            self.parser,
-            source,
+            (self.parser, source),
             how,
             st,
             &ev.header.symbol,
+            now_ns,
         );
         if out != Outcome::Applied {
             return false;
@@ -434,6 +494,7 @@ impl Books {
     /// Applies snapshots that arrived from the REST pool; calls `emit` with a `book_snapshot` for
     /// every book that became synced.
     pub fn poll(&mut self, now_ns: i64, emit: &mut dyn FnMut(&Event)) {
+        self.retry_resubscribes(now_ns);
         while let Ok(resp) = self.responses.try_recv() {
             self.load(
                 resp.source,
@@ -501,13 +562,15 @@ impl Books {
         Self::request(
             &self.requests,
             &mut self.outbox,
-            self.parser,
-            source,
+            (self.parser, source),
             how,
             st,
             symbol,
+            now_ns,
         );
         if out == Outcome::Applied {
+            st.resubscribed_ns = 0;
+            st.resubscribes = 0;
             if st.resync_started_ns > 0 && crate::trace::enabled() {
                 crate::trace::record(crate::trace::Span {
                     name: "book_resync",
@@ -551,6 +614,9 @@ impl Books {
                     );
                 }
                 st.book.resync();
+                // The reconnect subscribes afresh (stream markets push a new snapshot).
+                st.resubscribed_ns = 0;
+                st.resubscribes = 0;
             }
         }
     }
@@ -656,5 +722,80 @@ mod tests {
         books.on_diff(0, 7, &mut ev, 5);
         assert!(ev.depth.resyncing);
         assert!(req_rx.try_recv().is_err());
+    }
+
+    #[derive(Debug)]
+    struct Resub;
+    impl Resubscribe for Resub {
+        fn messages(&self, symbol: &str) -> Vec<String> {
+            vec![
+                format!("unsubscribe {symbol}"),
+                format!("subscribe {symbol}"),
+            ]
+        }
+    }
+
+    /// A break re-subscribes the one symbol on its connection; a re-subscription that brings no
+    /// snapshot is sent again after 10 s, then 20 s, ...; a snapshot ends it.
+    #[test]
+    fn lost_resubscriptions_are_retried_with_a_growing_delay() {
+        let metrics = Metrics::new(&[]);
+        let specs = vec![Some(BookSpec {
+            rules: &crate::exchange::okx::sequence::RULES,
+            exchange: "okx",
+            market: "spot",
+            market_of: None,
+            symbols: vec!["BTC-USDT".into(), "ETH-USDT".into()],
+            source: None,
+            max_snapshot_limit: 400,
+            accepted_limits: &[],
+            snapshot_limit: None,
+            resubscribe: Some(Arc::new(Resub)),
+        })];
+        let counters = counters(&specs, &metrics);
+        let (req_tx, _req_rx) = crossbeam_channel::unbounded();
+        let (_resp_tx, resp_rx) = crossbeam_channel::unbounded();
+        let mut books = Books::new(BookConfig::default(), 0, &specs, &counters, req_tx, resp_rx);
+        let s = 1_000_000_000i64;
+        let snap = |id| Snapshot {
+            last_update_id: id,
+            bids: vec![("100".into(), "1".into())],
+            asks: vec![("101".into(), "3".into())],
+            ..Snapshot::default()
+        };
+        for sym in ["BTC-USDT", "ETH-USDT"] {
+            books.on_stream_snapshot(0, 3, sym, &snap(10), s, &mut |_| {});
+        }
+        let mut ev = Event::new("okx", "spot");
+        diff(&mut ev, 12, 12, ("99", "1"));
+        ev.depth.prev_last_update_id = Some(11);
+        books.on_diff(0, 3, &mut ev, 2 * s);
+        assert!(books.take_gap().is_some());
+        let out = books.take_outbox().expect("re-subscription");
+        assert_eq!(
+            out,
+            Outgoing {
+                conn: 3,
+                messages: vec!["unsubscribe BTC-USDT".into(), "subscribe BTC-USDT".into()]
+            }
+        );
+        assert!(books.take_outbox().is_none(), "only the broken symbol");
+        let mut sent_at = Vec::new();
+        for t in 3..60 {
+            books.poll(t * s, &mut |_| {});
+            if books.take_outbox().is_some() {
+                sent_at.push(t);
+            }
+        }
+        assert_eq!(
+            sent_at,
+            vec![12, 32],
+            "10 s, then 20 s after the previous one"
+        );
+        books.on_stream_snapshot(0, 3, "BTC-USDT", &snap(40), 61 * s, &mut |_| {});
+        for t in 62..200 {
+            books.poll(t * s, &mut |_| {});
+            assert!(books.take_outbox().is_none(), "synced: no more retries");
+        }
     }
 }
