@@ -6,6 +6,7 @@
 //! concrete exchange.
 
 pub mod binance;
+pub mod number;
 pub mod okx;
 pub mod poll_job;
 pub mod tape;
