@@ -44,6 +44,12 @@ impl Dec {
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
     }
 
+    /// The exchange's digits as bytes (no UTF-8 check: for hashing and checksums).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
     /// True when the value is zero ("0", "0.00000000"): a level removal.
     #[inline]
     pub fn is_zero(&self) -> bool {

@@ -50,12 +50,19 @@ impl SequenceRules for OkxSequence {
     }
 }
 
-/// OKX's checksum of a book, computed without building the string.
+/// OKX's checksum of a book: the string built in a stack buffer (at most 50 levels of two
+/// [`Dec`](crate::book::price::Dec)s and their separators; no allocation), then one CRC pass.
 pub fn checksum(bids: &Side, asks: &Side) -> i32 {
-    let mut crc = Crc32::new();
-    let mut first = true;
+    const CAP: usize = 2 * CHECKSUM_LEVELS * (2 * crate::book::price::Dec::CAP + 2);
+    let mut buf = [0u8; CAP];
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| {
+        buf[n..n + bytes.len()].copy_from_slice(bytes);
+        n += bytes.len();
+    };
     let mut b = bids.best_first().take(CHECKSUM_LEVELS);
     let mut a = asks.best_first().take(CHECKSUM_LEVELS);
+    let mut first = true;
     loop {
         let (nb, na) = (b.next(), a.next());
         if nb.is_none() && na.is_none() {
@@ -63,22 +70,28 @@ pub fn checksum(bids: &Side, asks: &Side) -> i32 {
         }
         for l in [nb, na].into_iter().flatten() {
             if !first {
-                crc.update(b":");
+                put(b":");
             }
             first = false;
-            crc.update(l.price.as_str().as_bytes());
-            crc.update(b":");
-            crc.update(l.qty.as_str().as_bytes());
+            put(l.price.as_bytes());
+            put(b":");
+            put(l.qty.as_bytes());
         }
     }
+    let mut crc = Crc32::new();
+    crc.update(&buf[..n]);
     crc.finish() as i32
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as zlib's `crc32`), table-driven.
+/// CRC-32 (IEEE 802.3, reflected, as zlib's `crc32`), slicing-by-8: eight bytes per step
+/// through eight tables, about four times the byte-at-a-time speed on the ~800 bytes of a
+/// 25-level checksum.
 pub struct Crc32(u32);
 
-const TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
+/// `TABLES[0]` is the classic byte table; `TABLES[k][b]` is the CRC of byte `b` followed by `k`
+/// zero bytes.
+const TABLES: [[u32; 256]; 8] = {
+    let mut t = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
@@ -91,8 +104,18 @@ const TABLE: [u32; 256] = {
             };
             k += 1;
         }
-        t[i] = c;
+        t[0][i] = c;
         i += 1;
+    }
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
+            i += 1;
+        }
+        k += 1;
     }
     t
 };
@@ -105,8 +128,21 @@ impl Crc32 {
     #[inline]
     pub fn update(&mut self, bytes: &[u8]) {
         let mut c = self.0;
-        for &b in bytes {
-            c = TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
+        let mut chunks = bytes.chunks_exact(8);
+        for w in &mut chunks {
+            let lo = c ^ u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            let hi = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
+            c = TABLES[7][(lo & 0xFF) as usize]
+                ^ TABLES[6][((lo >> 8) & 0xFF) as usize]
+                ^ TABLES[5][((lo >> 16) & 0xFF) as usize]
+                ^ TABLES[4][(lo >> 24) as usize]
+                ^ TABLES[3][(hi & 0xFF) as usize]
+                ^ TABLES[2][((hi >> 8) & 0xFF) as usize]
+                ^ TABLES[1][((hi >> 16) & 0xFF) as usize]
+                ^ TABLES[0][(hi >> 24) as usize];
+        }
+        for &b in chunks.remainder() {
+            c = TABLES[0][((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
         }
         self.0 = c;
     }
@@ -134,6 +170,24 @@ mod tests {
         let mut c = Crc32::new();
         c.update(b"");
         assert_eq!(c.finish(), 0);
+        // Any split into updates gives the same CRC (8-byte steps and byte remainders mixed).
+        let text = b"30243.5:1.44679:30243.4:0.1:30244:0.08:30241.2:0.00047612:The quick brown fox";
+        let mut whole = Crc32::new();
+        whole.update(text);
+        for split in 0..text.len() {
+            let mut c = Crc32::new();
+            c.update(&text[..split]);
+            c.update(&text[split..]);
+            assert_eq!(c.finish(), whole.finish(), "split at {split}");
+        }
+        let mut one = Crc32::new();
+        for b in text {
+            one.update(std::slice::from_ref(b));
+        }
+        assert_eq!(one.finish(), whole.finish());
+        let mut c = Crc32::new();
+        c.update(b"The quick brown fox jumps over the lazy dog");
+        assert_eq!(c.finish(), 0x414F_A339);
     }
 
     /// The documented example: snapshot (-1,10) -> (10,15) -> (15,15) keep-alive -> (15,3)
