@@ -273,19 +273,8 @@ fn bench_okx(c: &mut Criterion) {
         let _ = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
             fill(rec, ev, Formats::PROTOBUF);
             let d = &ev.depth;
-            let own = |l: &mdc::event::Levels| -> Vec<(String, String)> {
-                l.iter()
-                    .map(|(p, q)| (p.to_string(), q.to_string()))
-                    .collect()
-            };
             book.take_request();
-            out = book.on_snapshot(&Snapshot {
-                last_update_id: d.last_update_id,
-                bids: own(&d.bids),
-                asks: own(&d.asks),
-                checksum: d.checksum,
-                ..Snapshot::default()
-            });
+            out = book.on_snapshot(&Snapshot::pushed(d, 0));
         });
         out
     }

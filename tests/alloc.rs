@@ -259,29 +259,9 @@ fn hot_path_allocates_nothing_after_warmup() {
                         let book = okx_books.get_mut(ev.header.symbol.as_str()).expect("book");
                         let out = if d.snapshot {
                             book.take_request();
-                            let own = |l: &mdc::event::Levels| -> Vec<(String, String)> {
-                                l.iter()
-                                    .map(|(p, q)| (p.to_string(), q.to_string()))
-                                    .collect()
-                            };
-                            book.on_snapshot(&Snapshot {
-                                last_update_id: d.last_update_id,
-                                bids: own(&d.bids),
-                                asks: own(&d.asks),
-                                checksum: d.checksum,
-                                ..Snapshot::default()
-                            })
+                            book.on_snapshot(&Snapshot::pushed(d, 0))
                         } else {
-                            book.on_diff(DiffRef {
-                                ts_ns: 0,
-                                txn_ts_ns: 0,
-                                first: d.first_update_id,
-                                last: d.last_update_id,
-                                prev: d.prev_last_update_id,
-                                bids: &d.bids,
-                                asks: &d.asks,
-                                checksum: d.checksum,
-                            })
+                            book.on_diff(DiffRef::of(d, 0, 0))
                         };
                         assert_eq!(out, mdc::book::sync::Outcome::Applied);
                         *applied += 1;

@@ -92,14 +92,7 @@ fn every_okx_recording_replays_with_every_checksum_verified() {
                 sent = d.checksum;
                 outcome = Some(if d.snapshot {
                     book.take_request();
-                    book.on_snapshot(&Snapshot {
-                        last_update_id: d.last_update_id,
-                        exchange_ts_ns: ev.header.exchange_ts_ns,
-                        bids: own(&d.bids),
-                        asks: own(&d.asks),
-                        checksum: d.checksum,
-                        ..Snapshot::default()
-                    })
+                    book.on_snapshot(&Snapshot::pushed(d, ev.header.exchange_ts_ns))
                 } else {
                     book.on_diff(DiffRef {
                         first: d.first_update_id,

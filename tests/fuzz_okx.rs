@@ -115,30 +115,10 @@ fn mutated_pushes_never_panic_and_never_derail_the_decoder() {
                 return;
             }
             if d.snapshot {
-                let own = |l: &mdc::event::Levels| -> Vec<(String, String)> {
-                    l.iter()
-                        .map(|(p, q)| (p.to_string(), q.to_string()))
-                        .collect()
-                };
                 book.take_request();
-                book.on_snapshot(&Snapshot {
-                    last_update_id: d.last_update_id,
-                    bids: own(&d.bids),
-                    asks: own(&d.asks),
-                    checksum: d.checksum,
-                    ..Snapshot::default()
-                });
+                book.on_snapshot(&Snapshot::pushed(d, 0));
             } else {
-                book.on_diff(DiffRef {
-                    first: d.first_update_id,
-                    last: d.last_update_id,
-                    prev: d.prev_last_update_id,
-                    ts_ns: 0,
-                    txn_ts_ns: 0,
-                    bids: &d.bids,
-                    asks: &d.asks,
-                    checksum: d.checksum,
-                });
+                book.on_diff(DiffRef::of(d, 0, 0));
             }
         });
         match res {

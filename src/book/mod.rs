@@ -361,16 +361,11 @@ impl Books {
         };
         st.book.conn = conn;
         let d = &ev.depth;
-        let out = st.book.on_diff(DiffRef {
-            first: d.first_update_id,
-            last: d.last_update_id,
-            prev: d.prev_last_update_id,
-            ts_ns: ev.header.exchange_ts_ns,
-            txn_ts_ns: ev.header.transaction_ts_ns,
-            bids: &d.bids,
-            asks: &d.asks,
-            checksum: d.checksum,
-        });
+        let out = st.book.on_diff(DiffRef::of(
+            d,
+            ev.header.exchange_ts_ns,
+            ev.header.transaction_ts_ns,
+        ));
         let exchange = sb.exchange;
         note(
             &mut self.resyncs_logged,
@@ -416,20 +411,7 @@ impl Books {
     /// when the book became synced (its `book_snapshot` is due right after this event). Copies the
     /// levels: pushed snapshots come once per (re)subscription, not per update.
     fn on_pushed_snapshot(&mut self, source: u16, conn: u32, ev: &mut Event, now_ns: i64) -> bool {
-        let d = &ev.depth;
-        let own = |l: &crate::event::Levels| -> Vec<(String, String)> {
-            l.iter()
-                .map(|(p, q)| (p.to_string(), q.to_string()))
-                .collect()
-        };
-        let snap = Snapshot {
-            last_update_id: d.last_update_id,
-            exchange_ts_ns: ev.header.exchange_ts_ns,
-            transaction_ts_ns: 0,
-            bids: own(&d.bids),
-            asks: own(&d.asks),
-            checksum: d.checksum,
-        };
+        let snap = Snapshot::pushed(&ev.depth, ev.header.exchange_ts_ns);
         let symbol = ev.header.symbol.as_str();
         let out = self.on_stream_snapshot(source, conn, symbol, &snap, now_ns, &mut |_| {});
         let live = self

@@ -48,6 +48,23 @@ pub struct DiffRef<'a> {
     pub checksum: Option<i32>,
 }
 
+impl<'a> DiffRef<'a> {
+    /// A decoded depth diff as the book takes it.
+    #[inline]
+    pub fn of(d: &'a crate::event::DepthDiff, ts_ns: i64, txn_ts_ns: i64) -> DiffRef<'a> {
+        DiffRef {
+            first: d.first_update_id,
+            last: d.last_update_id,
+            prev: d.prev_last_update_id,
+            ts_ns,
+            txn_ts_ns,
+            bids: &d.bids,
+            asks: &d.asks,
+            checksum: d.checksum,
+        }
+    }
+}
+
 /// A parsed level of a buffered diff or a snapshot.
 pub type OwnedLevel = (u128, Dec, Dec);
 
@@ -76,6 +93,26 @@ pub struct Snapshot {
     pub asks: Vec<(String, String)>,
     /// The exchange's checksum of this book, when it sent one (OKX `books` snapshot push).
     pub checksum: Option<i32>,
+}
+
+impl Snapshot {
+    /// A full book the exchange pushed as a depth event (OKX `books` `snapshot`), its levels
+    /// copied (once per subscription, not per update).
+    pub fn pushed(d: &crate::event::DepthDiff, exchange_ts_ns: i64) -> Snapshot {
+        let own = |l: &Levels| -> Vec<(String, String)> {
+            l.iter()
+                .map(|(p, q)| (p.to_string(), q.to_string()))
+                .collect()
+        };
+        Snapshot {
+            last_update_id: d.last_update_id,
+            exchange_ts_ns,
+            transaction_ts_ns: 0,
+            bids: own(&d.bids),
+            asks: own(&d.asks),
+            checksum: d.checksum,
+        }
+    }
 }
 
 /// What a diff or snapshot did to the book.
