@@ -30,10 +30,11 @@ enum Command {
     /// Serve Binance-format (or OKX v5) streams on 127.0.0.1 (exchange simulator for tests and
     /// benchmarks).
     Simulate {
-        /// Which exchange to simulate: `binance` (spot) or `okx` (v5 public, `/ws/v5/public`).
+        /// Which exchange to simulate: `binance` (spot), `okx` (v5 public, `/ws/v5/public`) or
+        /// `deribit` (JSON-RPC, `/ws/api/v2`).
         #[arg(long, default_value = "binance")]
         exchange: String,
-        /// OKX: every n-th `books` update is withheld (a seqId gap; 0 = never).
+        /// OKX / Deribit: every n-th book update is withheld (a seqId / change_id gap; 0 = never).
         #[arg(long, default_value_t = 0)]
         gap_every: u64,
         /// OKX: every n-th `books` update carries a wrong checksum (0 = never).
@@ -97,6 +98,22 @@ fn main() -> ExitCode {
         Command::Simulate {
             exchange,
             gap_every,
+            listen,
+            seed,
+            rate,
+            total,
+            ..
+        } if exchange == "deribit" => simulate_deribit(mdc::simulator::deribit::DeribitSimConfig {
+            listen,
+            seed,
+            rate,
+            total,
+            gap_every,
+            ..Default::default()
+        }),
+        Command::Simulate {
+            exchange,
+            gap_every,
             bad_checksum_every,
             keep_alive_every,
             reset_after,
@@ -119,7 +136,7 @@ fn main() -> ExitCode {
             ..Default::default()
         }),
         Command::Simulate { exchange, .. } if exchange != "binance" => {
-            eprintln!("simulate: unknown --exchange `{exchange}` (binance or okx)");
+            eprintln!("simulate: unknown --exchange `{exchange}` (binance, okx or deribit)");
             ExitCode::from(2)
         }
         Command::Simulate {
@@ -266,6 +283,36 @@ fn simulate_okx(cfg: mdc::simulator::okx::OkxSimConfig) -> ExitCode {
         }
     };
     println!("okx simulator listening on {}", sim.ws_url());
+    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("{:?}", sim.stats());
+    ExitCode::SUCCESS
+}
+
+fn simulate_deribit(mut cfg: mdc::simulator::deribit::DeribitSimConfig) -> ExitCode {
+    init_logging("info", LogFormat::Text);
+    let flag = match shutdown::install() {
+        Ok(f) => f,
+        Err(_) => return ExitCode::from(1),
+    };
+    // `public/get_instruments` on the next port.
+    cfg.rest_listen = cfg.listen.rsplit_once(':').and_then(|(h, p)| {
+        let p: u16 = p.parse().ok()?;
+        Some(format!("{h}:{}", p.checked_add(1)?))
+    });
+    let sim = match mdc::simulator::deribit::DeribitSimulator::start(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("simulate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "deribit simulator listening on {} (REST {})",
+        sim.ws_url(),
+        sim.rest_url().unwrap_or_default()
+    );
     while !flag.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -80,7 +80,7 @@ fn envelope_record(i: u64) -> Record {
             price: "1.00".into(),
             qty: "2.00".into(),
             side: 1,
-            trade_type: String::new(),
+            ..Default::default()
         })),
     };
     r.proto.clear();

@@ -34,6 +34,21 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             if !t.trade_type.is_empty() {
                 field_str(out, "trade_type", &t.trade_type);
             }
+            if !t.trade_id_text.is_empty() {
+                field_str(out, "trade_id_text", &t.trade_id_text);
+            }
+            if t.trade_seq != 0 {
+                field_u64(out, "trade_seq", t.trade_seq);
+            }
+            opt_str(out, "mark_price", &t.mark_price);
+            opt_str(out, "index_price", &t.index_price);
+            opt_str(out, "iv", &t.iv);
+            opt_str(out, "liquidation", &t.liquidation);
+            if let Some(d) = t.tick_direction {
+                key(out, "tick_direction");
+                int(out, i64::from(d));
+            }
+            opt_str(out, "block_trade_id", &t.block_trade_id);
         }
         EventKind::AggTrade => {
             let t = &ev.agg_trade;
@@ -77,6 +92,18 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             field_str(out, "funding_rate", &m.funding_rate);
             key(out, "next_funding_time_ns");
             int(out, m.next_funding_time_ns);
+            opt_str(out, "funding_8h", &m.funding_8h);
+            opt_str(out, "mark_iv", &m.mark_iv);
+            opt_str(out, "underlying_price", &m.underlying_price);
+            opt_str(out, "underlying_index", &m.underlying_index);
+            opt_str(out, "delta", &m.delta);
+            opt_str(out, "gamma", &m.gamma);
+            opt_str(out, "vega", &m.vega);
+            opt_str(out, "theta", &m.theta);
+            opt_str(out, "rho", &m.rho);
+            opt_str(out, "bid_iv", &m.bid_iv);
+            opt_str(out, "ask_iv", &m.ask_iv);
+            opt_str(out, "interest_rate", &m.interest_rate);
         }
         EventKind::Liquidation => {
             let l = &ev.liquidation;
@@ -139,6 +166,11 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             key(out, "to_ts_ns");
             int(out, g.to_ts_ns);
         }
+        EventKind::VolatilityIndex => {
+            let v = &ev.volatility_index;
+            field_str(out, "index_name", &v.index_name);
+            field_str(out, "volatility", &v.volatility);
+        }
         EventKind::BookSnapshot => {
             let b = &ev.book;
             field_u64(out, "update_id", b.update_id);
@@ -187,6 +219,13 @@ fn field_u64(out: &mut Vec<u8>, name: &str, v: u64) {
     key(out, name);
     let mut b = itoa::Buffer::new();
     out.extend_from_slice(b.format(v).as_bytes());
+}
+
+/// A string field written only when not empty (fields only some exchanges send).
+fn opt_str(out: &mut Vec<u8>, name: &str, v: &str) {
+    if !v.is_empty() {
+        field_str(out, name, v);
+    }
 }
 
 fn field_str(out: &mut Vec<u8>, name: &str, v: &str) {

@@ -29,6 +29,7 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
         EventKind::OpenInterest => message_field(tag, &ev.open_interest, out),
         EventKind::LongShortRatio => message_field(tag, &ev.long_short_ratio, out),
         EventKind::FundingRate => message_field(tag, &ev.funding_rate, out),
+        EventKind::VolatilityIndex => message_field(tag, &ev.volatility_index, out),
         EventKind::Gap => message_field(tag, &ev.gap, out),
     }
 }

@@ -25,11 +25,12 @@ pub enum EventKind {
     LongShortRatio = 8,
     FundingRate = 9,
     Gap = 10,
+    VolatilityIndex = 11,
 }
 
 impl EventKind {
     /// Every kind, in declaration order (index = `kind as usize`).
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Trade,
         EventKind::AggTrade,
         EventKind::DepthDiff,
@@ -41,6 +42,7 @@ impl EventKind {
         EventKind::LongShortRatio,
         EventKind::FundingRate,
         EventKind::Gap,
+        EventKind::VolatilityIndex,
     ];
     /// Number of kinds; sinks size per-kind tables with it.
     pub const COUNT: usize = Self::ALL.len();
@@ -59,6 +61,7 @@ impl EventKind {
             EventKind::LongShortRatio => "long_short_ratio",
             EventKind::FundingRate => "funding_rate",
             EventKind::Gap => "gap",
+            EventKind::VolatilityIndex => "volatility_index",
         }
     }
 
@@ -76,6 +79,7 @@ impl EventKind {
             EventKind::LongShortRatio => 18,
             EventKind::FundingRate => 19,
             EventKind::Gap => 20,
+            EventKind::VolatilityIndex => 21,
         }
     }
 }
@@ -173,6 +177,7 @@ pub struct Event {
     pub long_short_ratio: wire::LongShortRatio,
     pub funding_rate: wire::FundingRate,
     pub gap: wire::Gap,
+    pub volatility_index: wire::VolatilityIndex,
 }
 
 impl Event {
@@ -192,6 +197,11 @@ impl Event {
     /// time. Lets two overlapping sessions of a rollover be merged without loss or copies.
     pub fn position(&self) -> Option<u64> {
         match self.kind? {
+            // Deribit trade ids may carry a prefix: their digits, else the per-instrument
+            // `trade_seq`.
+            EventKind::Trade if self.trade.trade_id == 0 && self.trade.trade_seq > 0 => {
+                Some(self.trade.trade_seq)
+            }
             EventKind::Trade => Some(self.trade.trade_id),
             EventKind::AggTrade => Some(self.agg_trade.agg_id),
             EventKind::DepthDiff => Some(self.depth.last_update_id),
@@ -232,6 +242,7 @@ impl Event {
             Some(EventKind::LongShortRatio) => self.long_short_ratio.encode(scratch),
             Some(EventKind::FundingRate) => self.funding_rate.encode(scratch),
             Some(EventKind::Gap) => self.gap.encode(scratch),
+            Some(EventKind::VolatilityIndex) => self.volatility_index.encode(scratch),
         };
         crate::fnv::fnv1a(scratch.iter().copied())
     }

@@ -6,9 +6,11 @@
 //! concrete exchange.
 
 pub mod binance;
+pub mod deribit;
 pub mod number;
 pub mod okx;
 pub mod poll_job;
+pub mod scan;
 pub mod tape;
 
 pub use crate::book::price::is_decimal;
@@ -22,6 +24,7 @@ pub static REGISTRY: &[&dyn ExchangeFactory] = &[
     &binance::spot::FACTORY,
     &binance::usdm::FACTORY,
     &okx::FACTORY,
+    &deribit::FACTORY,
 ];
 
 /// Builds a plan from an adapter's config section.
@@ -45,6 +48,12 @@ pub trait ExchangePlan: Send + Sync + fmt::Debug {
     fn market(&self) -> &'static str;
     /// The symbols it collects (exchange spelling, upper case).
     fn symbols(&self) -> &[String];
+    /// Resolves what the configuration names indirectly (Deribit: instruments selected by
+    /// currency and kind) with the exchange's REST API; called once when the collector starts,
+    /// before [`ExchangePlan::connections`]. `mdc check-config` never calls it.
+    fn resolve(&mut self) -> Result<(), String> {
+        Ok(())
+    }
     /// Keeps only the symbols for which `keep` is true; all-market streams stay when
     /// `keep(config::shard::ALL_MARKET)` (sharding, `runtime.shard`).
     fn retain(&mut self, keep: &dyn Fn(&str) -> bool);
@@ -120,6 +129,14 @@ pub enum KeepAlive {
         ping: &'static str,
         pong: &'static str,
     },
+    /// WebSocket pings as [`KeepAlive::WsPing`], and the server's own heartbeat requests answered
+    /// at once: a short text frame containing `request` is answered with the text `answer` by the
+    /// reader itself and never reaches the decoder (Deribit: `test_request` -> `public/test`; an
+    /// unanswered one closes the connection).
+    WsPingAnswering {
+        request: &'static str,
+        answer: &'static str,
+    },
 }
 
 impl KeepAlive {
@@ -132,8 +149,23 @@ impl KeepAlive {
         since_rx: std::time::Duration,
     ) -> bool {
         match self {
-            KeepAlive::WsPing => since_ping >= interval,
+            KeepAlive::WsPing | KeepAlive::WsPingAnswering { .. } => since_ping >= interval,
             KeepAlive::Text { .. } => since_ping >= interval && since_rx >= interval,
+        }
+    }
+
+    /// The answer to a server heartbeat request in `text`, if `text` is one.
+    #[inline]
+    pub fn answer(self, text: &[u8]) -> Option<&'static str> {
+        match self {
+            // Heartbeat requests are small; data frames are not searched.
+            KeepAlive::WsPingAnswering { request, answer }
+                if text.len() <= 256
+                    && text.windows(request.len()).any(|w| w == request.as_bytes()) =>
+            {
+                Some(answer)
+            }
+            _ => None,
         }
     }
 
@@ -141,7 +173,7 @@ impl KeepAlive {
     #[inline]
     pub fn is_pong(self, text: &[u8]) -> bool {
         match self {
-            KeepAlive::WsPing => false,
+            KeepAlive::WsPing | KeepAlive::WsPingAnswering { .. } => false,
             KeepAlive::Text { pong, .. } => text == pong.as_bytes(),
         }
     }
@@ -339,6 +371,22 @@ mod tests {
         assert!(!text.is_pong(b"pong "));
         assert!(!text.is_pong(b"{\"event\":\"pong\"}"));
         assert!(!KeepAlive::WsPing.is_pong(b"pong"));
+        let hb = KeepAlive::WsPingAnswering {
+            request: "\"test_request\"",
+            answer: "A",
+        };
+        assert_eq!(
+            hb.answer(
+                br#"{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}"#
+            ),
+            Some("A")
+        );
+        assert_eq!(
+            hb.answer(br#"{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"heartbeat"}}"#),
+            None
+        );
+        assert_eq!(KeepAlive::WsPing.answer(b"\"test_request\""), None);
+        assert!(hb.due(s(15), s(15), s(0)));
     }
 
     #[test]

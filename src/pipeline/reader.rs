@@ -414,6 +414,24 @@ impl Reader {
                 Ok(Message::Text(text)) => {
                     let ts = conn.last_rx_ns;
                     let bytes = text.as_bytes();
+                    if let Some(answer) = conn.keep_alive.answer(bytes) {
+                        // Answered before anything else: the server closes a connection whose
+                        // heartbeat request stays unanswered.
+                        stats.frames.add(frame::PING, 1);
+                        conn.sends.pong(Instant::now());
+                        match conn
+                            .ws
+                            .send(Message::Text(tungstenite::Utf8Bytes::from_static(answer)))
+                        {
+                            Ok(()) => {}
+                            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+                            Err(e) => {
+                                stats.disconnects.add(disconnect::ERROR, 1);
+                                return Err((disconnect::ERROR, format!("heartbeat answer: {e}")));
+                            }
+                        }
+                        continue;
+                    }
                     if conn.keep_alive.is_pong(bytes) {
                         conn.awaiting_pong_since = None;
                         stats.frames.add(frame::PONG, 1);
@@ -540,7 +558,9 @@ impl Reader {
             conn.sends.record(now);
             // Static payloads: a ping allocates nothing (any pong answers it).
             let ping = match conn.keep_alive {
-                KeepAlive::WsPing => Message::Ping(tungstenite::Bytes::from_static(b"mdc")),
+                KeepAlive::WsPing | KeepAlive::WsPingAnswering { .. } => {
+                    Message::Ping(tungstenite::Bytes::from_static(b"mdc"))
+                }
                 KeepAlive::Text { ping, .. } => {
                     Message::Text(tungstenite::Utf8Bytes::from_static(ping))
                 }

@@ -56,11 +56,23 @@ pub fn run(config: Config, shutdown: Arc<AtomicBool>) -> Result<Outcome, String>
 
 /// [`run`] with the caller's metrics (read while it runs) and options.
 pub fn run_with(
-    config: Config,
+    mut config: Config,
     shutdown: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     opts: RunOptions,
 ) -> Result<Outcome, String> {
+    // Names the configuration selects indirectly (Deribit instruments by currency and kind),
+    // resolved before anything connects; a shard keeps only its own share of them.
+    let shard = config.shard;
+    for plan in config.exchanges.iter_mut() {
+        plan.resolve()
+            .map_err(|e| format!("exchanges.{}: {e}", plan.name()))?;
+        if let Some(sh) = shard {
+            let name = plan.name();
+            plan.retain(&|key| sh.owns(name, key));
+        }
+    }
+    config.exchanges.retain(|p| !p.connections().is_empty());
     let rt = &config.runtime;
     let (mode, why) = rt.pipeline.resolve(rt);
     let inline = mode == crate::config::PipelineMode::Inline;

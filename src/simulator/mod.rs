@@ -6,6 +6,7 @@
 //! frames, a connection cut in the middle of a frame). Everything it sends as market data can be
 //! recorded so tests compare the collector's output with the truth.
 
+pub mod deribit;
 pub mod generator;
 pub mod okx;
 mod server;
@@ -373,5 +374,43 @@ impl Simulator {
 impl Drop for Simulator {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Accepts connections on `listener` until `stop`, each served on its own thread named
+/// `<name>-<i>` by `serve(stream, i)` (`i` counts from 0); joins them before returning.
+pub(crate) fn accept_loop(
+    listener: std::net::TcpListener,
+    stop: &std::sync::atomic::AtomicBool,
+    name: &str,
+    connections: &std::sync::atomic::AtomicU64,
+    serve: impl Fn(std::net::TcpStream, usize) + Clone + Send + 'static,
+) {
+    use std::sync::atomic::Ordering;
+    let _ = listener.set_nonblocking(true);
+    let mut threads = Vec::new();
+    let mut index = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let i = index;
+                index += 1;
+                connections.fetch_add(1, Ordering::Relaxed);
+                let serve = serve.clone();
+                if let Ok(t) = std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .spawn(move || serve(stream, i))
+                {
+                    threads.push(t);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
+    for t in threads {
+        let _ = t.join();
     }
 }

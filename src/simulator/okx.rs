@@ -174,7 +174,18 @@ impl OkxSimulator {
         let s = shared.clone();
         let accept = std::thread::Builder::new()
             .name("okx-sim-accept".into())
-            .spawn(move || accept_loop(listener, s))?;
+            .spawn(move || {
+                let per_conn = s.clone();
+                super::accept_loop(
+                    listener,
+                    &s.stop,
+                    "okx-sim",
+                    &s.connections,
+                    move |stream, i| {
+                        let _ = serve(stream, i, per_conn.clone());
+                    },
+                )
+            })?;
         Ok(OkxSimulator {
             addr,
             rest_addr,
@@ -258,37 +269,6 @@ impl OkxSimulator {
 impl Drop for OkxSimulator {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let _ = listener.set_nonblocking(true);
-    let mut threads = Vec::new();
-    let mut index = 0usize;
-    while !shared.stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let s = shared.clone();
-                let i = index;
-                index += 1;
-                shared.connections.fetch_add(1, Ordering::Relaxed);
-                if let Ok(t) = std::thread::Builder::new()
-                    .name(format!("okx-sim-{i}"))
-                    .spawn(move || {
-                        let _ = serve(stream, i, s);
-                    })
-                {
-                    threads.push(t);
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    for t in threads {
-        let _ = t.join();
     }
 }
 

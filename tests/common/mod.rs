@@ -434,6 +434,24 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
             if !t.trade_type.is_empty() {
                 o.insert("trade_type".into(), json!(t.trade_type));
             }
+            for (k, v) in [
+                ("trade_id_text", &t.trade_id_text),
+                ("mark_price", &t.mark_price),
+                ("index_price", &t.index_price),
+                ("iv", &t.iv),
+                ("liquidation", &t.liquidation),
+                ("block_trade_id", &t.block_trade_id),
+            ] {
+                if !v.is_empty() {
+                    o.insert(k.into(), json!(v));
+                }
+            }
+            if t.trade_seq != 0 {
+                o.insert("trade_seq".into(), json!(t.trade_seq));
+            }
+            if let Some(d) = t.tick_direction {
+                o.insert("tick_direction".into(), json!(d));
+            }
         }
         Payload::AggTrade(t) => {
             o.insert("agg_id".into(), json!(t.agg_id));
@@ -467,6 +485,24 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
             );
             o.insert("funding_rate".into(), json!(m.funding_rate));
             o.insert("next_funding_time_ns".into(), json!(m.next_funding_time_ns));
+            for (k, v) in [
+                ("funding_8h", &m.funding_8h),
+                ("mark_iv", &m.mark_iv),
+                ("underlying_price", &m.underlying_price),
+                ("underlying_index", &m.underlying_index),
+                ("delta", &m.delta),
+                ("gamma", &m.gamma),
+                ("vega", &m.vega),
+                ("theta", &m.theta),
+                ("rho", &m.rho),
+                ("bid_iv", &m.bid_iv),
+                ("ask_iv", &m.ask_iv),
+                ("interest_rate", &m.interest_rate),
+            ] {
+                if !v.is_empty() {
+                    o.insert(k.into(), json!(v));
+                }
+            }
         }
         Payload::Liquidation(l) => {
             o.insert("side".into(), json!(side(l.side)));
@@ -504,6 +540,10 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
             o.insert("reason".into(), json!(g.reason));
             o.insert("from_ts_ns".into(), json!(g.from_ts_ns));
             o.insert("to_ts_ns".into(), json!(g.to_ts_ns));
+        }
+        Payload::VolatilityIndex(x) => {
+            o.insert("index_name".into(), json!(x.index_name));
+            o.insert("volatility".into(), json!(x.volatility));
         }
         Payload::BookSnapshot(b) => {
             o.insert("update_id".into(), json!(b.update_id));
