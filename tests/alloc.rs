@@ -286,4 +286,68 @@ fn hot_path_allocates_nothing_after_warmup() {
         allocs, 0,
         "{allocs} allocations in 18k OKX pushes (decode, encode, book, checksum) after warm-up"
     );
+
+    // Deribit: trades, books (snapshot, then changes with exponent-form option prices), tickers
+    // and the volatility index decoded, encoded, and applied to the instruments' books.
+    let deribit = mdc::simulator::deribit::generate(
+        mdc::simulator::deribit::DeribitSimConfig {
+            levels: 200,
+            ..Default::default()
+        },
+        &[
+            "book.BTC-PERPETUAL.100ms",
+            "trades.BTC-PERPETUAL.100ms",
+            "book.ETH-26DEC25-4000-C.100ms",
+            "ticker.ETH-26DEC25-4000-C.100ms",
+            "ticker.BTC-PERPETUAL.100ms",
+            "trades.ETH-26DEC25-4000-C.100ms",
+            "deribit_volatility_index.btc_usd",
+        ],
+        20_000,
+    );
+    let mut deribit_decoder = mdc::exchange::deribit::decode::DeribitDecoder::new();
+    let drules = &mdc::exchange::deribit::sequence::RULES;
+    let mut deribit_books: std::collections::HashMap<String, SymbolBook> =
+        ["BTC-PERPETUAL", "ETH-26DEC25-4000-C"]
+            .iter()
+            .map(|s| (s.to_string(), SymbolBook::new(drules, 1000)))
+            .collect();
+    let mut deribit_run = |msgs: &[String], applied: &mut u64| {
+        for msg in msgs {
+            frame.fill(msg.as_bytes());
+            let len = frame.len;
+            deribit_decoder
+                .decode(&mut frame.buf, len, 1, &mut |ev| {
+                    fill(&mut record, ev, formats);
+                    if ev.kind == Some(mdc::event::EventKind::DepthDiff) {
+                        let d = &ev.depth;
+                        let book = deribit_books
+                            .get_mut(ev.header.symbol.as_str())
+                            .expect("book");
+                        let out = if d.snapshot {
+                            book.take_request();
+                            book.on_snapshot(&Snapshot::pushed(d, 0))
+                        } else {
+                            book.on_diff(DiffRef::of(d, 0, 0))
+                        };
+                        assert_eq!(out, mdc::book::sync::Outcome::Applied);
+                        *applied += 1;
+                    }
+                })
+                .expect("valid notification");
+        }
+    };
+    let mut applied = 0u64;
+    deribit_run(&deribit[..2_000], &mut applied);
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    deribit_run(&deribit[2_000..], &mut applied);
+    COUNTING.store(false, Ordering::SeqCst);
+    let allocs = ALLOCS.load(Ordering::SeqCst);
+    let book_notes = deribit.iter().filter(|m| m.contains("\"book.")).count() as u64;
+    assert_eq!(applied, book_notes, "every book notification applied");
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations in 18k Deribit notifications (decode, encode, book) after warm-up"
+    );
 }
