@@ -327,8 +327,96 @@ fn bench_okx(c: &mut Criterion) {
     g.finish();
 }
 
+/// Deribit: a recorded trade and option ticker (JSON numbers read as text by `exchange/scan.rs`),
+/// and 100 ms book changes of a 200-level book applied to the local book.
+fn bench_deribit(c: &mut Criterion) {
+    use mdc::book::sync::{DiffRef, Outcome, Snapshot, SymbolBook};
+    use mdc::exchange::deribit::decode::DeribitDecoder;
+    use mdc::simulator::deribit::{DeribitSimConfig, generate};
+    const TRADE: &str = r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"trades.BTC-PERPETUAL.raw","data":[{"trade_seq":92836831,"trade_id":"137487241","timestamp":1616321478553,"tick_direction":1,"price":56168.0,"mark_price":56172.08,"instrument_name":"BTC-PERPETUAL","index_price":56173.74,"direction":"buy","amount":5580.0}]}}"#;
+    const TICKER: &str = r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.ETH-30APR21-2240-P.raw","data":{"underlying_price":2189.02,"underlying_index":"ETH-30APR21","timestamp":1617644856684,"stats":{"volume":195.0,"price_change":-1.5,"low":0.0965,"high":0.1},"state":"open","settlement_price":0.13,"open_interest":484.0,"min_price":0.054,"max_price":0.1565,"mark_price":0.097179,"mark_iv":81.34,"last_price":0.0985,"interest_rate":0.0,"instrument_name":"ETH-30APR21-2240-P","index_price":2103.4,"greeks":{"vega":2.26676,"theta":-3.74858,"rho":-0.88282,"gamma":0.00086,"delta":-0.50139},"estimated_delivery_price":2103.4,"bid_iv":77.28,"best_bid_price":0.093,"best_bid_amount":12.0,"best_ask_price":0.098,"best_ask_amount":329.0,"ask_iv":82.11}}}"#;
+    let mut g = c.benchmark_group("deribit");
+    g.throughput(Throughput::Elements(1));
+    for (name, msg) in [("trade", TRADE), ("ticker_option_3_events", TICKER)] {
+        for (fname, formats) in [("protobuf", Formats::PROTOBUF), ("jsonl", Formats::JSON)] {
+            let mut dec = DeribitDecoder::new();
+            let mut frame = Frame::with_capacity(4096);
+            let mut rec = Record::with_capacity(4096);
+            g.bench_function(format!("{name}/{fname}"), |b| {
+                b.iter(|| {
+                    frame.fill(msg.as_bytes());
+                    let len = frame.len;
+                    let r = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
+                        fill(&mut rec, ev, formats)
+                    });
+                    black_box(&rec);
+                    black_box(r)
+                })
+            });
+        }
+    }
+    let corpus = generate(
+        DeribitSimConfig {
+            levels: 200,
+            ..DeribitSimConfig::default()
+        },
+        &["book.BTC-PERPETUAL.100ms"],
+        20_001,
+    );
+    let (snapshot, changes) = corpus.split_first().expect("corpus");
+    fn load(
+        dec: &mut DeribitDecoder,
+        frame: &mut Frame,
+        rec: &mut Record,
+        book: &mut SymbolBook,
+        msg: &str,
+    ) -> Outcome {
+        frame.fill(msg.as_bytes());
+        let len = frame.len;
+        let mut out = Outcome::Stale;
+        let _ = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
+            fill(rec, ev, Formats::PROTOBUF);
+            book.take_request();
+            out = book.on_snapshot(&Snapshot::pushed(&ev.depth, 0));
+        });
+        out
+    }
+    let mut dec = DeribitDecoder::new();
+    let mut frame = Frame::with_capacity(64 * 1024);
+    let mut rec = Record::with_capacity(64 * 1024);
+    let mut book = SymbolBook::new(&mdc::exchange::deribit::sequence::RULES, 1000);
+    g.bench_function("book_snapshot_200/protobuf", |b| {
+        b.iter(|| black_box(load(&mut dec, &mut frame, &mut rec, &mut book, snapshot)))
+    });
+    assert_eq!(
+        load(&mut dec, &mut frame, &mut rec, &mut book, snapshot),
+        Outcome::Applied
+    );
+    let mut i = 0usize;
+    g.bench_function("book_change_1_4/protobuf", |b| {
+        b.iter(|| {
+            if i == changes.len() {
+                i = 0;
+                load(&mut dec, &mut frame, &mut rec, &mut book, snapshot);
+            }
+            frame.fill(changes[i].as_bytes());
+            i += 1;
+            let len = frame.len;
+            let mut out = Outcome::Stale;
+            let _ = dec.decode(&mut frame.buf, len, 1, &mut |ev| {
+                fill(&mut rec, ev, Formats::PROTOBUF);
+                out = book.on_diff(DiffRef::of(&ev.depth, 0, 0));
+            });
+            black_box(out)
+        })
+    });
+    assert!(book.is_live(), "every change applied");
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    bench_deribit,
     bench_okx,
     bench_decode_encode,
     bench_mix,

@@ -167,6 +167,10 @@ fn expected(line: &str) -> Vec<Value> {
                         json!(d.get().parse::<i64>().unwrap()),
                     );
                 }
+                put_opt(&mut e, "contracts", num(&t, "contracts"));
+                if t.contains_key("combo_id") {
+                    e.insert("combo_id".into(), json!(text(&t, "combo_id")));
+                }
                 if t.contains_key("block_trade_id") {
                     e.insert("block_trade_id".into(), json!(text(&t, "block_trade_id")));
                 }
@@ -241,6 +245,8 @@ fn expected(line: &str) -> Vec<Value> {
             put_opt(&mut m, "bid_iv", num(&d, "bid_iv"));
             put_opt(&mut m, "ask_iv", num(&d, "ask_iv"));
             put_opt(&mut m, "interest_rate", num(&d, "interest_rate"));
+            put_opt(&mut m, "interest_value", num(&d, "interest_value"));
+            put_opt(&mut m, "settlement_price", num(&d, "settlement_price"));
             out.push(Value::Object(m));
             let oi = num(&d, "open_interest");
             if !oi.is_empty() {

@@ -27,6 +27,8 @@ exchanges:
     symbols: {symbols}
     channels: {channels}
     heartbeat_interval: 10s
+    # Heartbeats run 10-20x faster than real ones here: room for their answers.
+    max_messages_per_sec: 20
 {extra}
 sinks:
   file: {{ path: "./data" }}
@@ -367,6 +369,13 @@ fn bad_frames_and_error_replies_are_counted_and_nothing_else_is_lost() {
             "{reason} logged:\n{log}"
         );
     }
+    // The error reply is logged with the request it answers (matched by JSON-RPC id).
+    assert!(
+        log.contains(
+            "event=exchange_error_reply exchange=deribit id=100 request=\"public/subscribe\""
+        ) && log.contains("BTC-1JAN27"),
+        "{log}"
+    );
     let lines = log.matches("event=frame_skipped").count() as u64;
     assert!(lines < stats.bad_frames / 2, "{lines} lines for {stats:?}");
     // The bad book change never touched a book: no re-sync, every snapshot true.
@@ -377,4 +386,26 @@ fn bad_frames_and_error_replies_are_counted_and_nothing_else_is_lost() {
         let (bids, asks) = sim.book_at(sym, id).expect("true book");
         assert_eq!((pairs(&s["bids"]), pairs(&s["asks"])), (bids, asks));
     }
+}
+
+/// The real numbers: Deribit's minimum heartbeat interval (10 s) at its real length, a quiet
+/// market for 35 s: every `test_request` answered, the one connection kept.
+#[test]
+fn real_length_heartbeats_keep_a_quiet_connection() {
+    let sim = DeribitSimulator::start(DeribitSimConfig {
+        rate: 0,
+        ..DeribitSimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("deribit-heartbeat-10s");
+    let cfg = config(&sim.ws_url(), &format!("[\"{PERP}\"]"), "[trades]", "");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    std::thread::sleep(Duration::from_secs(35));
+    let stats = sim.stats();
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    assert_eq!(stats.connections, 1, "{stats:?}\n{}", mdc.log_text());
+    assert_eq!(stats.heartbeat_closes, 0, "{stats:?}");
+    assert!(stats.test_requests >= 3, "{stats:?}");
+    assert!(stats.tests_answered >= 3, "{stats:?}");
 }

@@ -49,6 +49,9 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
                 int(out, i64::from(d));
             }
             opt_str(out, "block_trade_id", &t.block_trade_id);
+            opt_str(out, "contracts", &t.contracts);
+            opt_str(out, "combo_id", &t.combo_id);
+            opt_str(out, "combo_trade_id", &t.combo_trade_id);
         }
         EventKind::AggTrade => {
             let t = &ev.agg_trade;
@@ -104,6 +107,8 @@ pub fn write_event(ev: &Event, out: &mut Vec<u8>) {
             opt_str(out, "bid_iv", &m.bid_iv);
             opt_str(out, "ask_iv", &m.ask_iv);
             opt_str(out, "interest_rate", &m.interest_rate);
+            opt_str(out, "interest_value", &m.interest_value);
+            opt_str(out, "settlement_price", &m.settlement_price);
         }
         EventKind::Liquidation => {
             let l = &ev.liquidation;

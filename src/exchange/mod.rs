@@ -158,12 +158,12 @@ impl KeepAlive {
     #[inline]
     pub fn answer(self, text: &[u8]) -> Option<&'static str> {
         match self {
-            // Heartbeat requests are small; data frames are not searched.
-            KeepAlive::WsPingAnswering { request, answer }
-                if text.len() <= 256
-                    && text.windows(request.len()).any(|w| w == request.as_bytes()) =>
-            {
-                Some(answer)
+            // Heartbeat requests are small (~75 bytes); data frames are longer and not searched.
+            KeepAlive::WsPingAnswering { request, answer } if text.len() <= 160 => {
+                let (first, rest) = request.as_bytes().split_first()?;
+                text.windows(request.len())
+                    .any(|w| w[0] == *first && &w[1..] == rest)
+                    .then_some(answer)
             }
             _ => None,
         }

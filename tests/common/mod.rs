@@ -441,6 +441,9 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
                 ("iv", &t.iv),
                 ("liquidation", &t.liquidation),
                 ("block_trade_id", &t.block_trade_id),
+                ("contracts", &t.contracts),
+                ("combo_id", &t.combo_id),
+                ("combo_trade_id", &t.combo_trade_id),
             ] {
                 if !v.is_empty() {
                     o.insert(k.into(), json!(v));
@@ -498,6 +501,8 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
                 ("bid_iv", &m.bid_iv),
                 ("ask_iv", &m.ask_iv),
                 ("interest_rate", &m.interest_rate),
+                ("interest_value", &m.interest_value),
+                ("settlement_price", &m.settlement_price),
             ] {
                 if !v.is_empty() {
                     o.insert(k.into(), json!(v));

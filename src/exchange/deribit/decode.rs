@@ -23,6 +23,8 @@ pub struct DeribitDecoder {
     /// Plain-decimal forms of exponent numbers in levels (`1e-05` -> `0.00001`).
     price: String,
     qty: String,
+    /// Error replies logged with what they answer (bounded: bad input cannot flood the log).
+    errors: crate::metrics::LogThrottle,
 }
 
 impl Default for DeribitDecoder {
@@ -38,6 +40,7 @@ impl DeribitDecoder {
             stream: String::with_capacity(64),
             price: String::with_capacity(32),
             qty: String::with_capacity(32),
+            errors: crate::metrics::LogThrottle::default(),
         }
     }
 }
@@ -62,12 +65,39 @@ impl Decoder for DeribitDecoder {
         cx.ev.header.receive_ts_ns = recv_ts_ns;
         cx.ev.header.exchange = "deribit";
         cx.ev.header.transaction_ts_ns = 0;
-        decode_root(&mut cx, &mut self.stream, emit)
+        let res = decode_root(&mut cx, &mut self.stream, emit);
+        if let Err(DecodeError::ExchangeError) = res
+            && self.errors.hit()
+        {
+            // Which request it answers, by our JSON-RPC id (`request_kind`).
+            let id = reply_id(&root).unwrap_or(0);
+            let text = String::from_utf8_lossy(root.bytes(0, len.min(400) as u32));
+            log::warn!(
+                "event=exchange_error_reply exchange=deribit id={id} request=\"{}\" count={} reply={text}",
+                super::request_kind(id),
+                self.errors.count()
+            );
+        }
+        res
     }
 
     fn last_stream(&self) -> &str {
         &self.stream
     }
+}
+
+/// The numeric `id` of a reply.
+fn reply_id(root: &Scan<'_>) -> Option<u64> {
+    let mut c = *root;
+    let at = c.next_value().ok()?;
+    let mut id = None;
+    members(*root, at, "<root>", |k, v| {
+        if k == b"id" {
+            id = root.uint(v);
+        }
+    })
+    .ok()?;
+    id
 }
 
 /// What a decoding step works with.
@@ -256,6 +286,9 @@ struct TradeFields {
     amount: Option<Val>,
     liquidation: Option<Val>,
     block_trade_id: Option<Val>,
+    contracts: Option<Val>,
+    combo_id: Option<Val>,
+    combo_trade_id: Option<Val>,
 }
 
 /// The trailing digits of a trade id (`"137486952"`, `"ETH-2754263"`), for the numeric
@@ -286,6 +319,9 @@ fn trade(cx: &mut Cx<'_, '_>, at: Val) -> R<()> {
             b"amount" => &mut f.amount,
             b"liquidation" => &mut f.liquidation,
             b"block_trade_id" => &mut f.block_trade_id,
+            b"contracts" => &mut f.contracts,
+            b"combo_id" => &mut f.combo_id,
+            b"combo_trade_id" => &mut f.combo_trade_id,
             _ => return,
         };
         *slot = Some(v);
@@ -326,6 +362,15 @@ fn trade(cx: &mut Cx<'_, '_>, at: Val) -> R<()> {
         &mut t.block_trade_id,
         opt_text(f.block_trade_id, "block_trade_id")?,
     );
+    set(&mut t.combo_id, opt_text(f.combo_id, "combo_id")?);
+    opt_number_into(&sc, f.contracts, &mut t.contracts, "contracts")?;
+    // A combo trade id is a number in some messages and a string in others: kept as text.
+    match f.combo_trade_id {
+        Some(v @ Val::Num { .. }) => {
+            number_into(&sc, Some(v), &mut t.combo_trade_id, "combo_trade_id")?
+        }
+        v => set(&mut t.combo_trade_id, opt_text(v, "combo_trade_id")?),
+    }
     t.tick_direction = match f.tick_direction {
         None | Some(Val::Null) => None,
         Some(v) => Some(
@@ -466,6 +511,8 @@ struct TickerFields {
     underlying_price: Option<Val>,
     underlying_index: Option<Val>,
     interest_rate: Option<Val>,
+    interest_value: Option<Val>,
+    settlement_price: Option<Val>,
     greeks: Option<Val>,
     open_interest: Option<Val>,
     best_bid_price: Option<Val>,
@@ -493,6 +540,8 @@ fn ticker(cx: &mut Cx<'_, '_>, at: Val, emit: &mut dyn FnMut(&mut Event)) -> R<D
             b"underlying_price" => &mut f.underlying_price,
             b"underlying_index" => &mut f.underlying_index,
             b"interest_rate" => &mut f.interest_rate,
+            b"interest_value" => &mut f.interest_value,
+            b"settlement_price" => &mut f.settlement_price,
             b"greeks" => &mut f.greeks,
             b"open_interest" => &mut f.open_interest,
             b"best_bid_price" => &mut f.best_bid_price,
@@ -533,6 +582,18 @@ fn ticker(cx: &mut Cx<'_, '_>, at: Val, emit: &mut dyn FnMut(&mut Event)) -> R<D
         "underlying_price",
     )?;
     opt_number_into(&sc, f.interest_rate, &mut m.interest_rate, "interest_rate")?;
+    opt_number_into(
+        &sc,
+        f.interest_value,
+        &mut m.interest_value,
+        "interest_value",
+    )?;
+    opt_number_into(
+        &sc,
+        f.settlement_price,
+        &mut m.settlement_price,
+        "settlement_price",
+    )?;
     set(
         &mut m.underlying_index,
         match f.underlying_index {

@@ -74,8 +74,9 @@ struct Section {
     /// Seconds between the server's heartbeats (default 30; Deribit's minimum is 10).
     heartbeat_interval: Option<String>,
     max_streams_per_connection: Option<usize>,
-    /// Requests we send per second per connection (default 5; Deribit refills its
-    /// non-matching-engine credits at about that rate for `public/subscribe`).
+    /// Requests we send per second per connection (default 3: Deribit charges `public/subscribe`
+    /// 3,000 of a 30,000-credit pool refilled for about 3.3 requests per second; an empty pool
+    /// ends the session with `too_many_requests`).
     max_messages_per_sec: Option<u32>,
     silent_stream_timeout: Option<String>,
     /// WebSocket ping interval (default 15s).
@@ -307,7 +308,7 @@ impl DeribitPlan {
                 "must be between 1 and 10000",
             ));
         }
-        let max_messages_per_sec = s.max_messages_per_sec.unwrap_or(5);
+        let max_messages_per_sec = s.max_messages_per_sec.unwrap_or(3);
         if max_messages_per_sec == 0 || max_messages_per_sec > 100 {
             return Err(ConfigError::new(
                 key("max_messages_per_sec"),
