@@ -409,3 +409,103 @@ fn real_length_heartbeats_keep_a_quiet_connection() {
     assert!(stats.test_requests >= 3, "{stats:?}");
     assert!(stats.tests_answered >= 3, "{stats:?}");
 }
+
+/// Listings change while collecting: with `instruments_refresh` (24h by default, 1 s here) the
+/// selection is resolved again; the expired option's channels are unsubscribed (and its silence
+/// never reported), the new option's trades and book arrive on a new connection, every
+/// `book_snapshot` of it equal to the simulator's true book, nothing else interrupted.
+#[test]
+fn refreshed_selection_follows_new_listings_and_expiries() {
+    let (old, stays, new) = (
+        "BTC-26DEC25-100000-C",
+        "BTC-26DEC25-90000-P",
+        "BTC-2JAN26-95000-C",
+    );
+    let sim = DeribitSimulator::start(DeribitSimConfig {
+        rate: 200,
+        record: true,
+        instruments: vec![PERP.into(), old.into(), stays.into()],
+        rest_listen: Some("127.0.0.1:0".into()),
+        ..DeribitSimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("deribit-refresh");
+    let extra = format!(
+        "    rest_url: \"{}\"\n    instruments: {{ currency: BTC, kind: option }}\n    instruments_refresh: 1s\n    silent_stream_timeout: 3s\n",
+        sim.rest_url().unwrap()
+    );
+    let cfg = config(
+        &sim.ws_url(),
+        &format!("[\"{PERP}\"]"),
+        "[trades, book]",
+        &extra,
+    );
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let data = dir.join("data");
+    let trades_of = |sym: &str| {
+        events(&data, "trade")
+            .into_iter()
+            .filter(|e| e["symbol"] == sym)
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || trades_of(old) > 0
+            && trades_of(stays) > 0),
+        "{:?}\n{}",
+        sim.stats(),
+        mdc.log_text()
+    );
+    sim.set_instruments(vec![PERP.into(), stays.into(), new.into()]);
+    assert!(
+        wait_until(Duration::from_secs(20), || trades_of(new) > 5
+            && events(&data, "book_snapshot")
+                .iter()
+                .any(|s| s["symbol"] == new)),
+        "{:?}\n{}",
+        sim.stats(),
+        mdc.log_text()
+    );
+    // Long enough for a silence report, if the expired streams were still watched.
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, _) = mdc.terminate(Duration::from_secs(10));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let log = mdc.log_text();
+    let stats = sim.stats();
+    assert!(
+        stats
+            .unsubscribes
+            .iter()
+            .any(|(_, c)| c == &format!("book.{old}.100ms")),
+        "{stats:?}"
+    );
+    assert!(
+        stats
+            .subscribes
+            .iter()
+            .any(|(_, c)| c == &format!("book.{new}.100ms")),
+        "{stats:?}"
+    );
+    assert!(log.contains("event=instruments_refreshed exchange=deribit added_streams=2 removed_streams=2 new_connections=1"), "{log}");
+    assert!(!log.contains("event=stream_silent"), "{log}");
+    assert!(
+        !log.contains("event=disconnected"),
+        "nothing interrupted:\n{log}"
+    );
+    assert!(!log.contains("exchange_error"), "{log}");
+    // The new instrument's books are true; the others' too.
+    let mut checked = 0;
+    for s in events(&data, "book_snapshot") {
+        let sym = s["symbol"].as_str().unwrap();
+        let id = s["update_id"].as_u64().unwrap();
+        let (bids, asks) = sim.book_at(sym, id).expect("true book");
+        assert_eq!(
+            (pairs(&s["bids"]), pairs(&s["asks"])),
+            (bids, asks),
+            "{sym} at {id}"
+        );
+        checked += usize::from(sym == new);
+    }
+    assert!(checked > 0);
+    // Trades of the stable instruments kept flowing across the refresh.
+    assert!(trades_of(stays) > 10 && trades_of(PERP) > 10);
+}

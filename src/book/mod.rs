@@ -256,6 +256,47 @@ impl Books {
         }
     }
 
+    /// Adds books for `counters`' symbols of `spec` (instruments listed while running), under
+    /// `source`; a symbol already kept is left as it is.
+    pub fn add_symbols(
+        &mut self,
+        source: usize,
+        spec: &BookSpec,
+        counters: &HashMap<String, BookCounters>,
+    ) {
+        if self.sources.len() <= source {
+            self.sources.resize_with(source + 1, || None);
+        }
+        let sb = self.sources[source].get_or_insert_with(|| SourceBooks {
+            rest: spec.source.is_some(),
+            resubscribe: spec.resubscribe.clone(),
+            exchange: spec.exchange,
+            symbols: HashMap::new(),
+        });
+        for (sym, c) in counters {
+            sb.symbols
+                .entry(sym.clone())
+                .or_insert_with(|| SymbolState {
+                    book: SymbolBook::new(spec.rules, self.cfg.max_buffered_diffs),
+                    market: spec.market_of.map_or(spec.market, |f| f(sym)),
+                    c: c.clone(),
+                    last_applied_ns: 0,
+                    resync_started_ns: 0,
+                    resubscribed_ns: 0,
+                    resubscribes: 0,
+                });
+        }
+    }
+
+    /// Drops the books of `symbols` under `source` (expired instruments).
+    pub fn remove_symbols(&mut self, source: usize, symbols: &[String]) {
+        if let Some(Some(sb)) = self.sources.get_mut(source) {
+            for s in symbols {
+                sb.symbols.remove(s);
+            }
+        }
+    }
+
     /// Messages books want sent on their connections (stream-snapshot re-syncs), oldest first.
     pub fn take_outbox(&mut self) -> Option<Outgoing> {
         if self.outbox.is_empty() {

@@ -54,6 +54,21 @@ pub trait ExchangePlan: Send + Sync + fmt::Debug {
     fn resolve(&mut self) -> Result<(), String> {
         Ok(())
     }
+    /// How often [`ExchangePlan::resolve`] runs again while collecting (Deribit: daily, so new
+    /// expiries are collected and expired ones dropped); `None`: never.
+    fn refresh_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Connections carrying `streams` (some of this plan's streams), laid out as
+    /// [`ExchangePlan::connections`] lays out all of them: for streams added or removed by a
+    /// refresh. Plans without a refresh need not implement it.
+    fn connections_for(&self, _streams: Vec<StreamSpec>) -> Vec<ConnectionSpec> {
+        Vec::new()
+    }
+    /// Messages that stop `streams` on an open connection (Deribit `public/unsubscribe`).
+    fn unsubscribe(&self, _streams: &[StreamSpec]) -> Vec<String> {
+        Vec::new()
+    }
     /// Keeps only the symbols for which `keep` is true; all-market streams stay when
     /// `keep(config::shard::ALL_MARKET)` (sharding, `runtime.shard`).
     fn retain(&mut self, keep: &dyn Fn(&str) -> bool);

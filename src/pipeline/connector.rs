@@ -76,8 +76,18 @@ pub enum Report {
     /// The exchange announced it will close this session (`serverShutdown`): roll over now
     /// (parsers).
     RolloverWanted { conn: u32, session: u32 },
-    /// Messages to send on a connection (parsers: a book asks its exchange for a new snapshot).
+    /// Messages to send on a connection (parsers: a book asks its exchange for a new snapshot;
+    /// the refresher: unsubscribe expired instruments).
     Send { conn: u32, messages: Vec<String> },
+    /// A connection added while running (the refresher: newly listed instruments). Its parser
+    /// was told first, so its frames are never unknown there.
+    Add(Box<ConnTarget>),
+    /// What a connection carries from its next session on (the refresher: expired instruments
+    /// removed); the running session keeps going.
+    Respec {
+        conn: u32,
+        spec: Box<crate::exchange::ConnectionSpec>,
+    },
 }
 
 /// A reader's report that a session ended.
@@ -262,8 +272,7 @@ impl Connector {
     /// Runs until shutdown: connect everything, reconnect whatever ends, roll over sessions that
     /// reach their maximum age or that the exchange announces it will close.
     pub fn run(mut self) {
-        let n = self.targets.len();
-        let mut slots: Vec<Slot> = (0..n)
+        let mut slots: Vec<Slot> = (0..self.targets.len())
             .map(|_| Slot {
                 reconnect_at: Some(Instant::now()),
                 ..Slot::default()
@@ -285,7 +294,7 @@ impl Connector {
             .collect();
         while !self.shutdown.load(Ordering::Relaxed) {
             #[allow(clippy::needless_range_loop)] // `slots` and `targets` share the index
-            for i in 0..n {
+            for i in 0..self.targets.len() {
                 if self.shutdown.load(Ordering::Relaxed) {
                     return;
                 }
@@ -437,10 +446,30 @@ impl Connector {
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             };
             let conn = match &report {
+                Report::Add(t) => {
+                    if let Some(n) = t.spec.connects_per_second {
+                        let host = crate::exchange::url_host(&t.spec.url).to_string();
+                        host_rates.entry(host).or_insert_with(|| {
+                            ConnRate::new(n.max(1) as usize, Duration::from_secs(1))
+                        });
+                    }
+                    log::info!(
+                        "event=connection_added conn={} streams={}",
+                        t.conn,
+                        t.spec.streams.len()
+                    );
+                    slots.push(Slot {
+                        reconnect_at: Some(Instant::now()),
+                        ..Slot::default()
+                    });
+                    push_added(&mut self.targets, report);
+                    continue;
+                }
                 Report::Ended(e) => e.conn,
                 Report::RolloverDone { conn, .. }
                 | Report::RolloverWanted { conn, .. }
-                | Report::Send { conn, .. } => *conn,
+                | Report::Send { conn, .. }
+                | Report::Respec { conn, .. } => *conn,
             };
             let Some(i) = self.targets.iter().position(|t| t.conn == conn) else {
                 continue;
@@ -555,6 +584,14 @@ impl Connector {
                         }
                     }
                 }
+                Report::Respec { spec, .. } => {
+                    log::info!(
+                        "event=connection_respec conn={conn} streams={}",
+                        spec.streams.len()
+                    );
+                    self.targets[i].spec = *spec;
+                }
+                Report::Add(_) => {}
                 Report::RolloverWanted { session, .. } => {
                     if s.active == Some(session) && s.replacing.is_none() {
                         log::warn!(
@@ -565,6 +602,13 @@ impl Connector {
                 }
             }
         }
+    }
+}
+
+/// Appends the target of a [`Report::Add`].
+fn push_added(targets: &mut Vec<ConnTarget>, report: Report) {
+    if let Report::Add(t) = report {
+        targets.push(*t);
     }
 }
 

@@ -64,6 +64,13 @@ impl Gaps {
         });
     }
 
+    /// Connection `conn` no longer carries the streams named `names` (expired instruments).
+    pub fn remove_streams(&mut self, conn: u32, names: &[String]) {
+        if let Some(Some(c)) = self.conns.get_mut(conn as usize) {
+            c.streams.retain(|s| !names.contains(&s.name));
+        }
+    }
+
     /// A data frame arrived.
     #[inline]
     pub fn on_data(&mut self, conn: u32, ts: i64) {

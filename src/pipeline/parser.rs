@@ -57,6 +57,34 @@ pub struct Stage {
     /// Benchmarks only (`mdc bench`): trade ids carry the simulator's send time; records
     /// `sim_send_to_receive`. `None` in production.
     pub probe: Option<Recorder>,
+    /// Connections and books added or changed while running (the refresher).
+    pub control: Option<crossbeam_channel::Receiver<ToParser>>,
+}
+
+/// What the refresher tells a parser when an exchange's instruments change while running.
+pub enum ToParser {
+    /// A new connection of this parser: track its sessions, gaps and stream silence. Sent
+    /// before the connector opens it.
+    AddConn {
+        conn: u32,
+        label: String,
+        exchange: &'static str,
+        market: &'static str,
+        streams: Vec<crate::exchange::StreamSpec>,
+        silence_timeout: Duration,
+        rollover_timeout: Duration,
+        freshness: Option<std::sync::Arc<[std::sync::atomic::AtomicI64]>>,
+    },
+    /// Streams a connection stopped carrying (expired instruments).
+    RemoveStreams { conn: u32, names: Vec<String> },
+    /// Books for instruments listed while running (every parser keeps every book).
+    AddBooks {
+        source: usize,
+        spec: crate::book::BookSpec,
+        counters: HashMap<String, crate::book::BookCounters>,
+    },
+    /// Books of expired instruments.
+    RemoveBooks { source: usize, symbols: Vec<String> },
 }
 
 impl Stage {
@@ -86,6 +114,7 @@ impl Stage {
             last_rollover_check_ns: 0,
             last_merge_ns: 0,
             probe: None,
+            control: None,
         }
     }
 
@@ -129,6 +158,8 @@ impl Stage {
                 return;
             }
             FrameKind::Connected => {
+                // A connection added while running was announced before it was opened.
+                self.poll_control();
                 if self.sessions.on_connected(conn, session, ts) != Marker::Live {
                     return; // a rollover's replacement: no gap, the old session still delivers
                 }
@@ -222,7 +253,55 @@ impl Stage {
 
     /// Applies REST snapshots that arrived for this parser's books and checks for silent streams
     /// (off the per-frame path).
+    /// Applies what the refresher sent (connections and books added or changed while running).
+    pub fn poll_control(&mut self) {
+        let Some(rx) = self.control.as_ref() else {
+            return;
+        };
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                ToParser::AddConn {
+                    conn,
+                    label,
+                    exchange,
+                    market,
+                    streams,
+                    silence_timeout,
+                    rollover_timeout,
+                    freshness,
+                } => {
+                    self.sessions.add(conn, rollover_timeout);
+                    if let Some(w) = self.watch.as_mut() {
+                        w.add(conn, label, &streams, silence_timeout, freshness);
+                    }
+                    self.gaps.add(conn, exchange, market, &streams);
+                }
+                ToParser::RemoveStreams { conn, names } => {
+                    if let Some(w) = self.watch.as_mut() {
+                        w.unwatch(conn, &names);
+                    }
+                    self.gaps.remove_streams(conn, &names);
+                }
+                ToParser::AddBooks {
+                    source,
+                    spec,
+                    counters,
+                } => {
+                    if let Some(b) = self.books.as_mut() {
+                        b.add_symbols(source, &spec, &counters);
+                    }
+                }
+                ToParser::RemoveBooks { source, symbols } => {
+                    if let Some(b) = self.books.as_mut() {
+                        b.remove_symbols(source, &symbols);
+                    }
+                }
+            }
+        }
+    }
+
     pub fn poll_books<W: FullWait>(&mut self, out: &mut Producer<Record>, idle: &mut W) {
+        self.poll_control();
         if let Some(w) = self.watch.as_mut() {
             let now = realtime_ns();
             if now - self.last_watch_check_ns >= 500_000_000 {

@@ -85,6 +85,18 @@ impl StreamWatch {
         });
     }
 
+    /// Streams `names` of `conn` were stopped on purpose (expired instruments): their silence is
+    /// expected from now on.
+    pub fn unwatch(&mut self, conn: u32, names: &[String]) {
+        if let Some(Some(w)) = self.conns.get_mut(conn as usize) {
+            for n in names {
+                if let Some(&i) = w.index.get(n.as_str()) {
+                    w.watched[i] = false;
+                }
+            }
+        }
+    }
+
     /// The connection (re)opened: every stream must prove itself again.
     pub fn on_connected(&mut self, conn: u32, now_ns: i64) {
         if let Some(Some(w)) = self.conns.get_mut(conn as usize) {

@@ -2,5 +2,6 @@
 //! pipeline stages.
 
 pub mod placement;
+pub mod refresh;
 pub mod shutdown;
 pub mod topology;

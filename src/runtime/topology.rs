@@ -412,6 +412,11 @@ pub fn run_with(
     );
     // Readers (ended sessions) and parsers (rollover progress) report to the connector.
     let (ended_tx, ended_rx) = crossbeam_channel::unbounded();
+    // The refresher tells parsers about connections and books added while running.
+    let (to_parsers_ctl, mut parser_ctl): (Vec<_>, Vec<_>) = (0..rt.parsers)
+        .map(|_| crossbeam_channel::unbounded::<crate::pipeline::parser::ToParser>())
+        .unzip();
+    let mut parser_ctl = parser_ctl.drain(..);
     for (i, ((inputs, output), parser_idle)) in parser_inputs
         .into_iter()
         .zip(parser_outputs)
@@ -444,6 +449,7 @@ pub fn run_with(
                 .add(t.conn, plan.exchange(), plan.market(), &t.spec.streams);
         }
         stage.watch = Some(watch);
+        stage.control = parser_ctl.next();
         if opts.probe_sim_send {
             stage.probe = Some(
                 metrics
@@ -522,9 +528,32 @@ pub fn run_with(
             reader.run();
         })?;
     }
+    // Plans that follow the exchange's listings while running (Deribit selections).
+    let refreshed: Vec<(usize, std::time::Duration)> = config
+        .exchanges
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.refresh_interval()?)))
+        .collect();
+    let refresher_reports = (!refreshed.is_empty()).then(|| ended_tx.clone());
     drop(ended_tx);
     // Only the publisher (or the inline reader) holds it now: a panic there ends the wait at once.
     drop(done_tx);
+    let planned: Vec<(u16, crate::runtime::refresh::Planned)> = targets
+        .iter()
+        .filter(|t| refreshed.iter().any(|(i, _)| *i == t.source as usize))
+        .map(|t| {
+            (
+                t.source,
+                crate::runtime::refresh::Planned {
+                    conn: t.conn,
+                    parser: t.parser,
+                    spec: t.spec.clone(),
+                },
+            )
+        })
+        .collect();
+    let next_conn = targets.len() as u32;
 
     let connector = Connector {
         targets,
@@ -553,6 +582,51 @@ pub fn run_with(
             "books": config.book.enabled,
             "shard": config.shard.map(|s| s.to_string()),
         });
+    }
+    if let Some(reports) = refresher_reports {
+        let mut plans: Vec<Option<Box<dyn crate::exchange::ExchangePlan>>> =
+            std::mem::take(&mut config.exchanges)
+                .into_iter()
+                .map(Some)
+                .collect();
+        let mut planned = planned;
+        let http_cfg = config.http.clone();
+        let refresher = crate::runtime::refresh::Refresher {
+            plans: refreshed
+                .iter()
+                .filter_map(|&(source, interval)| {
+                    let plan = plans.get_mut(source)?.take()?;
+                    let conns = planned
+                        .iter()
+                        .filter(|(s, _)| *s as usize == source)
+                        .map(|(_, p)| crate::runtime::refresh::Planned {
+                            conn: p.conn,
+                            parser: p.parser,
+                            spec: p.spec.clone(),
+                        })
+                        .collect();
+                    Some(crate::runtime::refresh::Refreshed {
+                        source,
+                        plan,
+                        conns,
+                        interval,
+                        next: Instant::now() + interval,
+                    })
+                })
+                .collect(),
+            next_conn,
+            readers: rt.readers,
+            parsers: rt.parsers,
+            reports,
+            to_parsers: to_parsers_ctl,
+            metrics: metrics.clone(),
+            shard: config.shard,
+            books: with_books,
+            stale_after_ns: Box::new(move |ch: &str| http_cfg.stale_after_ns(ch)),
+            shutdown: shutdown.clone(),
+        };
+        planned.clear();
+        spawn("refresher", move || refresher.run())?;
     }
     log::info!(
         "event=started readers={} parsers={} sinks={}",

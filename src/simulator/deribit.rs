@@ -100,6 +100,9 @@ type History = HashMap<u64, (Levels, Levels)>;
 #[derive(Default)]
 struct Shared {
     cfg: DeribitSimConfig,
+    /// The instruments listed now (starts as `cfg.instruments`; tests list and expire some
+    /// while running).
+    listed: Mutex<Vec<String>>,
     insts: Mutex<HashMap<String, Inst>>,
     truth: Mutex<HashMap<String, History>>,
     /// Trades sent: (instrument, trade_id text).
@@ -149,6 +152,7 @@ impl DeribitSimulator {
         let listener = TcpListener::bind(&cfg.listen)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            listed: Mutex::new(cfg.instruments.clone()),
             cfg,
             ..Shared::default()
         });
@@ -204,6 +208,14 @@ impl DeribitSimulator {
             rest_requests: n(&s.rest_requests),
             subscribes: l(&s.subscribes),
             unsubscribes: l(&s.unsubscribes),
+        }
+    }
+
+    /// Lists `instruments` from now on: the others expire (no more data, unknown to new
+    /// subscriptions and to `public/get_instruments`), new ones can be subscribed.
+    pub fn set_instruments(&self, instruments: Vec<String>) {
+        if let Ok(mut l) = self.shared.listed.lock() {
+            *l = instruments;
         }
     }
 
@@ -505,6 +517,14 @@ impl Shared {
         )
     }
 
+    /// Whether `inst` is listed (everything is when no list was given).
+    fn is_listed(&self, inst: &str) -> bool {
+        self.listed
+            .lock()
+            .map(|l| l.is_empty() || l.iter().any(|i| i == inst))
+            .unwrap_or(true)
+    }
+
     /// Whether the simulator serves this channel.
     fn known(&self, channel: &str) -> bool {
         let parts: Vec<&str> = channel.split('.').collect();
@@ -514,8 +534,7 @@ impl Shared {
                 matches!(*kind, "trades" | "book" | "ticker")
                     && matches!(*interval, "100ms" | "raw" | "agg2")
                     && crate::exchange::deribit::inst_market(inst).is_some()
-                    && (self.cfg.instruments.is_empty()
-                        || self.cfg.instruments.iter().any(|i| i == inst))
+                    && self.is_listed(inst)
             }
             _ => false,
         }
@@ -549,9 +568,8 @@ fn start_rest(addr: &str, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
                     (404, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32601,\"message\":\"Method not found\"}}".to_string())
                 } else if let Some(currency) = param("currency") {
                     let kind = param("kind");
-                    let items: Vec<String> = shared
-                        .cfg
-                        .instruments
+                    let listed = shared.listed.lock().map(|l| l.clone()).unwrap_or_default();
+                    let items: Vec<String> = listed
                         .iter()
                         .filter(|i| {
                             currency == "any" || i.split(['-', '_']).next() == Some(currency.as_str())
@@ -659,8 +677,12 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                                         .collect()
                                 })
                                 .unwrap_or_default();
+                            // Unsubscribing works for whatever is subscribed, expired or not.
                             let (ok, bad): (Vec<String>, Vec<String>) =
-                                chans.into_iter().partition(|c| shared.known(c));
+                                chans.into_iter().partition(|c| {
+                                    shared.known(c)
+                                        || (method == "public/unsubscribe" && subs.contains(c))
+                                });
                             for c in &bad {
                                 ws.write(Message::text(error(
                                     -32602,
@@ -748,6 +770,10 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
                 p.next().unwrap_or(""),
                 p.next().unwrap_or(""),
             );
+            // An expired instrument's channels fall silent.
+            if kind != "deribit_volatility_index" && !shared.is_listed(inst) {
+                continue;
+            }
             let msg = match kind {
                 "book" => shared.change(inst, interval),
                 "trades" => Some(shared.trade(inst, interval)),

@@ -67,6 +67,8 @@ struct Section {
     /// `trades`, `book`, `ticker`, `deribit_volatility_index`; an interval may follow a dot
     /// (`book.raw`, `ticker.100ms`).
     channels: Option<Vec<String>>,
+    /// How often the `instruments` selections are resolved again while running (default 24h).
+    instruments_refresh: Option<String>,
     /// Interval of channels named without one (default `100ms`).
     interval: Option<String>,
     /// Index names for `deribit_volatility_index` (default: `<currency>_usd` of every symbol).
@@ -150,7 +152,10 @@ pub struct DeribitPlan {
     ws_url: String,
     rest_url: String,
     symbols: Vec<String>,
+    /// The symbols the configuration lists (the rest come from `selections`).
+    listed: Vec<String>,
     selections: Vec<instruments::Selection>,
+    refresh: Duration,
     channels: Vec<Channel>,
     volatility_indexes: Vec<String>,
     /// `volatility_indexes` was written by the user (else it follows the symbols).
@@ -218,6 +223,17 @@ impl DeribitPlan {
             symbols.push(sym.clone());
         }
         let selections = instruments::Selection::parse_all(&key("instruments"), s.instruments)?;
+        let refresh = dur(
+            &key("instruments_refresh"),
+            s.instruments_refresh.as_deref(),
+            "24h",
+        )?;
+        if refresh < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                key("instruments_refresh"),
+                "must be at least 1s",
+            ));
+        }
         let default_interval = s.interval.unwrap_or_else(|| "100ms".into());
         if !INTERVALS.contains(&default_interval.as_str()) {
             return Err(ConfigError::new(
@@ -365,8 +381,10 @@ impl DeribitPlan {
         Ok(Some(DeribitPlan {
             ws_url,
             rest_url,
+            listed: symbols.clone(),
             symbols,
             selections,
+            refresh,
             channels,
             volatility_indexes,
             indexes_given,
@@ -428,17 +446,32 @@ impl DeribitPlan {
         &self.selections
     }
 
-    /// Adds resolved instrument names (duplicates of listed ones are ignored), and the default
-    /// volatility indexes of their currencies.
-    pub fn add_symbols(&mut self, names: Vec<String>) {
+    /// The listed symbols plus resolved instrument names (each once, listed first), and the
+    /// default volatility indexes of their currencies.
+    pub fn set_resolved(&mut self, names: Vec<String>) {
+        let mut symbols = self.listed.clone();
         for n in names {
-            if inst_market(&n).is_some() && !self.symbols.contains(&n) {
-                self.symbols.push(n);
+            if inst_market(&n).is_some() && !symbols.contains(&n) {
+                symbols.push(n);
             }
         }
+        self.symbols = symbols;
         if !self.indexes_given {
             self.volatility_indexes = default_indexes(&self.symbols);
         }
+    }
+
+    /// `public/subscribe` requests for `streams`, after `public/set_heartbeat`.
+    fn subscribe_messages(&self, streams: &[StreamSpec]) -> Vec<String> {
+        let mut out = vec![format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"public/set_heartbeat\",\"params\":{{\"interval\":{}}}}}",
+            self.heartbeat_secs
+        )];
+        for (i, c) in streams.chunks(CHANNELS_PER_REQUEST).enumerate() {
+            let names: Vec<String> = c.iter().map(|s| s.name.clone()).collect();
+            out.push(request(100 + i as u64, "public/subscribe", &names));
+        }
+        out
     }
 }
 
@@ -474,7 +507,7 @@ impl crate::book::Resubscribe for BooksResubscribe {
 pub fn request_kind(id: u64) -> &'static str {
     match id {
         1 => "public/set_heartbeat",
-        RESUBSCRIBE_ID => "book re-subscription",
+        RESUBSCRIBE_ID => "book re-subscription or unsubscription",
         TEST_ID => "public/test",
         100.. => "public/subscribe",
         _ => "unknown",
@@ -521,6 +554,7 @@ impl ExchangePlan for DeribitPlan {
 
     fn retain(&mut self, keep: &dyn Fn(&str) -> bool) {
         self.symbols.retain(|s| keep(s));
+        self.listed.retain(|s| keep(s));
         self.all_market = keep(crate::setting::shard::ALL_MARKET);
     }
 
@@ -534,27 +568,36 @@ impl ExchangePlan for DeribitPlan {
             self.selections.len(),
             names.len()
         );
-        self.add_symbols(names);
+        self.set_resolved(names);
         Ok(())
     }
 
+    fn refresh_interval(&self) -> Option<Duration> {
+        (!self.selections.is_empty()).then_some(self.refresh)
+    }
+
+    fn unsubscribe(&self, streams: &[StreamSpec]) -> Vec<String> {
+        streams
+            .chunks(CHANNELS_PER_REQUEST)
+            .map(|c| {
+                let names: Vec<String> = c.iter().map(|s| s.name.clone()).collect();
+                request(RESUBSCRIBE_ID, "public/unsubscribe", &names)
+            })
+            .collect()
+    }
+
     fn connections(&self) -> Vec<ConnectionSpec> {
-        let heartbeat = format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"public/set_heartbeat\",\"params\":{{\"interval\":{}}}}}",
-            self.heartbeat_secs
-        );
-        self.streams()
+        self.connections_for(self.streams())
+    }
+
+    fn connections_for(&self, streams: Vec<StreamSpec>) -> Vec<ConnectionSpec> {
+        streams
             .chunks(self.max_streams)
             .map(|streams| {
-                let mut subscribe = vec![heartbeat.clone()];
-                for (i, c) in streams.chunks(CHANNELS_PER_REQUEST).enumerate() {
-                    let names: Vec<String> = c.iter().map(|s| s.name.clone()).collect();
-                    subscribe.push(request(100 + i as u64, "public/subscribe", &names));
-                }
                 ConnectionSpec {
                     url: self.ws_url.clone(),
                     streams: streams.to_vec(),
-                    subscribe,
+                    subscribe: self.subscribe_messages(streams),
                     max_messages_per_sec: self.max_messages_per_sec,
                     silence_timeout: self.silence_timeout,
                     keep_alive: KeepAlive::WsPingAnswering {
@@ -587,6 +630,7 @@ impl ExchangePlan for DeribitPlan {
             symbols: &'a [String],
             #[serde(skip_serializing_if = "<[instruments::Selection]>::is_empty")]
             instruments: &'a [instruments::Selection],
+            instruments_refresh: String,
             channels: Vec<String>,
             volatility_indexes: &'a [String],
             heartbeat_interval: String,
@@ -603,6 +647,7 @@ impl ExchangePlan for DeribitPlan {
             rest_url: &self.rest_url,
             symbols: &self.symbols,
             instruments: &self.selections,
+            instruments_refresh: fmt(self.refresh),
             channels: self
                 .channels
                 .iter()
