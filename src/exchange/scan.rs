@@ -44,6 +44,19 @@ pub struct Scan<'a> {
     i: usize,
 }
 
+/// The bytes of the little-endian word `x` that are `"`, `\\` or below 0x20, as their high bits
+/// (SWAR: a byte `b` is below `n` when `b - n` borrows into its high bit while `b`'s own high
+/// bit is clear). A borrow only runs upwards, so the lowest set bit marks exactly the first such
+/// byte (bits above it may be false alarms).
+#[inline(always)]
+fn special(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\'))) | below_space
+}
+
 /// The frame is not JSON (or nests deeper than [`MAX_DEPTH`], or is over 4 GiB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Invalid;
@@ -96,8 +109,8 @@ impl<'a> Scan<'a> {
             } => {
                 let s = self.bytes(start, end);
                 if s.iter().all(|c| (0x20..0x7f).contains(c)) {
-                    // Printable ASCII is UTF-8.
-                    std::str::from_utf8(s).ok()
+                    // SAFETY: every byte was just checked to be printable ASCII, which is UTF-8.
+                    Some(unsafe { std::str::from_utf8_unchecked(s) })
                 } else {
                     None
                 }
@@ -111,8 +124,11 @@ impl<'a> Scan<'a> {
     pub fn number(&self, v: Val) -> Option<&'a str> {
         match v {
             Val::Num { start, end } => {
-                // The grammar admits only ASCII digits, signs, `.`, `e`, `E` here.
-                std::str::from_utf8(self.bytes(start, end)).ok()
+                let s = self.bytes(start, end);
+                debug_assert!(s.is_ascii());
+                // SAFETY: a `Num` span comes only from `num`, whose grammar admits ASCII digits,
+                // `-`, `+`, `.`, `e` and `E` alone, so it is ASCII and hence UTF-8.
+                Some(unsafe { std::str::from_utf8_unchecked(s) })
             }
             _ => None,
         }
@@ -224,9 +240,78 @@ impl<'a> Scan<'a> {
     }
 
     /// The value under the cursor; an object or array is skipped and returned by position.
+    /// The frame was checked whole by [`Scan::new`], so containers are skipped by bracket
+    /// counting alone (each byte looked at once, no grammar).
     pub fn next_value(&mut self) -> R<Val> {
         self.ws();
-        self.value(0)
+        match self.peek() {
+            b'{' => {
+                let at = self.i as u32;
+                self.skip_container();
+                Ok(Val::Obj(at))
+            }
+            b'[' => {
+                let at = self.i as u32;
+                self.skip_container();
+                Ok(Val::Arr(at))
+            }
+            _ => self.value(0),
+        }
+    }
+
+    /// The container under the cursor, by position, without moving (the root of a frame).
+    pub fn container(&self) -> Option<Val> {
+        let mut c = *self;
+        c.ws();
+        match c.peek() {
+            b'{' => Some(Val::Obj(c.i as u32)),
+            b'[' => Some(Val::Arr(c.i as u32)),
+            _ => None,
+        }
+    }
+
+    /// Past the object or array under the cursor, in a frame already checked whole: counts
+    /// brackets outside strings. Stops at the 0 sentinel whatever happens.
+    fn skip_container(&mut self) {
+        let b = self.b;
+        let mut i = self.i;
+        let mut depth = 0u32;
+        loop {
+            let c = b[i];
+            i += 1;
+            match c {
+                b'"' => loop {
+                    let c = b[i];
+                    if c == 0 {
+                        self.i = i;
+                        return;
+                    }
+                    i += 1;
+                    if c == b'\\' {
+                        if b[i] == 0 {
+                            self.i = i;
+                            return;
+                        }
+                        i += 1;
+                    } else if c == b'"' {
+                        break;
+                    }
+                },
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        self.i = i;
+                        return;
+                    }
+                }
+                0 => {
+                    self.i = i - 1;
+                    return;
+                }
+                _ => {}
+            }
+        }
     }
 
     /// A string; cursor after the closing quote. Escapes are checked, not decoded.
@@ -236,6 +321,18 @@ impl<'a> Scan<'a> {
         let s = self.i;
         let mut escaped = false;
         loop {
+            // Eight bytes at a time up to the first quote, backslash or control character (the
+            // 0 sentinel is one, so this never passes the end).
+            if let Some(w) = self.b.get(self.i..self.i + 8) {
+                let m = special(u64::from_le_bytes([
+                    w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
+                ]));
+                if m == 0 {
+                    self.i += 8;
+                    continue;
+                }
+                self.i += (m.trailing_zeros() / 8) as usize;
+            }
             match self.peek() {
                 b'"' => break,
                 b'\\' => {
@@ -409,6 +506,52 @@ mod tests {
         assert!(!check(&deep));
         let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
         assert!(check(&ok));
+    }
+
+    /// The eight-byte string loop finds every quote, backslash and control character wherever
+    /// it falls in a word.
+    #[test]
+    fn strings_with_specials_at_every_position() {
+        for len in 0..40 {
+            let plain = "é".repeat(len / 2) + &"a".repeat(len % 2);
+            assert!(check(&format!("\"{plain}\"")), "{len}");
+            for pos in 0..=plain.len() {
+                if !plain.is_char_boundary(pos) {
+                    continue;
+                }
+                let (a, b) = plain.split_at(pos);
+                assert!(check(&format!("\"{a}\\\"{b}\"")), "escaped quote at {pos}");
+                assert!(check(&format!("\"{a}\\u00e9{b}\"")), "escape at {pos}");
+                for bad in ["\"", "\\x", "\n", "\u{1}", "\u{0}"] {
+                    assert!(
+                        !check(&format!("\"{a}{bad}{b}\"")),
+                        "{bad:?} at {pos} of {len}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skipping_a_container_ignores_brackets_and_quotes_inside_strings() {
+        let s = r#"{"a":{"s":"x\"}]\\","t":[1,{"u":"]"}]},"b":2,"c":[[],{}],"d":true}"#;
+        let mut buf = s.as_bytes().to_vec();
+        buf.push(0);
+        let root = Scan::new(&mut buf, s.len()).unwrap();
+        let mut c = root;
+        c.object().unwrap();
+        let mut seen = Vec::new();
+        let mut first = true;
+        while let Some(k) = c.key(first).unwrap() {
+            first = false;
+            let v = c.next_value().unwrap();
+            seen.push((k.to_vec(), v));
+        }
+        let keys: Vec<&[u8]> = seen.iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(keys, [b"a".as_slice(), b"b", b"c", b"d"]);
+        assert_eq!(root.uint(seen[1].1), Some(2));
+        assert_eq!(seen[3].1, Val::Bool(true));
+        assert_eq!(root.container(), Some(Val::Obj(0)));
     }
 
     #[test]

@@ -93,9 +93,12 @@ pub fn run_with(
             .iter()
             .zip(&plan_conns)
             .flat_map(|(p, conns)| {
-                let all_market = conns
-                    .iter()
-                    .any(|c| c.streams.iter().any(|s| s.symbol.is_empty()));
+                // An all-market stream, or a selection followed while running (new listings
+                // appear): any symbol of the market may come.
+                let all_market = p.refresh_interval().is_some()
+                    || conns
+                        .iter()
+                        .any(|c| c.streams.iter().any(|s| s.symbol.is_empty()));
                 p.markets().into_iter().map(move |(market, symbols)| {
                     crate::sink::SubscribedMarket {
                         exchange: p.exchange(),

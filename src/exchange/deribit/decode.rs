@@ -88,8 +88,7 @@ impl Decoder for DeribitDecoder {
 
 /// The numeric `id` of a reply.
 fn reply_id(root: &Scan<'_>) -> Option<u64> {
-    let mut c = *root;
-    let at = c.next_value().ok()?;
+    let at = root.container()?;
     let mut id = None;
     members(*root, at, "<root>", |k, v| {
         if k == b"id" {
@@ -108,7 +107,49 @@ struct Cx<'a, 'e> {
     qty: &'e mut String,
 }
 
-/// Calls `f(key, value)` for every member of the object at `at`.
+/// Walks the object under `c`, leaving the cursor after it: `f(key, c)` reads the member's value
+/// from `c` (returns true) or leaves it to be skipped (false). Values are read in place, so a
+/// nested object is walked once, not skipped and then revisited.
+fn object<'a>(
+    c: &mut Scan<'a>,
+    name: &'static str,
+    mut f: impl FnMut(&'a [u8], &mut Scan<'a>) -> R<bool>,
+) -> R<()> {
+    let bad = |_| DecodeError::Shape(name);
+    c.object().map_err(bad)?;
+    let mut first = true;
+    while let Some(k) = c.key(first).map_err(bad)? {
+        first = false;
+        if !f(k, c)? {
+            c.next_value().map_err(bad)?;
+        }
+    }
+    Ok(())
+}
+
+/// Walks the array under `c`: `f(c)` reads each element in place.
+fn array<'a>(
+    c: &mut Scan<'a>,
+    name: &'static str,
+    mut f: impl FnMut(&mut Scan<'a>) -> R<()>,
+) -> R<()> {
+    let bad = |_| DecodeError::Shape(name);
+    c.array().map_err(bad)?;
+    let mut first = true;
+    while c.element(first).map_err(bad)? {
+        first = false;
+        f(c)?;
+    }
+    Ok(())
+}
+
+/// The value under the cursor (a container by position, skipped).
+#[inline]
+fn val(c: &mut Scan<'_>, name: &'static str) -> R<Val> {
+    c.next_value().map_err(|_| DecodeError::Shape(name))
+}
+
+/// Calls `f(key, value)` for every member of the object at `at` (values by position).
 fn members<'a>(
     sc: Scan<'a>,
     at: Val,
@@ -118,37 +159,10 @@ fn members<'a>(
     let Val::Obj(pos) = at else {
         return Err(DecodeError::Shape(name));
     };
-    let mut c = sc.at(pos);
-    let bad = |_| DecodeError::Shape(name);
-    c.object().map_err(bad)?;
-    let mut first = true;
-    while let Some(k) = c.key(first).map_err(bad)? {
-        first = false;
-        let v = c.next_value().map_err(bad)?;
-        f(k, v);
-    }
-    Ok(())
-}
-
-/// Calls `f(element)` for every element of the array at `at`.
-fn elements<'a>(
-    sc: Scan<'a>,
-    at: Val,
-    name: &'static str,
-    mut f: impl FnMut(Val) -> R<()>,
-) -> R<()> {
-    let Val::Arr(pos) = at else {
-        return Err(DecodeError::Shape(name));
-    };
-    let mut c = sc.at(pos);
-    let bad = |_| DecodeError::Shape(name);
-    c.array().map_err(bad)?;
-    let mut first = true;
-    while c.element(first).map_err(bad)? {
-        first = false;
-        f(c.next_value().map_err(bad)?)?;
-    }
-    Ok(())
+    object(&mut sc.at(pos), name, |k, c| {
+        f(k, val(c, name)?);
+        Ok(true)
+    })
 }
 
 fn decode_root(
@@ -158,21 +172,38 @@ fn decode_root(
 ) -> R<Decoded> {
     let sc = cx.sc;
     let (mut method, mut params, mut error, mut reply) = (None, None, false, false);
-    let mut root = sc;
-    // The root must be an object.
-    let at = match root.next_value() {
-        Ok(v @ Val::Obj(_)) => v,
-        _ => return Err(DecodeError::Shape("<root>")),
-    };
-    members(sc, at, "<root>", |k, v| match k {
-        b"method" => method = Some(v),
-        b"params" => params = Some(v),
-        b"error" => error = true,
-        b"result" | b"id" => reply = true,
-        _ => {}
+    let mut done = None;
+    // Deribit writes `method` before `params`: the notification is then decoded in the same
+    // walk; in another order `params` is revisited once `method` is known.
+    let mut c = sc;
+    object(&mut c, "<root>", |k, c| {
+        match k {
+            b"method" => method = Some(val(c, "method")?),
+            b"params"
+                if done.is_none()
+                    && !error
+                    && method.and_then(|m| sc.text(m)) == Some("subscription") =>
+            {
+                done = Some(notification(cx, c, stream, emit)?);
+            }
+            b"params" => params = Some(val(c, "params")?),
+            b"error" => {
+                error = true;
+                return Ok(false);
+            }
+            b"result" | b"id" => {
+                reply = true;
+                return Ok(false);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     })?;
     if error {
         return Err(DecodeError::ExchangeError);
+    }
+    if let Some(d) = done {
+        return Ok(d);
     }
     let method = match method {
         Some(m) => sc.text(m).ok_or(DecodeError::Shape("method"))?,
@@ -184,29 +215,66 @@ fn decode_root(
         "heartbeat" => return Ok(Decoded::Control),
         _ => return Err(DecodeError::UnknownEvent),
     }
-    let (mut channel, mut data) = (None, None);
-    members(
-        sc,
-        params.ok_or(DecodeError::Shape("params"))?,
-        "params",
-        |k, v| match k {
-            b"channel" => channel = Some(v),
-            b"data" => data = Some(v),
-            _ => {}
-        },
-    )?;
-    let channel = channel
-        .and_then(|c| sc.text(c))
-        .filter(|c| c.len() <= 128)
-        .ok_or(DecodeError::Shape("params.channel"))?;
+    match params {
+        Some(Val::Obj(pos)) => notification(cx, &mut sc.at(pos), stream, emit),
+        _ => Err(DecodeError::Shape("params")),
+    }
+}
+
+/// `params` of a subscription notification (`channel`, `data`), under the cursor.
+fn notification<'a>(
+    cx: &mut Cx<'a, '_>,
+    c: &mut Scan<'a>,
+    stream: &mut String,
+    emit: &mut dyn FnMut(&mut Event),
+) -> R<Decoded> {
+    let sc = cx.sc;
+    let (mut channel, mut data, mut done) = (None::<&'a str>, None, None);
+    object(c, "params", |k, c| {
+        match k {
+            b"channel" => {
+                let ch = val(c, "params.channel")?;
+                channel = Some(
+                    sc.text(ch)
+                        .filter(|c| c.len() <= 128)
+                        .ok_or(DecodeError::Shape("params.channel"))?,
+                );
+            }
+            // The channel first (as Deribit writes it): the data is decoded where it lies.
+            b"data" if done.is_none() && channel.is_some() => {
+                let ch = channel.unwrap_or("");
+                set(stream, ch);
+                done = Some(data_in(cx, c, ch, emit)?);
+            }
+            b"data" => data = Some(val(c, "params.data")?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    if let Some(d) = done {
+        return Ok(d);
+    }
+    let channel = channel.ok_or(DecodeError::Shape("params.channel"))?;
     set(stream, channel);
-    let data = data.ok_or(DecodeError::Shape("params.data"))?;
-    let kind = channel.split('.').next().unwrap_or("");
-    match kind {
+    let pos = match data {
+        Some(Val::Obj(p) | Val::Arr(p)) => p,
+        _ => return Err(DecodeError::Shape("params.data")),
+    };
+    data_in(cx, &mut sc.at(pos), channel, emit)
+}
+
+/// The `data` of a notification of `channel`, under the cursor.
+fn data_in<'a>(
+    cx: &mut Cx<'a, '_>,
+    c: &mut Scan<'a>,
+    channel: &str,
+    emit: &mut dyn FnMut(&mut Event),
+) -> R<Decoded> {
+    match channel.split('.').next().unwrap_or("") {
         "trades" => {
             let mut n = 0;
-            elements(sc, data, "data", |t| {
-                trade(cx, t)?;
+            array(c, "data", |c| {
+                trade(cx, c)?;
                 emit(cx.ev);
                 n += 1;
                 Ok(())
@@ -214,13 +282,13 @@ fn decode_root(
             Ok(Decoded::Events(n))
         }
         "book" => {
-            book(cx, data, channel)?;
+            book(cx, c, channel)?;
             emit(cx.ev);
             Ok(Decoded::Events(1))
         }
-        "ticker" => ticker(cx, data, emit),
+        "ticker" => ticker(cx, c, emit),
         "deribit_volatility_index" => {
-            volatility_index(cx, data)?;
+            volatility_index(cx, c)?;
             emit(cx.ev);
             Ok(Decoded::Events(1))
         }
@@ -301,10 +369,10 @@ fn id_digits(id: &str) -> u64 {
     digits.parse().unwrap_or(0)
 }
 
-fn trade(cx: &mut Cx<'_, '_>, at: Val) -> R<()> {
+fn trade<'a>(cx: &mut Cx<'a, '_>, c: &mut Scan<'a>) -> R<()> {
     let sc = cx.sc;
     let mut f = TradeFields::default();
-    members(sc, at, "data", |k, v| {
+    object(c, "data", |k, c| {
         let slot = match k {
             b"trade_seq" => &mut f.trade_seq,
             b"trade_id" => &mut f.trade_id,
@@ -322,9 +390,10 @@ fn trade(cx: &mut Cx<'_, '_>, at: Val) -> R<()> {
             b"contracts" => &mut f.contracts,
             b"combo_id" => &mut f.combo_id,
             b"combo_trade_id" => &mut f.combo_trade_id,
-            _ => return,
+            _ => return Ok(false),
         };
-        *slot = Some(v);
+        *slot = Some(val(c, "data")?);
+        Ok(true)
     })?;
     instrument(cx, f.instrument_name)?;
     cx.ev.header.exchange_ts_ns = millis(&sc, f.timestamp, "timestamp")?;
@@ -395,9 +464,8 @@ enum Dest {
 
 /// One side's `[action, price, amount]` entries; `delete` is quantity `"0"`. (Grouped books
 /// send `[price, amount]`.)
-fn levels(cx: &mut Cx<'_, '_>, at: Option<Val>, into: Dest, name: &'static str) -> R<()> {
+fn levels<'a>(cx: &mut Cx<'a, '_>, c: &mut Scan<'a>, into: Dest, name: &'static str) -> R<()> {
     let sc = cx.sc;
-    let at = at.ok_or(DecodeError::Shape(name))?;
     let (ev, price, qty) = (&mut *cx.ev, &mut *cx.price, &mut *cx.qty);
     let out: &mut Levels = match into {
         Dest::DiffBids => &mut ev.depth.bids,
@@ -405,10 +473,11 @@ fn levels(cx: &mut Cx<'_, '_>, at: Option<Val>, into: Dest, name: &'static str) 
         Dest::BookBids => &mut ev.book.bids,
         Dest::BookAsks => &mut ev.book.asks,
     };
-    elements(sc, at, name, |lvl| {
+    array(c, name, |c| {
         let mut parts = [None; 3];
         let mut n = 0;
-        elements(sc, lvl, name, |v| {
+        array(c, name, |c| {
+            let v = val(c, name)?;
             if n < 3 {
                 parts[n] = Some(v);
             }
@@ -438,45 +507,66 @@ fn levels(cx: &mut Cx<'_, '_>, at: Option<Val>, into: Dest, name: &'static str) 
 
 /// `book.{instrument}.{interval}` (a snapshot, then changes) -> `depth_diff`;
 /// `book.{instrument}.{group}.{depth}.{interval}` (the top `depth` levels, whole, each time) ->
-/// `book_snapshot` of that depth.
-fn book(cx: &mut Cx<'_, '_>, at: Val, channel: &str) -> R<()> {
+/// `book_snapshot` of that depth. Levels are read where they lie.
+fn book<'a>(cx: &mut Cx<'a, '_>, c: &mut Scan<'a>, channel: &str) -> R<()> {
     let sc = cx.sc;
-    let (mut ty, mut ts, mut name, mut change, mut prev, mut bids, mut asks) =
-        (None, None, None, None, None, None, None);
-    members(sc, at, "data", |k, v| match k {
-        b"type" => ty = Some(v),
-        b"timestamp" => ts = Some(v),
-        b"instrument_name" => name = Some(v),
-        b"change_id" => change = Some(v),
-        b"prev_change_id" => prev = Some(v),
-        b"bids" => bids = Some(v),
-        b"asks" => asks = Some(v),
-        _ => {}
+    let grouped = channel.split('.').nth(4).map(|_| {
+        channel
+            .split('.')
+            .nth(3)
+            .and_then(|d| d.parse::<u32>().ok())
+    });
+    let (bid_dest, ask_dest) = match grouped {
+        Some(None) => return Err(DecodeError::Shape("params.channel")),
+        Some(Some(depth)) => {
+            cx.ev.clear_book();
+            cx.ev.book.depth = depth;
+            (Dest::BookBids, Dest::BookAsks)
+        }
+        None => {
+            cx.ev.clear_depth();
+            (Dest::DiffBids, Dest::DiffAsks)
+        }
+    };
+    let (mut ty, mut ts, mut name, mut change, mut prev) = (None, None, None, None, None);
+    let (mut seen_bids, mut seen_asks) = (false, false);
+    object(c, "data", |k, c| {
+        match k {
+            b"type" => ty = Some(val(c, "type")?),
+            b"timestamp" => ts = Some(val(c, "timestamp")?),
+            b"instrument_name" => name = Some(val(c, "instrument_name")?),
+            b"change_id" => change = Some(val(c, "change_id")?),
+            b"prev_change_id" => prev = Some(val(c, "prev_change_id")?),
+            b"bids" if !seen_bids => {
+                seen_bids = true;
+                levels(cx, c, bid_dest, "bids")?;
+            }
+            b"asks" if !seen_asks => {
+                seen_asks = true;
+                levels(cx, c, ask_dest, "asks")?;
+            }
+            b"bids" => return Err(DecodeError::Shape("bids")),
+            b"asks" => return Err(DecodeError::Shape("asks")),
+            _ => return Ok(false),
+        }
+        Ok(true)
     })?;
+    if !seen_bids {
+        return Err(DecodeError::Shape("bids"));
+    }
+    if !seen_asks {
+        return Err(DecodeError::Shape("asks"));
+    }
     instrument(cx, name)?;
     cx.ev.header.exchange_ts_ns = millis(&sc, ts, "timestamp")?;
     let id = change
         .and_then(|v| sc.uint(v))
         .ok_or(DecodeError::Shape("change_id"))?;
-    let mut parts = channel.split('.');
-    if let (Some(_), Some(_), Some(_), Some(depth), Some(_)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        cx.ev.clear_book();
+    if grouped.is_some() {
         cx.ev.book.update_id = id;
-        cx.ev.book.depth = depth
-            .parse()
-            .map_err(|_| DecodeError::Shape("params.channel"))?;
-        levels(cx, bids, Dest::BookBids, "bids")?;
-        levels(cx, asks, Dest::BookAsks, "asks")?;
         cx.ev.kind = Some(EventKind::BookSnapshot);
         return Ok(());
     }
-    cx.ev.clear_depth();
     let d = &mut cx.ev.depth;
     d.first_update_id = id;
     d.last_update_id = id;
@@ -489,8 +579,6 @@ fn book(cx: &mut Cx<'_, '_>, at: Val, channel: &str) -> R<()> {
         Some("change") => false,
         _ => return Err(DecodeError::Shape("type")),
     };
-    levels(cx, bids, Dest::DiffBids, "bids")?;
-    levels(cx, asks, Dest::DiffAsks, "asks")?;
     cx.ev.kind = Some(EventKind::DepthDiff);
     Ok(())
 }
@@ -522,11 +610,31 @@ struct TickerFields {
 }
 
 /// A ticker: `mark_price`, then `open_interest`, then `book_ticker` (three events, one time).
-fn ticker(cx: &mut Cx<'_, '_>, at: Val, emit: &mut dyn FnMut(&mut Event)) -> R<Decoded> {
+fn ticker<'a>(
+    cx: &mut Cx<'a, '_>,
+    c: &mut Scan<'a>,
+    emit: &mut dyn FnMut(&mut Event),
+) -> R<Decoded> {
     let sc = cx.sc;
     let mut f = TickerFields::default();
-    members(sc, at, "data", |k, v| {
+    let mut g: [Option<Val>; 5] = [None; 5];
+    object(c, "data", |k, c| {
         let slot = match k {
+            b"greeks" if matches!(c.container(), Some(Val::Obj(_))) => {
+                object(c, "greeks", |k, c| {
+                    let i = match k {
+                        b"delta" => 0,
+                        b"gamma" => 1,
+                        b"vega" => 2,
+                        b"theta" => 3,
+                        b"rho" => 4,
+                        _ => return Ok(false),
+                    };
+                    g[i] = Some(val(c, "greeks")?);
+                    Ok(true)
+                })?;
+                return Ok(true);
+            }
             b"timestamp" => &mut f.timestamp,
             b"instrument_name" => &mut f.instrument_name,
             b"mark_price" => &mut f.mark_price,
@@ -548,9 +656,10 @@ fn ticker(cx: &mut Cx<'_, '_>, at: Val, emit: &mut dyn FnMut(&mut Event)) -> R<D
             b"best_bid_amount" => &mut f.best_bid_amount,
             b"best_ask_price" => &mut f.best_ask_price,
             b"best_ask_amount" => &mut f.best_ask_amount,
-            _ => return,
+            _ => return Ok(false),
         };
-        *slot = Some(v);
+        *slot = Some(val(c, "data")?);
+        Ok(true)
     })?;
     instrument(cx, f.instrument_name)?;
     cx.ev.header.exchange_ts_ns = millis(&sc, f.timestamp, "timestamp")?;
@@ -604,19 +713,8 @@ fn ticker(cx: &mut Cx<'_, '_>, at: Val, emit: &mut dyn FnMut(&mut Event)) -> R<D
                 .ok_or(DecodeError::Shape("underlying_index"))?,
         },
     );
-    let mut g: [Option<Val>; 5] = [None; 5];
-    if let Some(at) = f.greeks.filter(|v| *v != Val::Null) {
-        members(sc, at, "greeks", |k, v| {
-            let i = match k {
-                b"delta" => 0,
-                b"gamma" => 1,
-                b"vega" => 2,
-                b"theta" => 3,
-                b"rho" => 4,
-                _ => return,
-            };
-            g[i] = Some(v);
-        })?;
+    if matches!(f.greeks, Some(v) if v != Val::Null) {
+        return Err(DecodeError::Shape("greeks"));
     }
     opt_number_into(&sc, g[0], &mut m.delta, "greeks.delta")?;
     opt_number_into(&sc, g[1], &mut m.gamma, "greeks.gamma")?;
@@ -652,14 +750,18 @@ fn ticker(cx: &mut Cx<'_, '_>, at: Val, emit: &mut dyn FnMut(&mut Event)) -> R<D
     Ok(Decoded::Events(n))
 }
 
-fn volatility_index(cx: &mut Cx<'_, '_>, at: Val) -> R<()> {
+fn volatility_index<'a>(cx: &mut Cx<'a, '_>, c: &mut Scan<'a>) -> R<()> {
     let sc = cx.sc;
     let (mut vol, mut ts, mut name) = (None, None, None);
-    members(sc, at, "data", |k, v| match k {
-        b"volatility" => vol = Some(v),
-        b"timestamp" => ts = Some(v),
-        b"index_name" => name = Some(v),
-        _ => {}
+    object(c, "data", |k, c| {
+        let slot = match k {
+            b"volatility" => &mut vol,
+            b"timestamp" => &mut ts,
+            b"index_name" => &mut name,
+            _ => return Ok(false),
+        };
+        *slot = Some(val(c, "data")?);
+        Ok(true)
     })?;
     let name = name
         .and_then(|v| sc.text(v))
