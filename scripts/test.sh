@@ -30,6 +30,10 @@ TANSU_BIN=$(./scripts/install-tansu.sh)
 export TANSU_BIN
 "$TANSU_BIN" --version
 
+log "nats-server (JetStream; each NATS test starts its own on 127.0.0.1 and stops it)"
+NATS_SERVER_BIN=$(./scripts/install-nats.sh)
+export NATS_SERVER_BIN
+
 if command -v kubectl >/dev/null 2>&1; then
   log "kubernetes manifests render (deploy/k8s, deploy/k8s/sharded)"
   kubectl kustomize --load-restrictor LoadRestrictionsNone deploy/k8s >/dev/null

@@ -18,6 +18,13 @@ pub struct Record {
     pub json: Vec<u8>,
     /// The Protobuf `Envelope`, no length prefix (empty unless a sink needs Protobuf).
     pub proto: Vec<u8>,
+    /// The event's position in its stream ([`crate::event::Event::position`]; 0 when none) and
+    /// whether it is unique there (an exchange id, not a time): sinks build message ids from it.
+    pub position: u64,
+    pub position_unique: bool,
+    /// A sub-type some sinks route by (long/short ratios: `top-position`, `top-account`,
+    /// `all-account`); `""` otherwise.
+    pub variant: &'static str,
 }
 
 impl Record {
@@ -32,6 +39,9 @@ impl Record {
             parsed_ts_ns: 0,
             json: Vec::with_capacity(capacity),
             proto: Vec::with_capacity(capacity),
+            position: 0,
+            position_unique: false,
+            variant: "",
         }
     }
 

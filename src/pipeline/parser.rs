@@ -425,6 +425,17 @@ pub fn fill(r: &mut Record, ev: &Event, formats: Formats) {
     r.market = ev.header.market;
     set(&mut r.symbol, &ev.header.symbol);
     r.recv_ts_ns = ev.header.receive_ts_ns;
+    r.position = ev.position().unwrap_or(0);
+    r.position_unique = ev.position_is_unique();
+    r.variant = match kind {
+        EventKind::LongShortRatio => match ev.long_short_ratio.kind.as_str() {
+            "top_position" => "top-position",
+            "top_account" => "top-account",
+            "global_account" => "all-account",
+            _ => "other",
+        },
+        _ => "",
+    };
     r.json.clear();
     if formats.json {
         json::write_event(ev, &mut r.json);

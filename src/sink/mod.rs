@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod kafka;
+pub mod nats;
 pub mod null;
 
 use crate::encode::Formats;
@@ -17,7 +18,12 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Every known sink; the config section name is the factory's `name()`.
-pub static REGISTRY: &[&dyn SinkFactory] = &[&file::FACTORY, &kafka::FACTORY, &null::FACTORY];
+pub static REGISTRY: &[&dyn SinkFactory] = &[
+    &file::FACTORY,
+    &kafka::FACTORY,
+    &nats::FACTORY,
+    &null::FACTORY,
+];
 
 /// Builds a plan from a sink's config section (`sinks.<name>`).
 pub trait SinkFactory: Sync {

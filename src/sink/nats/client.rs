@@ -1,0 +1,426 @@
+//! The NATS sink's two halves: [`NatsSink`] on the publisher thread copies each record into a
+//! recycled slot (no allocation once the pool is warm) and queues it; the `nats` thread runs the
+//! `async-nats` client on a current-thread runtime and publishes, keeping at most
+//! `max_in_flight` JetStream publishes unacknowledged, re-publishing a failed one with the same
+//! `Nats-Msg-Id` until `publish_timeout`.
+
+use super::{NatsPlan, msg_id, subject};
+use crate::encode::record::Record;
+use crate::metrics::{Metrics, SinkHealth};
+use crate::sink::{Sink, SinkError};
+use async_nats::jetstream::context::PublishAckFuture;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One queued message; slots go back to the publisher for reuse.
+struct Msg {
+    subject: String,
+    id: String,
+    payload: Vec<u8>,
+}
+
+/// Counters of the NATS thread.
+#[derive(Clone)]
+struct Stats {
+    published: Arc<AtomicU64>,
+    acked: Arc<AtomicU64>,
+    retried: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The publisher thread's side.
+pub struct NatsSink {
+    tx: Option<tokio::sync::mpsc::Sender<Msg>>,
+    free: crossbeam_channel::Receiver<Msg>,
+    allocated: usize,
+    capacity: usize,
+    templates: Vec<String>,
+    json: bool,
+    health: SinkHealth,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NatsSink {
+    /// Starts the `nats` thread; waits up to 5 s for the server: a stream that exists and does
+    /// not capture the subjects is an error; an unreachable server is not (the sink is then not
+    /// ready and keeps trying).
+    pub fn start(plan: NatsPlan, metrics: &Arc<Metrics>) -> Result<NatsSink, SinkError> {
+        let capacity = plan.cfg.queue_capacity;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(capacity);
+        let (free_tx, free) = crossbeam_channel::bounded::<Msg>(capacity);
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), String>>(1);
+        let health = metrics.sink_health("nats");
+        health.reachable.store(false, Ordering::Relaxed);
+        let l = [("sink", "nats")];
+        let stats = Stats {
+            published: metrics.counter("nats_published_total", "Messages published to NATS.", &l),
+            acked: metrics.counter(
+                "nats_acked_total",
+                "JetStream publishes acknowledged by the server.",
+                &l,
+            ),
+            retried: metrics.counter(
+                "nats_retried_total",
+                "Publishes sent again after a failure (same Nats-Msg-Id).",
+                &l,
+            ),
+            dropped: metrics.counter(
+                "nats_dropped_total",
+                "Messages given up after publish_timeout.",
+                &l,
+            ),
+        };
+        let templates = plan.templates.clone();
+        let json = plan.cfg.format != "protobuf";
+        let h = health.clone();
+        let thread = std::thread::Builder::new()
+            .name("nats".into())
+            .spawn(move || run(plan, rx, free_tx, stats, h, ready_tx))
+            .map_err(|e| SinkError(format!("nats thread: {e}")))?;
+        match ready_rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Err(e)) => return Err(SinkError(e)),
+            Ok(Ok(())) => log::info!("event=nats_ready"),
+            Err(_) => log::warn!(
+                "event=nats_not_ready note=\"server unreachable at start; publishing will wait for it\""
+            ),
+        }
+        Ok(NatsSink {
+            tx: Some(tx),
+            free,
+            allocated: 0,
+            capacity,
+            templates,
+            json,
+            health,
+            thread: Some(thread),
+        })
+    }
+
+    /// A free slot: a recycled one, a new one while the pool is below capacity, else wait for
+    /// the NATS thread to free one (backpressure).
+    fn slot(&mut self) -> Result<Msg, SinkError> {
+        if let Ok(m) = self.free.try_recv() {
+            return Ok(m);
+        }
+        if self.allocated < self.capacity {
+            self.allocated += 1;
+            return Ok(Msg {
+                subject: String::with_capacity(64),
+                id: String::with_capacity(64),
+                payload: Vec::with_capacity(512),
+            });
+        }
+        self.free
+            .recv()
+            .map_err(|_| SinkError("nats thread ended".into()))
+    }
+}
+
+impl Sink for NatsSink {
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+
+    fn write(&mut self, rec: &Record) -> Result<(), SinkError> {
+        let mut m = self.slot()?;
+        subject::expand(
+            &self.templates[rec.kind as usize],
+            rec.exchange,
+            rec.market,
+            rec.kind.as_str(),
+            rec.variant,
+            &rec.symbol,
+            &mut m.subject,
+        );
+        msg_id(rec, &mut m.id);
+        m.payload.clear();
+        if self.json {
+            // JSON Lines without the line end.
+            let j = rec.json.strip_suffix(b"\n").unwrap_or(&rec.json);
+            m.payload.extend_from_slice(j);
+        } else {
+            m.payload.extend_from_slice(&rec.proto);
+        }
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| SinkError("nats sink closed".into()))?;
+        tx.blocking_send(m)
+            .map_err(|_| SinkError("nats thread ended".into()))?;
+        self.health.queue_depth.store(
+            (tx.max_capacity() - tx.capacity()) as i64,
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    fn tick(&mut self, _now_ns: i64) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        // Closing the queue tells the thread to publish what is left and wait for its acks.
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| SinkError("nats thread panicked".into()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A publish not yet acknowledged.
+struct Pending {
+    ack: Option<PublishAckFuture>,
+    subject: String,
+    id: String,
+    payload: Bytes,
+    first_sent: Instant,
+}
+
+fn headers(id: &str) -> async_nats::HeaderMap {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Nats-Msg-Id", id);
+    h
+}
+
+async fn connect(plan: &NatsPlan) -> Result<async_nats::Client, String> {
+    let c = &plan.cfg;
+    let mut o = async_nats::ConnectOptions::new()
+        .name("mdc")
+        .retry_on_initial_connect()
+        .max_reconnects(None);
+    if let (Some(u), Some(p)) = (&c.user, &c.password) {
+        o = o.user_and_password(u.clone(), p.clone());
+    }
+    if let Some(t) = &c.token {
+        o = o.token(t.clone());
+    }
+    if let Some(s) = &c.nkey_seed {
+        o = o.nkey(s.clone());
+    }
+    if let Some(f) = &c.creds_file {
+        o = o
+            .credentials_file(f)
+            .await
+            .map_err(|e| format!("sinks.nats.creds_file: {e}"))?;
+    }
+    if let Some(ca) = &c.tls_ca_file {
+        o = o.add_root_certificates(ca.into());
+    }
+    if c.tls_required {
+        o = o.require_tls(true);
+    }
+    o.connect(c.url.list())
+        .await
+        .map_err(|e| format!("connect: {e}"))
+}
+
+/// The stream `plan.cfg.stream`: created with the plan's limits when absent; an existing one must
+/// capture every subject template (it is used as it is, never altered).
+async fn ensure_stream(
+    js: &async_nats::jetstream::Context,
+    plan: &NatsPlan,
+) -> Result<(), (bool, String)> {
+    use async_nats::jetstream::stream;
+    let l = &plan.cfg.stream_limits;
+    let want = stream::Config {
+        name: plan.cfg.stream.clone(),
+        subjects: plan.stream_subjects(),
+        max_age: plan.max_age,
+        max_bytes: l.max_bytes,
+        storage: if l.storage == "memory" {
+            stream::StorageType::Memory
+        } else {
+            stream::StorageType::File
+        },
+        num_replicas: l.replicas,
+        duplicate_window: plan.duplicate_window,
+        ..Default::default()
+    };
+    let s = js
+        .get_or_create_stream(want)
+        .await
+        .map_err(|e| (false, format!("stream {}: {e}", plan.cfg.stream)))?;
+    let have = &s.cached_info().config.subjects;
+    for w in plan.stream_subjects() {
+        if !have.iter().any(|f| subject::covers(f, &w)) {
+            return Err((
+                true,
+                format!(
+                    "sinks.nats.stream: the existing stream {} captures {:?}, not `{w}` (widen its subjects or change sinks.nats.subjects)",
+                    plan.cfg.stream, have
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn run(
+    plan: NatsPlan,
+    mut rx: tokio::sync::mpsc::Receiver<Msg>,
+    free: crossbeam_channel::Sender<Msg>,
+    stats: Stats,
+    health: SinkHealth,
+    ready: crossbeam_channel::Sender<Result<(), String>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("nats runtime: {e}")));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let client = match connect(&plan).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let jetstream = plan.cfg.mode == "jetstream";
+        let js = async_nats::jetstream::new(client.clone());
+        // The stream is ensured once the server answers (it may be down at start).
+        let mut stream_ok = !jetstream;
+        let mut ready = Some(ready);
+        let mut next_try = Instant::now();
+        let mut inflight: VecDeque<Pending> = VecDeque::new();
+        let mut closing = false;
+        let max = plan.cfg.max_in_flight;
+        loop {
+            let connected = client.connection_state() == async_nats::connection::State::Connected;
+            if !stream_ok && connected && Instant::now() >= next_try {
+                match ensure_stream(&js, &plan).await {
+                    Ok(()) => {
+                        stream_ok = true;
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(Ok(()));
+                        }
+                    }
+                    Err((fatal, e)) => {
+                        log::warn!("event=nats_stream_error error=\"{e}\"");
+                        if fatal && let Some(r) = ready.take() {
+                            let _ = r.send(Err(e));
+                            return;
+                        }
+                        next_try = Instant::now() + Duration::from_secs(1);
+                    }
+                }
+            }
+            if stream_ok && let Some(r) = ready.take() {
+                let _ = r.send(Ok(()));
+            }
+            health
+                .reachable
+                .store(connected && stream_ok, Ordering::Relaxed);
+            if !stream_ok {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            // Take new messages while the window has room.
+            while !closing && inflight.len() < max {
+                let m = if inflight.is_empty() {
+                    match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+                        Ok(Some(m)) => m,
+                        Ok(None) => {
+                            closing = true;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                } else {
+                    match rx.try_recv() {
+                        Ok(m) => m,
+                        Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                        Err(_) => {
+                            closing = true;
+                            break;
+                        }
+                    }
+                };
+                let payload = Bytes::copy_from_slice(&m.payload);
+                let p = Pending {
+                    ack: None,
+                    subject: m.subject.clone(),
+                    id: m.id.clone(),
+                    payload,
+                    first_sent: Instant::now(),
+                };
+                let _ = free.try_send(m);
+                inflight.push_back(send(&client, &js, jetstream, p, &stats).await);
+            }
+            // Then wait for the oldest acknowledgement.
+            let Some(mut p) = inflight.pop_front() else {
+                if closing {
+                    break;
+                }
+                continue;
+            };
+            let result = match p.ack.take() {
+                Some(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                None if jetstream => Err("not sent".to_string()),
+                None => Ok(()),
+            };
+            match result {
+                Ok(()) => {
+                    if jetstream {
+                        stats.acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) if p.first_sent.elapsed() < plan.publish_timeout => {
+                    stats.retried.fetch_add(1, Ordering::Relaxed);
+                    if stats.retried.load(Ordering::Relaxed) % 1000 == 1 {
+                        log::warn!(
+                            "event=nats_publish_retry subject={} id={} error=\"{e}\"",
+                            p.subject,
+                            p.id
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let p = send(&client, &js, jetstream, p, &stats).await;
+                    inflight.push_front(p);
+                }
+                Err(e) => {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    log::error!(
+                        "event=nats_dropped subject={} id={} error=\"{e}\" note=\"not acknowledged within publish_timeout\"",
+                        p.subject,
+                        p.id
+                    );
+                }
+            }
+        }
+        let _ = client.flush().await;
+    });
+}
+
+/// Publishes `p` (again); on JetStream its ack future rides along.
+async fn send(
+    client: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+    jetstream: bool,
+    mut p: Pending,
+    stats: &Stats,
+) -> Pending {
+    stats.published.fetch_add(1, Ordering::Relaxed);
+    if jetstream {
+        p.ack = js
+            .publish_with_headers(p.subject.clone(), headers(&p.id), p.payload.clone())
+            .await
+            .ok();
+    } else {
+        let _ = client
+            .publish_with_headers(p.subject.clone(), headers(&p.id), p.payload.clone())
+            .await;
+    }
+    p
+}

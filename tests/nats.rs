@@ -1,0 +1,205 @@
+//! NATS end to end: the simulator -> the real `mdc` binary -> a real `nats-server` (JetStream,
+//! file storage in a temporary directory, 127.0.0.1 and a free port, stopped at the end). The
+//! stream is read back message by message with `async-nats`: every event of the file sink is
+//! there once, on seed C's subject, with the same fields, and a `Nats-Msg-Id`.
+
+mod common;
+
+use common::*;
+use mdc::simulator::{SimConfig, Simulator};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A nats-server with JetStream on 127.0.0.1; killed when dropped.
+struct NatsServer {
+    child: Child,
+    port: u16,
+    _dir: std::path::PathBuf,
+}
+
+impl NatsServer {
+    fn start() -> NatsServer {
+        let port = free_port();
+        let dir = temp_dir("nats-store");
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let child = Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e} (installed by scripts/test.sh)"));
+        assert!(
+            wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "nats-server did not listen"
+        );
+        NatsServer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every message of the stream: (subject, Nats-Msg-Id, JSON payload), in stream order.
+fn read_stream(url: &str, stream: &str) -> Vec<(String, String, Value)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut s = js.get_stream(stream).await.unwrap();
+        let last = s.info().await.unwrap().state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            let m = s.get_raw_message(seq).await.unwrap();
+            let id = m
+                .headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            out.push((
+                m.subject.to_string(),
+                id,
+                serde_json::from_slice(&m.payload).unwrap(),
+            ));
+        }
+        out
+    })
+}
+
+#[test]
+fn every_event_once_on_its_subject_with_the_file_sinks_fields() {
+    let nats = NatsServer::start();
+    let total = 6_000u64;
+    let sim = Simulator::start(SimConfig {
+        rate: 4_000,
+        total: Some(total),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("nats-e2e");
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    rest_url: "http://127.0.0.1:1"
+    symbols: ["BTCUSDT", "ETHUSDT"]
+    channels: ["trade", "aggTrade", "depth@100ms", "bookTicker"]
+sinks:
+  file: {{ enabled: true, path: "./data" }}
+  nats: {{ enabled: true, url: "{}", stream_limits: {{ storage: file, max_age: 1h }} }}
+http:
+  listen: ""
+book:
+  enabled: false
+"#,
+        sim.ws_url(),
+        nats.url()
+    );
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let data = dir.join("data");
+    assert!(
+        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
+            >= total),
+        "{} of {total}; log:\n{}",
+        count_lines(&data),
+        mdc.log_text()
+    );
+    let (status, _) = mdc.terminate(Duration::from_secs(15));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let log = mdc.log_text();
+    assert!(log.contains("event=nats_ready"), "{log}");
+
+    let files = read_jsonl(&data);
+    let got = read_stream(&nats.url(), "MARKET_DATA");
+    assert_eq!(got.len(), files.len(), "every event once");
+    // Per type and symbol, the stream holds the file sink's events in the same order (the file
+    // sink writes one file per type, so only that order is comparable).
+    let key = |v: &Value| (v["type"].to_string(), v["symbol"].to_string());
+    let mut by_key_files: HashMap<(String, String), Vec<&Value>> = HashMap::new();
+    for f in &files {
+        by_key_files.entry(key(f)).or_default().push(f);
+    }
+    let mut by_key_nats: HashMap<(String, String), Vec<&Value>> = HashMap::new();
+    for (_, _, v) in &got {
+        by_key_nats.entry(key(v)).or_default().push(v);
+    }
+    assert_eq!(by_key_nats, by_key_files);
+    let mut ids = std::collections::HashSet::new();
+    let mut per_subject: HashMap<String, usize> = HashMap::new();
+    for (subject, id, v) in &got {
+        let want = match v["type"].as_str().unwrap() {
+            "trade" | "agg_trade" => "trade-data",
+            "depth_diff" | "book_snapshot" | "book_ticker" => "orderbook-data",
+            other => panic!("unexpected type {other}"),
+        };
+        assert_eq!(
+            subject,
+            &format!("{want}.binance.spot.{}", v["symbol"].as_str().unwrap())
+        );
+        assert!(ids.insert(id.clone()), "duplicate Nats-Msg-Id {id}");
+        *per_subject.entry(subject.clone()).or_default() += 1;
+    }
+    assert_eq!(per_subject.len(), 4, "{per_subject:?}");
+}
+
+/// A stream that exists and does not capture the subjects stops the start with one line naming
+/// the key.
+#[test]
+fn an_existing_stream_that_misses_the_subjects_is_a_config_error() {
+    let nats = NatsServer::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "MARKET_DATA".into(),
+            subjects: vec!["other.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let dir = temp_dir("nats-bad-stream");
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "ws://127.0.0.1:1/ws"
+    symbols: ["BTCUSDT"]
+sinks:
+  nats: {{ enabled: true, url: "{}" }}
+http:
+  listen: ""
+"#,
+        nats.url()
+    );
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    assert!(wait_until(Duration::from_secs(15), || !mdc.alive()));
+    let log = mdc.log_text();
+    assert!(log.contains("sinks.nats.stream"), "{log}");
+}
