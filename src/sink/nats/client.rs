@@ -8,7 +8,6 @@ use super::{NatsPlan, msg_id, subject};
 use crate::encode::record::Record;
 use crate::metrics::{Metrics, SinkHealth};
 use crate::sink::{Sink, SinkError};
-use async_nats::jetstream::context::PublishAckFuture;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -42,7 +41,14 @@ pub struct NatsSink {
     json: bool,
     health: SinkHealth,
     thread: Option<JoinHandle<()>>,
+    /// Told when the thread has published and settled everything (bounded wait at shutdown).
+    done: crossbeam_channel::Receiver<()>,
+    /// Unacknowledged when the thread ended.
+    unsettled: Arc<AtomicU64>,
 }
+
+/// Longest wait at shutdown for the last acknowledgements.
+const CLOSE_WAIT: Duration = Duration::from_secs(20);
 
 impl NatsSink {
     /// Starts the `nats` thread; waits up to 5 s for the server: a stream that exists and does
@@ -77,9 +83,15 @@ impl NatsSink {
         let templates = plan.templates.clone();
         let json = plan.cfg.format != "protobuf";
         let h = health.clone();
+        let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
+        let unsettled = Arc::new(AtomicU64::new(0));
+        let u = unsettled.clone();
         let thread = std::thread::Builder::new()
             .name("nats".into())
-            .spawn(move || run(plan, rx, free_tx, stats, h, ready_tx))
+            .spawn(move || {
+                run(plan, rx, free_tx, stats, h, ready_tx, u);
+                let _ = done_tx.send(());
+            })
             .map_err(|e| SinkError(format!("nats thread: {e}")))?;
         match ready_rx.recv_timeout(Duration::from_secs(5)) {
             Ok(Err(e)) => return Err(SinkError(e)),
@@ -97,6 +109,8 @@ impl NatsSink {
             json,
             health,
             thread: Some(thread),
+            done,
+            unsettled,
         })
     }
 
@@ -165,17 +179,34 @@ impl Sink for NatsSink {
     fn close(&mut self) -> Result<(), SinkError> {
         // Closing the queue tells the thread to publish what is left and wait for its acks.
         self.tx = None;
-        if let Some(t) = self.thread.take() {
-            t.join()
-                .map_err(|_| SinkError("nats thread panicked".into()))?;
+        match self.done.recv_timeout(CLOSE_WAIT) {
+            Ok(()) => {
+                if let Some(t) = self.thread.take() {
+                    t.join()
+                        .map_err(|_| SinkError("nats thread panicked".into()))?;
+                }
+                match self.unsettled.load(Ordering::Relaxed) {
+                    0 => Ok(()),
+                    n => Err(SinkError(format!(
+                        "{n} message(s) not acknowledged by NATS"
+                    ))),
+                }
+            }
+            Err(_) => Err(SinkError(format!(
+                "NATS did not acknowledge the last messages within {CLOSE_WAIT:?}"
+            ))),
         }
-        Ok(())
     }
 }
 
+/// The server's acknowledgement of one JetStream publish, awaited by its own task from the moment
+/// of the publish: its timeout runs from then, not from when the window reaches it (awaited in
+/// order, the futures' timeouts would add up behind an outage).
+type Ack = tokio::task::JoinHandle<Result<(), String>>;
+
 /// A publish not yet acknowledged.
 struct Pending {
-    ack: Option<PublishAckFuture>,
+    ack: Option<Ack>,
     subject: String,
     id: String,
     payload: Bytes,
@@ -268,6 +299,7 @@ fn run(
     stats: Stats,
     health: SinkHealth,
     ready: crossbeam_channel::Sender<Result<(), String>>,
+    unsettled: Arc<AtomicU64>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -366,7 +398,7 @@ fn run(
                 continue;
             };
             let result = match p.ack.take() {
-                Some(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Some(ack) => ack.await.unwrap_or_else(|e| Err(e.to_string())),
                 None if jetstream => Err("not sent".to_string()),
                 None => Ok(()),
             };
@@ -399,6 +431,7 @@ fn run(
                 }
             }
         }
+        unsettled.store(inflight.len() as u64, Ordering::Relaxed);
         let _ = client.flush().await;
     });
 }
@@ -416,7 +449,10 @@ async fn send(
         p.ack = js
             .publish_with_headers(p.subject.clone(), headers(&p.id), p.payload.clone())
             .await
-            .ok();
+            .ok()
+            .map(|ack| {
+                tokio::spawn(async move { ack.await.map(|_| ()).map_err(|e| e.to_string()) })
+            });
     } else {
         let _ = client
             .publish_with_headers(p.subject.clone(), headers(&p.id), p.payload.clone())
