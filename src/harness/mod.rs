@@ -41,9 +41,12 @@ pub struct BenchOptions {
     /// Warm-up before measuring.
     #[arg(long, default_value = "5s", value_parser = crate::setting::duration::parse)]
     pub warmup: Duration,
-    /// null | file | kafka.
+    /// null | file | kafka | nats (JetStream) | nats-core.
     #[arg(long, default_value = "null")]
     pub sink: String,
+    /// NATS server URL (with --sink nats / nats-core).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
     /// Kafka bootstrap servers (with --sink kafka).
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
@@ -131,9 +134,10 @@ fn snapshot(m: &Metrics, sim: &Simulator) -> Snapshot {
             (name, (unit, h))
         })
         .collect();
-    let acked = m
-        .counter_values("kafka_acked_total")
+    // Acknowledged by the server: Kafka's or JetStream's (whichever sink runs).
+    let acked = ["kafka_acked_total", "nats_acked_total"]
         .iter()
+        .flat_map(|c| m.counter_values(c))
         .map(|(_, v)| v)
         .sum();
     Snapshot {
@@ -310,7 +314,25 @@ fn run_one(o: &BenchOptions) -> Result<(String, Summary), String> {
                 "protobuf"
             }
         ),
-        s => return Err(format!("unknown sink `{s}` (null, file, kafka)")),
+        "nats" | "nats-core" => format!(
+            "  nats: {{ enabled: true, url: \"{}\", format: \"{}\", mode: \"{}\", stream: \"BENCH\", stream_limits: {{ max_age: \"10m\" }} }}",
+            o.nats_url,
+            if o.format == "json" {
+                "json"
+            } else {
+                "protobuf"
+            },
+            if o.sink == "nats" {
+                "jetstream"
+            } else {
+                "core"
+            }
+        ),
+        s => {
+            return Err(format!(
+                "unknown sink `{s}` (null, file, kafka, nats, nats-core)"
+            ));
+        }
     };
     let list = |v: &[usize]| {
         v.iter()
@@ -556,7 +578,7 @@ fn report(
         events,
         handed as f64 / secs,
         handed,
-        if o.sink == "kafka" {
+        if o.sink == "kafka" || o.sink == "nats" {
             format!(
                 "| acknowledged by the broker | {:.0} | {} |\n",
                 (b.acked - a.acked) as f64 / secs,
