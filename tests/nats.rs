@@ -306,3 +306,97 @@ book:
         "the stream holds exactly the file sink's events"
     );
 }
+
+/// Sink isolation with `backpressure: drop_newest`: NATS down for 5 s while the file sink is
+/// enabled too; the file sink keeps every event and keeps writing through the outage (the
+/// publisher never waits for NATS), NATS alone loses records, counts them and announces the loss
+/// as `gap` events (reason `sink_dropped`) on its gap subjects once it is back; nothing it did
+/// deliver is duplicated.
+#[test]
+fn drop_newest_isolates_the_other_sinks_from_a_dead_server() {
+    let nats = NatsServer::start();
+    let total = 15_000u64;
+    let sim = Simulator::start(SimConfig {
+        rate: 1_500,
+        total: Some(total),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("nats-isolation");
+    let http = free_port();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    rest_url: "http://127.0.0.1:1"
+    symbols: ["BTCUSDT", "ETHUSDT"]
+    channels: ["trade", "aggTrade", "bookTicker"]
+sinks:
+  file: {{ enabled: true, path: "./data", flush_interval: "100ms" }}
+  nats: {{ enabled: true, url: "{}", backpressure: drop_newest, queue_capacity: 256, publish_timeout: "2s" }}
+http:
+  listen: "127.0.0.1:{http}"
+book:
+  enabled: false
+"#,
+        sim.ws_url(),
+        nats.url()
+    );
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let data = dir.join("data");
+    assert!(wait_until(Duration::from_secs(30), || count_lines(&data) >= 2_000));
+    let (port, store) = nats.kill();
+    // The file sink keeps going while NATS is down.
+    let mut counts = Vec::new();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(500));
+        counts.push(count_lines(&data));
+    }
+    for w in counts.windows(2) {
+        assert!(
+            w[1] > w[0],
+            "the file sink stalled during the outage: {counts:?}"
+        );
+    }
+    let nats = NatsServer::start_at(port, store);
+    assert!(
+        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
+            >= total),
+        "{}",
+        mdc.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let metrics = http_get(http, "/metrics").1;
+    let (status, _) = mdc.terminate(Duration::from_secs(30));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let dropped: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("nats_dropped_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 0, "{metrics}");
+    let files = read_jsonl(&data);
+    assert_eq!(files.len() as u64, total, "the file sink lost nothing");
+    let got = read_stream(&nats.url(), "MARKET_DATA");
+    let mut ids = std::collections::HashSet::new();
+    for (_, id, _) in &got {
+        assert!(ids.insert(id.clone()), "duplicate {id}");
+    }
+    let gaps: Vec<&(String, String, Value)> = got
+        .iter()
+        .filter(|(s, _, v)| s.starts_with("gap-data.") && v["reason"] == "sink_dropped")
+        .collect();
+    assert!(!gaps.is_empty(), "the loss is announced in NATS");
+    let data_events = got.len() - gaps.len();
+    assert!(
+        data_events as u64 + dropped >= total,
+        "{data_events} + {dropped} of {total}"
+    );
+    assert!((data_events as u64) < total);
+    assert!(
+        mdc.log_text()
+            .contains("event=sink_gap sink=nats reason=sink_dropped")
+    );
+}

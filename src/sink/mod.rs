@@ -5,6 +5,7 @@
 //! likes. `tick` is called at least every millisecond when the publisher is idle, for time-based
 //! flushing. `close` flushes everything and is called once at shutdown.
 
+pub mod drops;
 pub mod file;
 pub mod kafka;
 pub mod nats;

@@ -20,8 +20,7 @@
 
 pub mod config;
 pub mod delivery;
-pub mod drops;
-mod intern;
+pub mod intern;
 pub mod topics;
 
 use super::{Sink, SinkError, SinkFactory, SinkPlan};
@@ -112,7 +111,7 @@ pub struct KafkaSink {
     dropped: Arc<AtomicU64>,
     drop_log: crate::metrics::LogThrottle,
     /// Lost ranges still to be announced as `gap` events.
-    drops: drops::Drops,
+    drops: crate::sink::drops::Drops,
     /// Acknowledged count at the last progress check, and since when nothing moved while records
     /// were in flight and the brokers answered (0: not stalled).
     last_acked: u64,
@@ -244,11 +243,14 @@ impl KafkaSink {
                 L,
             ),
             drop_log: crate::metrics::LogThrottle::default(),
-            drops: drops::Drops::counted(vec![
-                gap_counter("sink_dropped"),
-                gap_counter("sink_reset"),
-                gap_counter("sink_failed"),
-            ]),
+            drops: crate::sink::drops::Drops::counted(
+                "kafka",
+                vec![
+                    gap_counter("sink_dropped"),
+                    gap_counter("sink_reset"),
+                    gap_counter("sink_failed"),
+                ],
+            ),
             last_acked: 0,
             stalled_since_ns: 0,
             last_watch_ns: 0,

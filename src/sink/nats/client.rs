@@ -45,6 +45,15 @@ pub struct NatsSink {
     done: crossbeam_channel::Receiver<()>,
     /// Unacknowledged when the thread ended.
     unsettled: Arc<AtomicU64>,
+    /// `backpressure: drop_newest`: a full queue drops the record (this sink only).
+    drop_newest: bool,
+    dropped: Arc<AtomicU64>,
+    /// Dropped ranges, announced as `gap` events in this sink once the queue has room.
+    drops: crate::sink::drops::Drops,
+    /// Slots a refused send gave back.
+    spare: Vec<Msg>,
+    /// Message ids of gap events: `mdc-gap.<pid>.<n>`.
+    gaps_sent: u64,
 }
 
 /// Longest wait at shutdown for the last acknowledgements.
@@ -76,10 +85,17 @@ impl NatsSink {
             ),
             dropped: metrics.counter(
                 "nats_dropped_total",
-                "Messages given up after publish_timeout.",
+                "Messages not delivered: the queue was full (backpressure: drop_newest), or no acknowledgement within publish_timeout.",
                 &l,
             ),
         };
+        let dropped = stats.dropped.clone();
+        let drop_newest = plan.cfg.backpressure == "drop_newest";
+        let gap_counter = metrics.counter(
+            "gap_events_total",
+            "Gap events emitted (data of a stream may be missing), by reason.",
+            &[("reason", "sink_dropped")],
+        );
         let templates = plan.templates.clone();
         let json = plan.cfg.format != "protobuf";
         let h = health.clone();
@@ -111,26 +127,80 @@ impl NatsSink {
             thread: Some(thread),
             done,
             unsettled,
+            drop_newest,
+            dropped,
+            drops: crate::sink::drops::Drops::counted("nats", vec![("sink_dropped", gap_counter)]),
+            spare: Vec::new(),
+            gaps_sent: 0,
         })
     }
 
     /// A free slot: a recycled one, a new one while the pool is below capacity, else wait for
     /// the NATS thread to free one (backpressure).
     fn slot(&mut self) -> Result<Msg, SinkError> {
+        self.try_slot().map_or_else(
+            || {
+                self.free
+                    .recv()
+                    .map_err(|_| SinkError("nats thread ended".into()))
+            },
+            Ok,
+        )
+    }
+
+    /// A free slot if one is at hand (never waits).
+    fn try_slot(&mut self) -> Option<Msg> {
+        if let Some(m) = self.spare.pop() {
+            return Some(m);
+        }
         if let Ok(m) = self.free.try_recv() {
-            return Ok(m);
+            return Some(m);
         }
         if self.allocated < self.capacity {
             self.allocated += 1;
-            return Ok(Msg {
+            return Some(Msg {
                 subject: String::with_capacity(64),
                 id: String::with_capacity(64),
                 payload: Vec::with_capacity(512),
             });
         }
-        self.free
-            .recv()
-            .map_err(|_| SinkError("nats thread ended".into()))
+        None
+    }
+
+    /// Announces dropped ranges as `gap` events on their gap subject, while the queue takes them.
+    fn report_drops(&mut self) {
+        let Some(tx) = self.tx.clone() else { return };
+        let json = self.json;
+        let template = self.templates[crate::event::EventKind::Gap as usize].clone();
+        let mut drops = std::mem::take(&mut self.drops);
+        drops.report(json, |exchange, market, symbol, payload| {
+            let Some(mut m) = self.try_slot() else {
+                return false;
+            };
+            subject::expand(
+                &template,
+                exchange,
+                market,
+                "gap",
+                "",
+                symbol,
+                &mut m.subject,
+            );
+            self.gaps_sent += 1;
+            m.id.clear();
+            use std::fmt::Write;
+            let _ = write!(m.id, "mdc-gap.{}.{}", std::process::id(), self.gaps_sent);
+            m.payload.clear();
+            m.payload.extend_from_slice(payload);
+            match tx.try_send(m) {
+                Ok(()) => true,
+                Err(e) => {
+                    self.spare.push(e.into_inner());
+                    false
+                }
+            }
+        });
+        self.drops = drops;
     }
 }
 
@@ -140,7 +210,21 @@ impl Sink for NatsSink {
     }
 
     fn write(&mut self, rec: &Record) -> Result<(), SinkError> {
-        let mut m = self.slot()?;
+        if self.drop_newest && !self.drops.is_empty() {
+            self.report_drops();
+        }
+        let mut m = if self.drop_newest {
+            match self.try_slot() {
+                Some(m) => m,
+                None => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.drops.note(rec);
+                    return Ok(());
+                }
+            }
+        } else {
+            self.slot()?
+        };
         subject::expand(
             &self.templates[rec.kind as usize],
             rec.exchange,
@@ -163,8 +247,20 @@ impl Sink for NatsSink {
             .tx
             .as_ref()
             .ok_or_else(|| SinkError("nats sink closed".into()))?;
-        tx.blocking_send(m)
-            .map_err(|_| SinkError("nats thread ended".into()))?;
+        if self.drop_newest {
+            match tx.try_send(m) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(m)) => {
+                    self.spare.push(m);
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.drops.note(rec);
+                }
+                Err(_) => return Err(SinkError("nats thread ended".into())),
+            }
+        } else {
+            tx.blocking_send(m)
+                .map_err(|_| SinkError("nats thread ended".into()))?;
+        }
         self.health.queue_depth.store(
             (tx.max_capacity() - tx.capacity()) as i64,
             Ordering::Relaxed,

@@ -68,6 +68,11 @@ pub struct NatsConfig {
     /// Records queued between the publisher thread and the NATS thread (default 65536).
     #[serde(default = "default_queue")]
     pub queue_capacity: usize,
+    /// What a full queue does: `block` (the publisher waits: nothing lost, but every sink waits
+    /// with it) or `drop_newest` (this sink alone loses the records, counted in
+    /// `nats_dropped_total` and announced in this sink as `gap` events; the other sinks go on).
+    #[serde(default = "default_backpressure")]
+    pub backpressure: String,
     /// A message not acknowledged within this time (retries included) is counted as lost
     /// (`nats_dropped_total`) and logged (default 120s).
     #[serde(default = "default_timeout")]
@@ -135,6 +140,9 @@ fn default_in_flight() -> usize {
 }
 fn default_queue() -> usize {
     65_536
+}
+fn default_backpressure() -> String {
+    "block".into()
 }
 fn default_timeout() -> String {
     "120s".into()
@@ -222,6 +230,12 @@ impl NatsPlan {
             };
             subject::check_template(tpl).map_err(|r| ConfigError::new(k.clone(), r))?;
             templates[*kind as usize] = tpl.clone();
+        }
+        if !["block", "drop_newest"].contains(&cfg.backpressure.as_str()) {
+            return Err(ConfigError::new(
+                key("backpressure"),
+                format!("`{}` is not block or drop_newest", cfg.backpressure),
+            ));
         }
         if cfg.max_in_flight == 0 || cfg.max_in_flight > 1_000_000 {
             return Err(ConfigError::new(

@@ -1,11 +1,11 @@
-//! Records this sink could not deliver: dropped by `backpressure: drop_newest` (reason
-//! `sink_dropped`), given up after a producer reset (`sink_reset`: the broker lost its state or the
-//! producer hit a fatal error, and the record could not be re-sent), or given up after
-//! `retry_deadline` / as not retriable (`sink_failed`). This remembers what was lost per stream and
-//! reason and, once librdkafka's queue has room again, publishes one `gap` event per stream
-//! (`stream` = the event type, from the first to the last lost record's receive time) into this
-//! sink, so its consumers know exactly where data is missing. Other sinks lost nothing and get no
-//! gap.
+//! Records a sink could not deliver, shared by the network sinks (Kafka, NATS): dropped by
+//! `backpressure: drop_newest` (reason `sink_dropped`), given up after a producer reset
+//! (`sink_reset`: the broker lost its state or the producer hit a fatal error, and the record could
+//! not be re-sent), or given up after a retry deadline / as not retriable (`sink_failed`). This
+//! remembers what was lost per stream and reason and, once the sink's queue has room again,
+//! publishes one `gap` event per stream (`stream` = the event type, from the first to the last lost
+//! record's receive time) into that sink, so its consumers know exactly where data is missing.
+//! Other sinks lost nothing and get no gap.
 
 use crate::encode::record::Record;
 use crate::event::{Event, EventKind, set};
@@ -23,6 +23,8 @@ struct Dropped {
 
 /// Dropped ranges waiting to be reported.
 pub struct Drops {
+    /// The sink reporting (logs).
+    pub sink: &'static str,
     /// `gap_events_total{reason=...}` by reason.
     pub counters: Vec<(&'static str, std::sync::Arc<std::sync::atomic::AtomicU64>)>,
     pending: Vec<Dropped>,
@@ -33,6 +35,7 @@ pub struct Drops {
 impl Default for Drops {
     fn default() -> Self {
         Drops {
+            sink: "",
             counters: Vec::new(),
             pending: Vec::new(),
             event: Event::new("", ""),
@@ -44,9 +47,11 @@ impl Default for Drops {
 impl Drops {
     /// Counting reported gaps in `counters` (by reason).
     pub fn counted(
+        sink: &'static str,
         counters: Vec<(&'static str, std::sync::Arc<std::sync::atomic::AtomicU64>)>,
     ) -> Self {
         Drops {
+            sink,
             counters,
             ..Drops::default()
         }
@@ -150,12 +155,12 @@ impl Drops {
             return false;
         };
         let (exchange, market) = (
-            super::intern::intern(&id.exchange),
-            super::intern::intern(&id.market),
+            crate::sink::kafka::intern::intern(&id.exchange),
+            crate::sink::kafka::intern::intern(&id.market),
         );
         match id.gap {
             Some((stream, gap_reason, from, to)) if kind == EventKind::Gap => {
-                let r = super::intern::intern(&gap_reason);
+                let r = crate::sink::kafka::intern::intern(&gap_reason);
                 let r = if r.is_empty() { reason } else { r };
                 self.note_parts(r, &stream, exchange, market, &id.symbol, (from, to));
             }
@@ -208,7 +213,8 @@ impl Drops {
                 return;
             }
             log::warn!(
-                "event=sink_gap sink=kafka reason={} stream={} symbol={} from_ts_ns={} to_ts_ns={}",
+                "event=sink_gap sink={} reason={} stream={} symbol={} from_ts_ns={} to_ts_ns={}",
+                self.sink,
                 d.reason,
                 d.stream,
                 d.symbol,
