@@ -54,6 +54,11 @@ pub struct NatsSink {
     spare: Vec<Msg>,
     /// Message ids of gap events: `mdc-gap.<pid>.<n>`.
     gaps_sent: u64,
+    /// `backpressure: spool`: the overflow on disk, and its size as a gauge.
+    spool: Option<super::spool::Spool>,
+    spool_bytes: Arc<std::sync::atomic::AtomicI64>,
+    /// A message being spooled (its buffers reused).
+    scratch: Msg,
 }
 
 /// Longest wait at shutdown for the last acknowledgements.
@@ -90,7 +95,27 @@ impl NatsSink {
             ),
         };
         let dropped = stats.dropped.clone();
-        let drop_newest = plan.cfg.backpressure == "drop_newest";
+        // A spool past its bound drops like `drop_newest`.
+        let drop_newest = plan.cfg.backpressure != "block";
+        let spool = if plan.cfg.backpressure == "spool" {
+            let s = super::spool::Spool::open(&plan.cfg.spool.path, plan.cfg.spool.max_bytes)
+                .map_err(|e| SinkError(format!("sinks.nats.spool.path: {e}")))?;
+            if !s.is_empty() {
+                log::warn!(
+                    "event=nats_spool_replay path={} bytes={} note=\"left by an earlier run\"",
+                    s.path().display(),
+                    s.len()
+                );
+            }
+            Some(s)
+        } else {
+            None
+        };
+        let spool_bytes = metrics.gauge(
+            "nats_spool_bytes",
+            "Bytes waiting in the NATS sink's spool (backpressure: spool).",
+            &l,
+        );
         let gap_counter = metrics.counter(
             "gap_events_total",
             "Gap events emitted (data of a stream may be missing), by reason.",
@@ -132,7 +157,36 @@ impl NatsSink {
             drops: crate::sink::drops::Drops::counted("nats", vec![("sink_dropped", gap_counter)]),
             spare: Vec::new(),
             gaps_sent: 0,
+            spool,
+            spool_bytes,
+            scratch: Msg {
+                subject: String::new(),
+                id: String::new(),
+                payload: Vec::new(),
+            },
         })
+    }
+
+    /// The record as a message: subject, id, payload.
+    fn fill(&self, rec: &Record, m: &mut Msg) {
+        subject::expand(
+            &self.templates[rec.kind as usize],
+            rec.exchange,
+            rec.market,
+            rec.kind.as_str(),
+            rec.variant,
+            &rec.symbol,
+            &mut m.subject,
+        );
+        msg_id(rec, &mut m.id);
+        m.payload.clear();
+        if self.json {
+            // JSON Lines without the line end.
+            let j = rec.json.strip_suffix(b"\n").unwrap_or(&rec.json);
+            m.payload.extend_from_slice(j);
+        } else {
+            m.payload.extend_from_slice(&rec.proto);
+        }
     }
 
     /// A free slot: a recycled one, a new one while the pool is below capacity, else wait for
@@ -165,6 +219,40 @@ impl NatsSink {
             });
         }
         None
+    }
+
+    /// Moves spooled messages, oldest first, to the queue while it has room.
+    fn drain_spool(&mut self) -> Result<(), SinkError> {
+        let Some(tx) = self.tx.clone() else {
+            return Ok(());
+        };
+        loop {
+            let empty = self.spool.as_ref().is_none_or(|s| s.is_empty());
+            // One producer (this thread): room seen here stays.
+            if empty || tx.capacity() == 0 {
+                break;
+            }
+            let Some(mut m) = self.try_slot() else { break };
+            let Some(spool) = self.spool.as_mut() else {
+                break;
+            };
+            let got = spool
+                .pop(&mut m.subject, &mut m.id, &mut m.payload)
+                .map_err(|e| SinkError(format!("nats spool: {e}")))?;
+            if !got {
+                self.spare.push(m);
+                break;
+            }
+            if let Err(e) = tx.try_send(m) {
+                // Not expected (room was checked); keep the slot, count the loss.
+                self.spare.push(e.into_inner());
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(s) = &self.spool {
+            self.spool_bytes.store(s.len() as i64, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Announces dropped ranges as `gap` events on their gap subject, while the queue takes them.
@@ -210,6 +298,35 @@ impl Sink for NatsSink {
     }
 
     fn write(&mut self, rec: &Record) -> Result<(), SinkError> {
+        if self.spool.is_some() {
+            self.drain_spool()?;
+            let spooling = self.spool.as_ref().is_some_and(|s| !s.is_empty());
+            let room = self.tx.as_ref().is_some_and(|t| t.capacity() > 0);
+            if spooling || !room {
+                // Behind what is spooled already (order holds), or the queue is full.
+                let mut m = std::mem::replace(
+                    &mut self.scratch,
+                    Msg {
+                        subject: String::new(),
+                        id: String::new(),
+                        payload: Vec::new(),
+                    },
+                );
+                self.fill(rec, &mut m);
+                let kept = match self.spool.as_mut() {
+                    Some(s) => s
+                        .push(&m.subject, &m.id, &m.payload)
+                        .map_err(|e| SinkError(format!("nats spool: {e}")))?,
+                    None => false,
+                };
+                self.scratch = m;
+                if !kept {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.drops.note(rec);
+                }
+                return Ok(());
+            }
+        }
         if self.drop_newest && !self.drops.is_empty() {
             self.report_drops();
         }
@@ -225,24 +342,7 @@ impl Sink for NatsSink {
         } else {
             self.slot()?
         };
-        subject::expand(
-            &self.templates[rec.kind as usize],
-            rec.exchange,
-            rec.market,
-            rec.kind.as_str(),
-            rec.variant,
-            &rec.symbol,
-            &mut m.subject,
-        );
-        msg_id(rec, &mut m.id);
-        m.payload.clear();
-        if self.json {
-            // JSON Lines without the line end.
-            let j = rec.json.strip_suffix(b"\n").unwrap_or(&rec.json);
-            m.payload.extend_from_slice(j);
-        } else {
-            m.payload.extend_from_slice(&rec.proto);
-        }
+        self.fill(rec, &mut m);
         let tx = self
             .tx
             .as_ref()
@@ -269,10 +369,25 @@ impl Sink for NatsSink {
     }
 
     fn tick(&mut self, _now_ns: i64) -> Result<(), SinkError> {
+        if self.spool.is_some() {
+            self.drain_spool()?;
+        }
         Ok(())
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
+        // What is still spooled stays in the file: the next run replays it first.
+        if let Some(s) = self.spool.as_mut()
+            && !s.is_empty()
+        {
+            s.flush()
+                .map_err(|e| SinkError(format!("nats spool: {e}")))?;
+            log::warn!(
+                "event=nats_spool_kept path={} bytes={} note=\"replayed by the next run\"",
+                s.path().display(),
+                s.len()
+            );
+        }
         // Closing the queue tells the thread to publish what is left and wait for its acks.
         self.tx = None;
         match self.done.recv_timeout(CLOSE_WAIT) {

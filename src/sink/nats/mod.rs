@@ -9,6 +9,7 @@
 //! (backpressure, nothing dropped), as the Kafka sink does.
 
 pub mod client;
+pub mod spool;
 pub mod subject;
 
 use super::{Sink, SinkError, SinkFactory, SinkPlan};
@@ -69,14 +70,38 @@ pub struct NatsConfig {
     #[serde(default = "default_queue")]
     pub queue_capacity: usize,
     /// What a full queue does: `block` (the publisher waits: nothing lost, but every sink waits
-    /// with it) or `drop_newest` (this sink alone loses the records, counted in
-    /// `nats_dropped_total` and announced in this sink as `gap` events; the other sinks go on).
+    /// with it), `drop_newest` (this sink alone loses the records, counted in
+    /// `nats_dropped_total` and announced in this sink as `gap` events; the other sinks go on) or
+    /// `spool` (the overflow goes to a bounded file and is replayed in order when NATS takes
+    /// messages again; past `spool.max_bytes` records are dropped as with `drop_newest`).
     #[serde(default = "default_backpressure")]
     pub backpressure: String,
+    /// Where and how much `backpressure: spool` keeps.
+    #[serde(default)]
+    pub spool: SpoolConfig,
     /// A message not acknowledged within this time (retries included) is counted as lost
     /// (`nats_dropped_total`) and logged (default 120s).
     #[serde(default = "default_timeout")]
     pub publish_timeout: String,
+}
+
+/// The on-disk overflow of `backpressure: spool`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Directory of the spool file (created if absent).
+    pub path: String,
+    /// Bytes kept at most (default 1 GiB).
+    pub max_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            path: "./spool/nats".into(),
+            max_bytes: 1 << 30,
+        }
+    }
 }
 
 /// One URL or several.
@@ -231,10 +256,16 @@ impl NatsPlan {
             subject::check_template(tpl).map_err(|r| ConfigError::new(k.clone(), r))?;
             templates[*kind as usize] = tpl.clone();
         }
-        if !["block", "drop_newest"].contains(&cfg.backpressure.as_str()) {
+        if !["block", "drop_newest", "spool"].contains(&cfg.backpressure.as_str()) {
             return Err(ConfigError::new(
                 key("backpressure"),
-                format!("`{}` is not block or drop_newest", cfg.backpressure),
+                format!("`{}` is not block, drop_newest or spool", cfg.backpressure),
+            ));
+        }
+        if cfg.backpressure == "spool" && (cfg.spool.path.is_empty() || cfg.spool.max_bytes == 0) {
+            return Err(ConfigError::new(
+                key("spool"),
+                "needs a path and max_bytes above 0",
             ));
         }
         if cfg.max_in_flight == 0 || cfg.max_in_flight > 1_000_000 {
