@@ -232,6 +232,13 @@ fn run(path: &std::path::Path) -> ExitCode {
             log::error!("event=shutdown_incomplete reason=\"{why}\"");
             ExitCode::from(1)
         }
+        // A configuration the running system refuses (e.g. an existing NATS stream that does
+        // not capture the subjects) is a config error like any other: exit 2.
+        Err(e) if e.contains("config error: ") => {
+            log::error!("event=start_failed error=\"{e}\"");
+            eprintln!("{}", &e[e.find("config error: ").unwrap_or(0)..]);
+            ExitCode::from(2)
+        }
         Err(e) => {
             log::error!("event=start_failed error=\"{e}\"");
             ExitCode::from(1)

@@ -210,8 +210,46 @@ http:
     );
     let mut mdc = Collector::start(&dir, &cfg, &[]);
     assert!(wait_until(Duration::from_secs(15), || !mdc.alive()));
+    let status = mdc.try_wait().expect("exited");
+    assert_eq!(status.code(), Some(2), "a config error exits 2");
     let log = mdc.log_text();
-    assert!(log.contains("sinks.nats.stream"), "{log}");
+    assert!(log.contains("config error: sinks.nats.stream"), "{log}");
+}
+
+/// Bad `sinks.nats` settings: `mdc check-config` prints one line naming the key and exits 2.
+#[test]
+fn bad_nats_config_names_the_key_and_exits_2() {
+    for (section, key) in [
+        ("{ enabled: true, bogus: 1 }", "sinks.nats.bogus"),
+        (
+            "{ enabled: true, subjects: { trade: \"md.*.{symbol}\" } }",
+            "sinks.nats.subjects.trade",
+        ),
+        (
+            "{ enabled: true, backpressure: maybe }",
+            "sinks.nats.backpressure",
+        ),
+    ] {
+        let dir = temp_dir("nats-bad-config");
+        let cfg = dir.join("config.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "exchanges:\n  binance_spot:\n    symbols: [BTCUSDT]\nsinks:\n  nats: {section}\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_mdc"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{section}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{section}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
 }
 
 /// nats-server killed (SIGKILL) mid-run and restarted 3 s later on the same port and storage:

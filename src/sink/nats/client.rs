@@ -494,7 +494,7 @@ async fn ensure_stream(
             return Err((
                 true,
                 format!(
-                    "sinks.nats.stream: the existing stream {} captures {:?}, not `{w}` (widen its subjects or change sinks.nats.subjects)",
+                    "config error: sinks.nats.stream: the existing stream {} captures {:?}, not `{w}` (widen its subjects or change sinks.nats.subjects)",
                     plan.cfg.stream, have
                 ),
             ));
