@@ -22,13 +22,16 @@ struct Msg {
     payload: Vec<u8>,
 }
 
-/// Counters of the NATS thread.
+/// Counters of the NATS thread, and where it hands back what it gave up.
 #[derive(Clone)]
 struct Stats {
     published: Arc<AtomicU64>,
     acked: Arc<AtomicU64>,
     retried: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
+    /// Payloads not acknowledged within `publish_timeout`: the publisher side announces them as
+    /// `sink_failed` gaps in this sink.
+    given_up: crossbeam_channel::Sender<Bytes>,
 }
 
 /// The publisher thread's side.
@@ -54,6 +57,8 @@ pub struct NatsSink {
     spare: Vec<Msg>,
     /// Message ids of gap events: `mdc-gap.<pid>.<n>`.
     gaps_sent: u64,
+    /// What the NATS thread gave up after `publish_timeout`.
+    given_up: crossbeam_channel::Receiver<Bytes>,
     /// `backpressure: spool`: the overflow on disk, and its size as a gauge.
     spool: Option<super::spool::Spool>,
     spool_bytes: Arc<std::sync::atomic::AtomicI64>,
@@ -76,7 +81,9 @@ impl NatsSink {
         let health = metrics.sink_health("nats");
         health.reachable.store(false, Ordering::Relaxed);
         let l = [("sink", "nats")];
+        let (given_up_tx, given_up) = crossbeam_channel::bounded::<Bytes>(65_536);
         let stats = Stats {
+            given_up: given_up_tx,
             published: metrics.counter("nats_published_total", "Messages published to NATS.", &l),
             acked: metrics.counter(
                 "nats_acked_total",
@@ -116,11 +123,16 @@ impl NatsSink {
             "Bytes waiting in the NATS sink's spool (backpressure: spool).",
             &l,
         );
-        let gap_counter = metrics.counter(
-            "gap_events_total",
-            "Gap events emitted (data of a stream may be missing), by reason.",
-            &[("reason", "sink_dropped")],
-        );
+        let gap_counter = |reason: &'static str| {
+            (
+                reason,
+                metrics.counter(
+                    "gap_events_total",
+                    "Gap events emitted (data of a stream may be missing), by reason.",
+                    &[("reason", reason)],
+                ),
+            )
+        };
         let templates = plan.templates.clone();
         let json = plan.cfg.format != "protobuf";
         let h = health.clone();
@@ -154,7 +166,11 @@ impl NatsSink {
             unsettled,
             drop_newest,
             dropped,
-            drops: crate::sink::drops::Drops::counted("nats", vec![("sink_dropped", gap_counter)]),
+            drops: crate::sink::drops::Drops::counted(
+                "nats",
+                vec![gap_counter("sink_dropped"), gap_counter("sink_failed")],
+            ),
+            given_up,
             spare: Vec::new(),
             gaps_sent: 0,
             spool,
@@ -255,6 +271,13 @@ impl NatsSink {
         Ok(())
     }
 
+    /// Notes what the NATS thread gave up (`sink_failed`), to be announced as gaps.
+    fn collect_given_up(&mut self) {
+        while let Ok(p) = self.given_up.try_recv() {
+            self.drops.note_payload("sink_failed", self.json, &p);
+        }
+    }
+
     /// Announces dropped ranges as `gap` events on their gap subject, while the queue takes them.
     fn report_drops(&mut self) {
         let Some(tx) = self.tx.clone() else { return };
@@ -327,7 +350,8 @@ impl Sink for NatsSink {
                 return Ok(());
             }
         }
-        if self.drop_newest && !self.drops.is_empty() {
+        self.collect_given_up();
+        if !self.drops.is_empty() {
             self.report_drops();
         }
         let mut m = if self.drop_newest {
@@ -371,6 +395,10 @@ impl Sink for NatsSink {
     fn tick(&mut self, _now_ns: i64) -> Result<(), SinkError> {
         if self.spool.is_some() {
             self.drain_spool()?;
+        }
+        self.collect_given_up();
+        if !self.drops.is_empty() {
+            self.report_drops();
         }
         Ok(())
     }
@@ -539,6 +567,7 @@ fn run(
         let mut inflight: VecDeque<Pending> = VecDeque::new();
         let mut closing = false;
         let max = plan.cfg.max_in_flight;
+        let mut give_up_log = crate::metrics::LogThrottle::default();
         loop {
             let connected = client.connection_state() == async_nats::connection::State::Connected;
             if !stream_ok && connected && Instant::now() >= next_try {
@@ -634,11 +663,15 @@ fn run(
                 }
                 Err(e) => {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    log::error!(
-                        "event=nats_dropped subject={} id={} error=\"{e}\" note=\"not acknowledged within publish_timeout\"",
-                        p.subject,
-                        p.id
-                    );
+                    let _ = stats.given_up.try_send(p.payload.clone());
+                    if give_up_log.hit() {
+                        log::error!(
+                            "event=nats_dropped subject={} id={} error=\"{e}\" count={} note=\"not acknowledged within publish_timeout; announced as a sink_failed gap\"",
+                            p.subject,
+                            p.id,
+                            give_up_log.count()
+                        );
+                    }
                 }
             }
         }
