@@ -214,38 +214,10 @@ impl Books {
         requests: Sender<SnapshotRequest>,
         responses: Receiver<SnapshotResponse>,
     ) -> Books {
-        let sources = specs
-            .iter()
-            .zip(counters)
-            .map(|(s, c)| {
-                let (spec, c) = (s.as_ref()?, c.as_ref()?);
-                Some(SourceBooks {
-                    rest: spec.source.is_some(),
-                    resubscribe: spec.resubscribe.clone(),
-                    exchange: spec.exchange,
-                    symbols: spec
-                        .symbols
-                        .iter()
-                        .filter_map(|sym| {
-                            let state = SymbolState {
-                                book: SymbolBook::new(spec.rules, cfg.max_buffered_diffs),
-                                market: spec.market_of.map_or(spec.market, |f| f(sym)),
-                                c: c.get(sym)?.clone(),
-                                last_applied_ns: 0,
-                                resync_started_ns: 0,
-                                resubscribed_ns: 0,
-                                resubscribes: 0,
-                            };
-                            Some((sym.clone(), state))
-                        })
-                        .collect(),
-                })
-            })
-            .collect();
-        Books {
+        let mut books = Books {
             cfg,
             parser,
-            sources,
+            sources: Vec::new(),
             requests,
             responses,
             event: Event::new("", ""),
@@ -253,7 +225,13 @@ impl Books {
             gap_from_ns: None,
             outbox: Vec::new(),
             last_retry_check_ns: 0,
+        };
+        for (i, (spec, c)) in specs.iter().zip(counters).enumerate() {
+            if let (Some(spec), Some(c)) = (spec, c) {
+                books.add_symbols(i, spec, c);
+            }
         }
+        books
     }
 
     /// Adds books for `counters`' symbols of `spec` (instruments listed while running), under

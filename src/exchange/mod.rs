@@ -98,6 +98,23 @@ pub trait ExchangePlan: Send + Sync + fmt::Debug {
     }
 }
 
+/// `symbols` grouped by their market (`market_of`), in first-seen order: [`ExchangePlan::markets`]
+/// of a plan whose one section spans several markets (OKX, Deribit).
+pub fn group_by_market(
+    symbols: &[String],
+    market_of: fn(&str) -> &'static str,
+) -> Vec<(&'static str, Vec<String>)> {
+    let mut out: Vec<(&'static str, Vec<String>)> = Vec::new();
+    for s in symbols {
+        let m = market_of(s);
+        match out.iter_mut().find(|(k, _)| *k == m) {
+            Some((_, v)) => v.push(s.clone()),
+            None => out.push((m, vec![s.clone()])),
+        }
+    }
+    out
+}
+
 /// A REST host and the weight per minute the exchange allows one IP on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestBudget {

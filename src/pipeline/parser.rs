@@ -258,7 +258,19 @@ impl Stage {
         let Some(rx) = self.control.as_ref() else {
             return;
         };
-        while let Ok(msg) = rx.try_recv() {
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(crossbeam_channel::TryRecvError::Empty) => return,
+            // No refresher runs (nothing to follow): stop looking.
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                self.control = None;
+                return;
+            }
+        };
+        let Some(rx) = self.control.clone() else {
+            return;
+        };
+        for msg in std::iter::once(msg).chain(rx.try_iter()) {
             match msg {
                 ToParser::AddConn {
                     conn,

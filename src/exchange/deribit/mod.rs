@@ -528,14 +528,7 @@ impl ExchangePlan for DeribitPlan {
     }
 
     fn markets(&self) -> Vec<(&'static str, Vec<String>)> {
-        let mut out: Vec<(&'static str, Vec<String>)> = Vec::new();
-        for s in &self.symbols {
-            let m = market_of(s);
-            match out.iter_mut().find(|(k, _)| *k == m) {
-                Some((_, v)) => v.push(s.clone()),
-                None => out.push((m, vec![s.clone()])),
-            }
-        }
+        let mut out = crate::exchange::group_by_market(&self.symbols, market_of);
         if self.all_market
             && self
                 .channels
