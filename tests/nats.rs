@@ -345,6 +345,107 @@ book:
     );
 }
 
+/// nats-server killed (SIGKILL) and a new one started on the same port with an empty store (the
+/// server came back without its state: a new node, a lost volume): the sink notices the stream is
+/// gone (publishes answered "no responders"), creates it again and goes on; nothing is lost
+/// between the old store and the new one, and neither store holds a message twice.
+#[test]
+fn a_server_back_without_its_state_gets_the_stream_again() {
+    let nats = NatsServer::start();
+    let total = 9_000u64;
+    let sim = Simulator::start(SimConfig {
+        rate: 1_500,
+        total: Some(total),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("nats-stateless");
+    let http = free_port();
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    rest_url: "http://127.0.0.1:1"
+    symbols: ["BTCUSDT", "ETHUSDT"]
+    channels: ["trade", "aggTrade", "bookTicker"]
+sinks:
+  file: {{ enabled: true, path: "./data" }}
+  nats: {{ enabled: true, url: "{}" }}
+http:
+  listen: "127.0.0.1:{http}"
+book:
+  enabled: false
+"#,
+        sim.ws_url(),
+        nats.url()
+    );
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let data = dir.join("data");
+    assert!(
+        wait_until(Duration::from_secs(30), || count_lines(&data) >= 2_000),
+        "{}",
+        mdc.log_text()
+    );
+    let (port, old_store) = nats.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    let nats = NatsServer::start_at(port, temp_dir("nats-store-new"));
+    assert!(
+        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
+            >= total),
+        "{}",
+        mdc.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || http_get(http, "/readyz").0
+            == 200),
+        "{}",
+        mdc.log_text()
+    );
+    let metrics = http_get(http, "/metrics").1;
+    let (status, _) = mdc.terminate(Duration::from_secs(30));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let log = mdc.log_text();
+    assert!(log.contains("event=nats_stream_missing"), "{log}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("nats_dropped_total") && l.ends_with(" 0")),
+        "{metrics}"
+    );
+    let new = read_stream(&nats.url(), "MARKET_DATA");
+    drop(nats);
+    let old_server = NatsServer::start_at(free_port(), old_store);
+    let old = read_stream(&old_server.url(), "MARKET_DATA");
+    assert!(
+        !new.is_empty() && !old.is_empty(),
+        "{} old, {} new",
+        old.len(),
+        new.len()
+    );
+    let mut have = std::collections::HashSet::new();
+    for store in [&old, &new] {
+        let mut ids = std::collections::HashSet::new();
+        for (_, id, v) in store.iter() {
+            assert!(ids.insert(id.clone()), "duplicate {id} in one store");
+            have.insert(v.to_string());
+        }
+    }
+    let files = read_jsonl(&data);
+    let missing: Vec<String> = files
+        .iter()
+        .map(|v| v.to_string())
+        .filter(|v| !have.contains(v))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} events in neither store, e.g. {:?}",
+        missing.len(),
+        files.len(),
+        missing.first()
+    );
+}
+
 /// Sink isolation with `backpressure: drop_newest`: NATS down for 5 s while the file sink is
 /// enabled too; the file sink keeps every event and keeps writing through the outage (the
 /// publisher never waits for NATS), NATS alone loses records, counts them and announces the loss

@@ -441,7 +441,28 @@ impl Sink for NatsSink {
 /// The server's acknowledgement of one JetStream publish, awaited by its own task from the moment
 /// of the publish: its timeout runs from then, not from when the window reaches it (awaited in
 /// order, the futures' timeouts would add up behind an outage).
-type Ack = tokio::task::JoinHandle<Result<(), String>>;
+type Ack = tokio::task::JoinHandle<Result<(), Failure>>;
+
+/// Why a publish was not acknowledged.
+struct Failure {
+    /// No stream captures the subject (JetStream answered "no responders"): the server came back
+    /// without its state, or someone deleted the stream. The stream is ensured again.
+    stream_missing: bool,
+    text: String,
+}
+
+impl Failure {
+    fn other(text: impl Into<String>) -> Failure {
+        Failure {
+            stream_missing: false,
+            text: text.into(),
+        }
+    }
+}
+
+/// First wait before re-publishing after a failure; doubles per failed wave up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A publish not yet acknowledged.
 struct Pending {
@@ -450,6 +471,7 @@ struct Pending {
     id: String,
     payload: Bytes,
     first_sent: Instant,
+    last_sent: Instant,
 }
 
 fn headers(id: &str) -> async_nats::HeaderMap {
@@ -568,12 +590,18 @@ fn run(
         let mut closing = false;
         let max = plan.cfg.max_in_flight;
         let mut give_up_log = crate::metrics::LogThrottle::default();
+        // Retries back off per wave of failures, not per message: a publish sent before the last
+        // wait ended failed in that wave and goes again at once.
+        let mut backoff = MIN_BACKOFF;
+        let mut wave_end = Instant::now();
         loop {
             let connected = client.connection_state() == async_nats::connection::State::Connected;
             if !stream_ok && connected && Instant::now() >= next_try {
                 match ensure_stream(&js, &plan).await {
                     Ok(()) => {
                         stream_ok = true;
+                        // Whatever failed while the stream was missing goes again now.
+                        wave_end = Instant::now();
                         if let Some(r) = ready.take() {
                             let _ = r.send(Ok(()));
                         }
@@ -626,6 +654,7 @@ fn run(
                     id: m.id.clone(),
                     payload,
                     first_sent: Instant::now(),
+                    last_sent: Instant::now(),
                 };
                 let _ = free.try_send(m);
                 inflight.push_back(send(&client, &js, jetstream, p, &stats).await);
@@ -638,30 +667,53 @@ fn run(
                 continue;
             };
             let result = match p.ack.take() {
-                Some(ack) => ack.await.unwrap_or_else(|e| Err(e.to_string())),
-                None if jetstream => Err("not sent".to_string()),
+                Some(ack) => ack
+                    .await
+                    .unwrap_or_else(|e| Err(Failure::other(e.to_string()))),
+                None if jetstream => Err(Failure::other("not sent")),
                 None => Ok(()),
             };
             match result {
                 Ok(()) => {
+                    backoff = MIN_BACKOFF;
                     if jetstream {
                         stats.acked.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Err(e) if p.first_sent.elapsed() < plan.publish_timeout => {
+                Err(f) if p.first_sent.elapsed() < plan.publish_timeout => {
+                    if f.stream_missing && stream_ok {
+                        stream_ok = false;
+                        next_try = Instant::now();
+                        log::warn!(
+                            "event=nats_stream_missing stream={} note=\"the server lost the stream (restarted without its state?); creating it again\"",
+                            plan.cfg.stream
+                        );
+                    }
+                    if !stream_ok {
+                        // Sent again once the stream is back (top of the loop).
+                        inflight.push_front(p);
+                        continue;
+                    }
                     stats.retried.fetch_add(1, Ordering::Relaxed);
                     if stats.retried.load(Ordering::Relaxed) % 1000 == 1 {
                         log::warn!(
-                            "event=nats_publish_retry subject={} id={} error=\"{e}\"",
+                            "event=nats_publish_retry subject={} id={} error=\"{}\" backoff_ms={}",
                             p.subject,
-                            p.id
+                            p.id,
+                            f.text,
+                            backoff.as_millis()
                         );
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    if p.last_sent >= wave_end {
+                        tokio::time::sleep(backoff).await;
+                        wave_end = Instant::now();
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
                     let p = send(&client, &js, jetstream, p, &stats).await;
                     inflight.push_front(p);
                 }
-                Err(e) => {
+                Err(f) => {
+                    let e = f.text;
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                     let _ = stats.given_up.try_send(p.payload.clone());
                     if give_up_log.hit() {
@@ -689,13 +741,20 @@ async fn send(
     stats: &Stats,
 ) -> Pending {
     stats.published.fetch_add(1, Ordering::Relaxed);
+    p.last_sent = Instant::now();
     if jetstream {
         p.ack = js
             .publish_with_headers(p.subject.clone(), headers(&p.id), p.payload.clone())
             .await
             .ok()
             .map(|ack| {
-                tokio::spawn(async move { ack.await.map(|_| ()).map_err(|e| e.to_string()) })
+                tokio::spawn(async move {
+                    ack.await.map(|_| ()).map_err(|e| Failure {
+                        stream_missing: e.kind()
+                            == async_nats::jetstream::context::PublishErrorKind::StreamNotFound,
+                        text: e.to_string(),
+                    })
+                })
             });
     } else {
         let _ = client
