@@ -166,8 +166,13 @@ pub struct SinkHealth {
     pub name: &'static str,
     /// Last reachability check result.
     pub reachable: Arc<AtomicBool>,
-    /// Messages queued inside the sink (not yet acknowledged).
+    /// Messages queued inside the sink (not yet acknowledged): `sink_queue_depth{sink}`.
     pub queue_depth: Arc<AtomicI64>,
+    /// Bytes waiting in the sink's spool (`backpressure: spool`): `sink_spool_bytes{sink}`.
+    pub spool_bytes: Arc<AtomicI64>,
+    /// Records this sink alone did not deliver (dropped by `drop_newest`, a full spool, or given
+    /// up): `sink_dropped_total{sink}`.
+    pub dropped: Arc<AtomicU64>,
 }
 
 /// Labels of `frames_skipped_total`.
@@ -314,6 +319,30 @@ impl Metrics {
         a
     }
 
+    /// Registers `value` (already counted elsewhere) as one more counter name.
+    pub fn counter_alias(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        value: &Arc<AtomicU64>,
+    ) -> Arc<AtomicU64> {
+        self.register(name, help, labels, ExtraKind::Counter(value.clone()));
+        value.clone()
+    }
+
+    /// Registers `value` (already kept elsewhere) as one more gauge name.
+    pub fn gauge_alias(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        value: &Arc<AtomicI64>,
+    ) -> Arc<AtomicI64> {
+        self.register(name, help, labels, ExtraKind::Gauge(value.clone()));
+        value.clone()
+    }
+
     /// Registers a float gauge (store with `f64::to_bits`).
     pub fn gauge_f64(
         &self,
@@ -363,10 +392,25 @@ impl Metrics {
 
     /// Registers a sink's health handles (reachable starts true until a check says otherwise).
     pub fn sink_health(&self, name: &'static str) -> SinkHealth {
+        let l = [("sink", name)];
         let h = SinkHealth {
             name,
             reachable: Arc::new(AtomicBool::new(true)),
-            queue_depth: Arc::new(AtomicI64::new(0)),
+            queue_depth: self.gauge(
+                "sink_queue_depth",
+                "Records queued inside the sink, not yet delivered (acknowledged).",
+                &l,
+            ),
+            spool_bytes: self.gauge(
+                "sink_spool_bytes",
+                "Bytes waiting in the sink's on-disk spool (backpressure: spool).",
+                &l,
+            ),
+            dropped: self.counter(
+                "sink_dropped_total",
+                "Records this sink alone did not deliver (backpressure: drop_newest, a full spool, or given up after its deadline); announced as gap events in it.",
+                &l,
+            ),
         };
         if let Ok(mut s) = self.sinks.lock() {
             s.push(h.clone());

@@ -156,6 +156,8 @@ pub fn health(m: &Metrics) -> (u16, serde_json::Value) {
                         "name": h.name,
                         "reachable": h.reachable.load(Ordering::Relaxed),
                         "queue_depth": h.queue_depth.load(Ordering::Relaxed),
+                        "spool_bytes": h.spool_bytes.load(Ordering::Relaxed),
+                        "dropped": h.dropped.load(Ordering::Relaxed),
                     })
                 })
                 .collect()

@@ -155,12 +155,12 @@ impl Drops {
             return false;
         };
         let (exchange, market) = (
-            crate::sink::kafka::intern::intern(&id.exchange),
-            crate::sink::kafka::intern::intern(&id.market),
+            crate::sink::intern::intern(&id.exchange),
+            crate::sink::intern::intern(&id.market),
         );
         match id.gap {
             Some((stream, gap_reason, from, to)) if kind == EventKind::Gap => {
-                let r = crate::sink::kafka::intern::intern(&gap_reason);
+                let r = crate::sink::intern::intern(&gap_reason);
                 let r = if r.is_empty() { reason } else { r };
                 self.note_parts(r, &stream, exchange, market, &id.symbol, (from, to));
             }

@@ -7,9 +7,11 @@
 
 pub mod drops;
 pub mod file;
+pub mod intern;
 pub mod kafka;
 pub mod nats;
 pub mod null;
+pub mod spool;
 
 use crate::encode::Formats;
 use crate::encode::record::Record;

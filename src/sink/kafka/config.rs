@@ -77,9 +77,15 @@ pub struct KafkaConfig {
     pub stall_timeout: String,
     /// What a full queue does: `block` (default: the publisher waits, the rings fill, the readers
     /// stop reading and TCP pushes back on the exchange; nothing is dropped inside the process) or
-    /// `drop_newest` (the record is dropped and counted in `kafka_dropped_total`).
+    /// `drop_newest` (the record is dropped and counted in `kafka_dropped_total`), or `spool`
+    /// (what librdkafka's queue cannot take goes to a bounded file, `spool`, and is produced from
+    /// it in order once the queue has room: the other sinks never wait; past `spool.max_bytes`
+    /// records are dropped as with `drop_newest`).
     #[serde(default = "d_backpressure")]
     pub backpressure: String,
+    /// Where and how much `backpressure: spool` keeps (`./spool/kafka`, 1 GiB).
+    #[serde(default = "d_spool")]
+    pub spool: crate::sink::spool::SpoolConfig,
     /// Refuse to start when the brokers cannot be reached within `metadata_timeout`.
     #[serde(default)]
     pub required: bool,
@@ -163,6 +169,9 @@ fn d_retry_kbytes() -> u32 {
 fn d_stall_timeout() -> String {
     "5s".into()
 }
+fn d_spool() -> crate::sink::spool::SpoolConfig {
+    crate::sink::spool::SpoolConfig::for_sink("kafka")
+}
 fn d_backpressure() -> String {
     "block".into()
 }
@@ -229,7 +238,10 @@ fn check_template(key: &str, t: &str) -> Result<(), ConfigError> {
 impl KafkaSettings {
     /// Validates `sinks.kafka`; `Ok(None)` when disabled.
     pub fn from_section(value: serde_yaml::Value) -> Result<Option<KafkaSettings>, ConfigError> {
-        let raw: KafkaConfig = section("sinks.kafka", value)?;
+        let mut raw: KafkaConfig = section("sinks.kafka", value)?;
+        if raw.spool.path.is_empty() {
+            raw.spool.path = d_spool().path;
+        }
         let k = |s: &str| format!("sinks.kafka.{s}");
         let dur =
             |name: &str, v: &str| duration::parse(v).map_err(|r| ConfigError::new(k(name), r));
@@ -321,11 +333,19 @@ impl KafkaSettings {
                 format!("`{ca}` is not a readable file"),
             ));
         }
-        if raw.backpressure != "block" && raw.backpressure != "drop_newest" {
+        if !["block", "drop_newest", "spool"].contains(&raw.backpressure.as_str()) {
             return Err(ConfigError::new(
                 k("backpressure"),
-                format!("`{}` is not one of block, drop_newest", raw.backpressure),
+                format!(
+                    "`{}` is not one of block, drop_newest, spool",
+                    raw.backpressure
+                ),
             ));
+        }
+        if raw.backpressure == "spool" {
+            raw.spool
+                .check()
+                .map_err(|r| ConfigError::new(k("spool"), r))?;
         }
         if raw.queue_max_messages == 0 || raw.queue_max_kbytes == 0 || raw.retry_max_kbytes == 0 {
             return Err(ConfigError::new(

@@ -48,6 +48,9 @@ pub struct GivenUp {
 
 /// Counters and state shared between the producer's callbacks and the sink.
 pub struct Delivery {
+    /// Delivery reports served (one per record, whatever the outcome): the sink polls until
+    /// this stops moving.
+    pub reports: AtomicU64,
     pub acked: Arc<AtomicU64>,
     pub failed: Arc<AtomicU64>,
     pub retried: Arc<AtomicU64>,
@@ -103,6 +106,7 @@ impl Delivery {
         drop_newest: bool,
     ) -> Delivery {
         Delivery {
+            reports: AtomicU64::new(0),
             acked,
             failed,
             retried,
@@ -307,6 +311,7 @@ impl ProducerContext for Ctx {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let d = &self.0;
+        d.reports.fetch_add(1, Ordering::Relaxed);
         let now = realtime_ns();
         let retry = if opaque & RETRY_FLAG != 0 {
             d.in_flight_retries

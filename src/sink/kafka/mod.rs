@@ -20,7 +20,6 @@
 
 pub mod config;
 pub mod delivery;
-pub mod intern;
 pub mod topics;
 
 use super::{Sink, SinkError, SinkFactory, SinkPlan};
@@ -122,6 +121,12 @@ pub struct KafkaSink {
     /// Stall resets since acknowledgements last moved: each waits twice as long as the one
     /// before (a topic that cannot be created would otherwise reset every `stall_timeout`).
     stall_resets_in_a_row: u32,
+    /// `backpressure: spool`: what librdkafka's queue could not take, in order, and the record
+    /// being moved from it to the producer (its buffers reused).
+    spool: Option<crate::sink::spool::RecordSpool>,
+    unspooled: Option<Record>,
+    /// `unspooled` holds a record popped from the spool that librdkafka did not take yet.
+    held: bool,
 }
 
 impl KafkaSink {
@@ -221,7 +226,26 @@ impl KafkaSink {
                 ),
             )
         };
+        let dropped = health.dropped.clone();
+        let spool = if s.raw.backpressure == "spool" {
+            let sp = crate::sink::spool::RecordSpool::open(&s.raw.spool, "kafka")
+                .map_err(|e| SinkError(format!("sinks.kafka.spool.path: {e}")))?;
+            if !sp.is_empty() {
+                log::warn!(
+                    "event=kafka_spool_replay path={} bytes={} note=\"left by an earlier run\"",
+                    sp.path().display(),
+                    sp.len()
+                );
+            }
+            health.spool_bytes.store(sp.len() as i64, Ordering::Relaxed);
+            Some(sp)
+        } else {
+            None
+        };
         Ok(KafkaSink {
+            spool,
+            unspooled: Some(Record::with_capacity(512)),
+            held: false,
             settings: s.clone(),
             producer,
             delivery,
@@ -237,10 +261,11 @@ impl KafkaSink {
                 L,
             ),
             next_retry_id: 0,
-            dropped: metrics.counter(
+            dropped: metrics.counter_alias(
                 "kafka_dropped_total",
-                "Records dropped because librdkafka's queue was full (backpressure: drop_newest).",
+                "Records dropped because librdkafka's queue was full (backpressure: drop_newest, or spool past spool.max_bytes).",
                 L,
+                &dropped,
             ),
             drop_log: crate::metrics::LogThrottle::default(),
             drops: crate::sink::drops::Drops::counted(
@@ -581,6 +606,140 @@ fn spawn_health(
 }
 
 impl KafkaSink {
+    /// The bytes produced for `rec` in this sink's format.
+    fn payload<'r>(&self, rec: &'r Record) -> &'r [u8] {
+        match self.format {
+            KafkaFormat::Protobuf => &rec.proto,
+            // The JSON Lines object without its newline.
+            KafkaFormat::Json => rec.json.strip_suffix(b"\n").unwrap_or(&rec.json),
+        }
+    }
+
+    /// Counts, remembers (for its `gap`) and logs a record this sink loses.
+    fn note_dropped(&mut self, rec: &Record, policy: &str) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.drops.note(rec);
+        if self.drop_log.hit() {
+            log::warn!(
+                "event=kafka_dropped policy={policy} type={} symbol={} count={}",
+                rec.kind.as_str(),
+                rec.symbol,
+                self.drop_log.count()
+            );
+        }
+    }
+
+    /// `backpressure: spool`: produce without waiting; behind a non-empty spool, or when
+    /// librdkafka's queue (or our retry copies) is full, the record goes to the spool.
+    fn write_spooling(&mut self, rec: &Record) -> Result<(), SinkError> {
+        self.drain_spool()?;
+        let behind = self.spooling() || self.delivery.retries_full();
+        if !behind {
+            let mut sent = self.send_record(rec, self.payload(rec), false);
+            if let Ok(false) = sent
+                && self.serve_reports() > 0
+            {
+                sent = self.send_record(rec, self.payload(rec), false);
+            }
+            match sent {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) if is_fatal(&e) => {
+                    self.delivery.fatal.store(true, Ordering::Relaxed);
+                    self.watch_progress(realtime_ns());
+                }
+                Err(e) => {
+                    self.delivery.failed.fetch_add(1, Ordering::Relaxed);
+                    return Err(SinkError(format!(
+                        "produce {} of {}: {e}",
+                        rec.kind.as_str(),
+                        rec.symbol
+                    )));
+                }
+            }
+        }
+        let kept = match self.spool.as_mut() {
+            Some(sp) => sp
+                .push(rec)
+                .map_err(|e| SinkError(format!("kafka spool: {e}")))?,
+            None => false,
+        };
+        if !kept {
+            self.note_dropped(rec, "spool_full");
+        }
+        Ok(())
+    }
+
+    /// Moves spooled records, oldest first, to the producer while librdkafka takes them. The
+    /// one librdkafka refused stays in hand (`held`) and goes first next time.
+    fn drain_spool(&mut self) -> Result<(), SinkError> {
+        let (Some(mut sp), Some(mut rec)) = (self.spool.take(), self.unspooled.take()) else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        while (self.held || !sp.is_empty()) && !self.delivery.retries_full() {
+            if !self.held {
+                match sp.pop(&mut rec) {
+                    Ok(true) => self.held = true,
+                    Ok(false) => break,
+                    Err(e) => {
+                        result = Err(SinkError(format!("kafka spool: {e}")));
+                        break;
+                    }
+                }
+            }
+            match self.send_record(&rec, self.payload(&rec), false) {
+                Ok(true) => self.held = false,
+                // Full: room may be waiting in unserved delivery reports.
+                Ok(false) if self.serve_reports() > 0 => {}
+                Ok(false) => break,
+                Err(e) if is_fatal(&e) => {
+                    self.delivery.fatal.store(true, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => {
+                    // Not retriable (e.g. too large): counted as failed, the rest goes on.
+                    self.held = false;
+                    self.delivery.failed.fetch_add(1, Ordering::Relaxed);
+                    log::error!(
+                        "event=kafka_produce_failed type={} symbol={} error=\"{e}\" note=\"from the spool\"",
+                        rec.kind.as_str(),
+                        rec.symbol
+                    );
+                }
+            }
+        }
+        self.health
+            .spool_bytes
+            .store(sp.len() as i64, Ordering::Relaxed);
+        self.spool = Some(sp);
+        self.unspooled = Some(rec);
+        result
+    }
+
+    /// Serves every delivery report librdkafka has ready (one `poll` serves one event, a batch
+    /// of reports); returns how many records they covered. Reports hold their records in
+    /// librdkafka's queue count until served, so a sink that does not wait in `poll` must drain
+    /// them or the queue looks full.
+    fn serve_reports(&self) -> u64 {
+        let start = self.delivery.reports.load(Ordering::Relaxed);
+        let mut seen = start;
+        for _ in 0..1024 {
+            self.producer.poll(Duration::ZERO);
+            let now = self.delivery.reports.load(Ordering::Relaxed);
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+        seen - start
+    }
+
+    /// Records waiting in the spool, the one in hand included.
+    fn spooling(&self) -> bool {
+        self.held || self.spool.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
     /// Publishes a `gap` per stream with dropped records, as far as the queue has room.
     fn report_drops(&mut self) {
         // Only towards brokers that answer, and with room for a copy should it fail: a gap
@@ -647,6 +806,9 @@ impl Sink for KafkaSink {
     }
 
     fn write(&mut self, rec: &Record) -> Result<(), SinkError> {
+        if self.spool.is_some() {
+            return self.write_spooling(rec);
+        }
         if self.delivery.retries_full() && !self.delivery.drop_newest {
             // `block`: the retry copies are at their bound; take nothing new until they drain.
             while self.delivery.retries_full() {
@@ -655,11 +817,7 @@ impl Sink for KafkaSink {
                 self.housekeep(realtime_ns());
             }
         }
-        let payload: &[u8] = match self.format {
-            KafkaFormat::Protobuf => &rec.proto,
-            // The JSON Lines object without its newline.
-            KafkaFormat::Json => rec.json.strip_suffix(b"\n").unwrap_or(&rec.json),
-        };
+        let payload = self.payload(rec);
         let mut sent = self.send_record(rec, payload, !self.delivery.drop_newest);
         if let Err(e) = &sent
             && is_fatal(e)
@@ -670,16 +828,7 @@ impl Sink for KafkaSink {
             sent = self.send_record(rec, payload, true);
         }
         if let Ok(false) = sent {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            self.drops.note(rec);
-            if self.drop_log.hit() {
-                log::warn!(
-                    "event=kafka_dropped policy=drop_newest type={} symbol={} count={}",
-                    rec.kind.as_str(),
-                    rec.symbol,
-                    self.drop_log.count()
-                );
-            }
+            self.note_dropped(rec, "drop_newest");
         }
         sent.map(|_| ()).map_err(|e| {
             self.delivery.failed.fetch_add(1, Ordering::Relaxed);
@@ -692,13 +841,40 @@ impl Sink for KafkaSink {
     }
 
     fn tick(&mut self, now_ns: i64) -> Result<(), SinkError> {
-        self.producer.poll(Duration::ZERO);
+        self.serve_reports();
         self.housekeep(now_ns);
-        Ok(())
+        self.drain_spool()
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
         let deadline = Instant::now() + self.flush_timeout;
+        // The spool goes first, as far as the brokers take it before the deadline; what stays
+        // is kept in the file and produced first by the next run.
+        while self.spooling() && Instant::now() < deadline {
+            self.drain_spool()?;
+            self.producer.poll(Duration::from_millis(10));
+            self.housekeep(realtime_ns());
+        }
+        if self.held
+            && let (Some(sp), Some(rec)) = (self.spool.as_mut(), self.unspooled.as_ref())
+        {
+            // The record in hand goes back to the front (behind the rest only if its pop had
+            // emptied the file and more came after it: then one record is out of order).
+            sp.unpop(rec)
+                .map_err(|e| SinkError(format!("kafka spool: {e}")))?;
+            self.held = false;
+        }
+        if let Some(sp) = self.spool.as_mut()
+            && !sp.is_empty()
+        {
+            sp.flush()
+                .map_err(|e| SinkError(format!("kafka spool: {e}")))?;
+            log::warn!(
+                "event=kafka_spool_kept path={} bytes={} note=\"produced first by the next run\"",
+                sp.path().display(),
+                sp.len()
+            );
+        }
         self.collect_given_up();
         self.report_drops();
         // Flush in slices so due retries are re-enqueued (and a wedged producer replaced) while

@@ -60,7 +60,7 @@ pub struct NatsSink {
     /// What the NATS thread gave up after `publish_timeout`.
     given_up: crossbeam_channel::Receiver<Bytes>,
     /// `backpressure: spool`: the overflow on disk, and its size as a gauge.
-    spool: Option<super::spool::Spool>,
+    spool: Option<crate::sink::spool::Spool>,
     spool_bytes: Arc<std::sync::atomic::AtomicI64>,
     /// A message being spooled (its buffers reused).
     scratch: Msg,
@@ -95,18 +95,23 @@ impl NatsSink {
                 "Publishes sent again after a failure (same Nats-Msg-Id).",
                 &l,
             ),
-            dropped: metrics.counter(
+            dropped: metrics.counter_alias(
                 "nats_dropped_total",
                 "Messages not delivered: the queue was full (backpressure: drop_newest), or no acknowledgement within publish_timeout.",
                 &l,
+                &health.dropped,
             ),
         };
         let dropped = stats.dropped.clone();
         // A spool past its bound drops like `drop_newest`.
         let drop_newest = plan.cfg.backpressure != "block";
         let spool = if plan.cfg.backpressure == "spool" {
-            let s = super::spool::Spool::open(&plan.cfg.spool.path, plan.cfg.spool.max_bytes)
-                .map_err(|e| SinkError(format!("sinks.nats.spool.path: {e}")))?;
+            let s = crate::sink::spool::Spool::open(
+                &plan.cfg.spool.path,
+                "nats",
+                plan.cfg.spool.max_bytes,
+            )
+            .map_err(|e| SinkError(format!("sinks.nats.spool.path: {e}")))?;
             if !s.is_empty() {
                 log::warn!(
                     "event=nats_spool_replay path={} bytes={} note=\"left by an earlier run\"",
@@ -118,10 +123,11 @@ impl NatsSink {
         } else {
             None
         };
-        let spool_bytes = metrics.gauge(
+        let spool_bytes = metrics.gauge_alias(
             "nats_spool_bytes",
             "Bytes waiting in the NATS sink's spool (backpressure: spool).",
             &l,
+            &health.spool_bytes,
         );
         let gap_counter = |reason: &'static str| {
             (
@@ -252,9 +258,16 @@ impl NatsSink {
             let Some(spool) = self.spool.as_mut() else {
                 break;
             };
+            let mut subject = std::mem::take(&mut m.subject).into_bytes();
+            let mut id = std::mem::take(&mut m.id).into_bytes();
             let got = spool
-                .pop(&mut m.subject, &mut m.id, &mut m.payload)
+                .pop(&mut [&mut subject, &mut id, &mut m.payload])
                 .map_err(|e| SinkError(format!("nats spool: {e}")))?;
+            let utf8 = |b: Vec<u8>| {
+                String::from_utf8(b).map_err(|_| SinkError("nats spool: damaged entry".into()))
+            };
+            m.subject = utf8(subject)?;
+            m.id = utf8(id)?;
             if !got {
                 self.spare.push(m);
                 break;
@@ -338,7 +351,7 @@ impl Sink for NatsSink {
                 self.fill(rec, &mut m);
                 let kept = match self.spool.as_mut() {
                     Some(s) => s
-                        .push(&m.subject, &m.id, &m.payload)
+                        .push(&[m.subject.as_bytes(), m.id.as_bytes(), &m.payload])
                         .map_err(|e| SinkError(format!("nats spool: {e}")))?,
                     None => false,
                 };

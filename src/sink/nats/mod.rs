@@ -9,7 +9,6 @@
 //! (backpressure, nothing dropped), as the Kafka sink does.
 
 pub mod client;
-pub mod spool;
 pub mod subject;
 
 use super::{Sink, SinkError, SinkFactory, SinkPlan};
@@ -18,6 +17,7 @@ use crate::encode::record::Record;
 use crate::event::EventKind;
 use crate::metrics::Metrics;
 use crate::setting::{ConfigError, section};
+use crate::sink::spool::SpoolConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -76,8 +76,8 @@ pub struct NatsConfig {
     /// messages again; past `spool.max_bytes` records are dropped as with `drop_newest`).
     #[serde(default = "default_backpressure")]
     pub backpressure: String,
-    /// Where and how much `backpressure: spool` keeps.
-    #[serde(default)]
+    /// Where and how much `backpressure: spool` keeps (`./spool/nats`, 1 GiB).
+    #[serde(default = "default_spool")]
     pub spool: SpoolConfig,
     /// A message not acknowledged within this time (retries included) is counted as lost
     /// (`nats_dropped_total`) and logged (default 120s).
@@ -85,23 +85,8 @@ pub struct NatsConfig {
     pub publish_timeout: String,
 }
 
-/// The on-disk overflow of `backpressure: spool`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SpoolConfig {
-    /// Directory of the spool file (created if absent).
-    pub path: String,
-    /// Bytes kept at most (default 1 GiB).
-    pub max_bytes: u64,
-}
-
-impl Default for SpoolConfig {
-    fn default() -> Self {
-        SpoolConfig {
-            path: "./spool/nats".into(),
-            max_bytes: 1 << 30,
-        }
-    }
+fn default_spool() -> SpoolConfig {
+    SpoolConfig::for_sink("nats")
 }
 
 /// One URL or several.
@@ -204,7 +189,7 @@ impl SinkFactory for Factory {
 impl NatsPlan {
     pub fn from_section(value: serde_yaml::Value) -> Result<Option<NatsPlan>, ConfigError> {
         let prefix = "sinks.nats";
-        let cfg: NatsConfig = section(prefix, value)?;
+        let mut cfg: NatsConfig = section(prefix, value)?;
         let key = |k: &str| format!("{prefix}.{k}");
         for (i, u) in cfg.url.list().iter().enumerate() {
             let ok = ["nats://", "tls://", "ws://", "wss://"]
@@ -262,11 +247,13 @@ impl NatsPlan {
                 format!("`{}` is not block, drop_newest or spool", cfg.backpressure),
             ));
         }
-        if cfg.backpressure == "spool" && (cfg.spool.path.is_empty() || cfg.spool.max_bytes == 0) {
-            return Err(ConfigError::new(
-                key("spool"),
-                "needs a path and max_bytes above 0",
-            ));
+        if cfg.spool.path.is_empty() {
+            cfg.spool.path = default_spool().path;
+        }
+        if cfg.backpressure == "spool" {
+            cfg.spool
+                .check()
+                .map_err(|r| ConfigError::new(key("spool"), r))?;
         }
         if cfg.max_in_flight == 0 || cfg.max_in_flight > 1_000_000 {
             return Err(ConfigError::new(
