@@ -45,6 +45,25 @@ impl Record {
         }
     }
 
+    /// Makes `self` a copy of `other`, reusing its buffers (no allocation once they are large
+    /// enough): the hand-off to a sink's own queue.
+    pub fn copy_from(&mut self, other: &Record) {
+        self.kind = other.kind;
+        self.exchange = other.exchange;
+        self.market = other.market;
+        self.symbol.clear();
+        self.symbol.push_str(&other.symbol);
+        self.recv_ts_ns = other.recv_ts_ns;
+        self.parsed_ts_ns = other.parsed_ts_ns;
+        self.json.clear();
+        self.json.extend_from_slice(&other.json);
+        self.proto.clear();
+        self.proto.extend_from_slice(&other.proto);
+        self.position = other.position;
+        self.position_unique = other.position_unique;
+        self.variant = other.variant;
+    }
+
     /// Gives back memory after an outsized event (see `Frame::shrink_if_above`).
     #[inline]
     pub fn shrink_if_above(&mut self, limit: usize, keep: usize) {

@@ -114,11 +114,26 @@ pub fn run_with(
     let mut formats = Formats::NONE;
     for plan in &config.sinks {
         formats = formats.union(plan.formats());
-        sinks.push(
-            plan.start_for(&metrics, &subscribed)
-                .map_err(|e| format!("sink {}: {e}", plan.name()))?,
+        let sink = plan
+            .start_for(&metrics, &subscribed)
+            .map_err(|e| format!("sink {}: {e}", plan.name()))?;
+        // A sink that blocks on its own I/O gets its own thread and queue when it has company:
+        // then it can only stall itself.
+        let (sink, own_thread) = match plan.queue_policy() {
+            Some(q) if config.sinks.len() > 1 => (
+                Box::new(
+                    crate::sink::threaded::Threaded::start(plan.name(), sink, q, &metrics)
+                        .map_err(|e| format!("sink {}: {e}", plan.name()))?,
+                ) as Box<dyn crate::sink::Sink>,
+                true,
+            ),
+            _ => (sink, false),
+        };
+        sinks.push(sink);
+        log::info!(
+            "event=sink_started sink={} own_thread={own_thread}",
+            plan.name()
         );
-        log::info!("event=sink_started sink={}", plan.name());
         // Sinks without a reachability check of their own (file, null) are listed as reachable;
         // their write failures show in processor_publish_errors_total.
         let listed = metrics

@@ -188,6 +188,46 @@ impl Drops {
         json: bool,
         mut send: impl FnMut(&'static str, &'static str, &str, &[u8]) -> bool,
     ) {
+        let mut buf = std::mem::take(&mut self.buf);
+        self.each_pending(|e| {
+            buf.clear();
+            if json {
+                crate::encode::json::write_event(e, &mut buf);
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                }
+            } else {
+                crate::encode::protobuf::write_event(e, &mut buf);
+            }
+            send(e.header.exchange, e.header.market, &e.header.symbol, &buf)
+        });
+        self.buf = buf;
+    }
+
+    /// Each pending gap as a whole [`Record`] (both encodings, the JSON line with its `\n`), in
+    /// `rec`, handed to `send`; stops at the first refusal.
+    pub fn report_records(&mut self, rec: &mut Record, mut send: impl FnMut(&Record) -> bool) {
+        self.each_pending(|e| {
+            rec.kind = EventKind::Gap;
+            rec.exchange = e.header.exchange;
+            rec.market = e.header.market;
+            set(&mut rec.symbol, &e.header.symbol);
+            rec.recv_ts_ns = e.header.receive_ts_ns;
+            rec.parsed_ts_ns = e.header.receive_ts_ns;
+            rec.position = 0;
+            rec.position_unique = false;
+            rec.variant = "";
+            rec.json.clear();
+            crate::encode::json::write_event(e, &mut rec.json);
+            rec.proto.clear();
+            crate::encode::protobuf::write_event(e, &mut rec.proto);
+            send(rec)
+        });
+    }
+
+    /// The pending gaps, last noted first, as `gap` events to `send`; each accepted one is
+    /// logged, counted and forgotten.
+    fn each_pending(&mut self, mut send: impl FnMut(&Event) -> bool) {
         while let Some(d) = self.pending.last() {
             let e = &mut self.event;
             e.kind = Some(EventKind::Gap);
@@ -200,16 +240,7 @@ impl Drops {
             set(&mut e.gap.reason, d.reason);
             e.gap.from_ts_ns = d.from_ts_ns;
             e.gap.to_ts_ns = d.to_ts_ns;
-            self.buf.clear();
-            if json {
-                crate::encode::json::write_event(e, &mut self.buf);
-                if self.buf.last() == Some(&b'\n') {
-                    self.buf.pop();
-                }
-            } else {
-                crate::encode::protobuf::write_event(e, &mut self.buf);
-            }
-            if !send(d.exchange, d.market, &d.symbol, &self.buf) {
+            if !send(e) {
                 return;
             }
             log::warn!(

@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod nats;
 pub mod null;
 pub mod spool;
+pub mod threaded;
 
 use crate::encode::Formats;
 use crate::encode::record::Record;
@@ -44,6 +45,13 @@ pub trait SinkPlan: Send + Sync + fmt::Debug {
     fn effective(&self) -> serde_yaml::Value;
     /// Opens the sink (before data flows); it registers its own metrics and health in `metrics`.
     fn start(&self, metrics: &Arc<Metrics>) -> Result<Box<dyn Sink>, SinkError>;
+    /// For a sink whose writes block on its own I/O (file, PostgreSQL): its queue and
+    /// backpressure when it runs behind [`threaded::Threaded`], which it does whenever it shares
+    /// the publisher with another sink. `None`: the sink queues on its own (Kafka, NATS) or never
+    /// waits (null).
+    fn queue_policy(&self) -> Option<threaded::QueuePolicy> {
+        None
+    }
     /// Opens the sink knowing which symbols the configuration subscribes: a sink that creates
     /// resources per symbol (Kafka topics) creates them for those only, never for whatever
     /// symbol network data names.

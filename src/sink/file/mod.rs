@@ -35,6 +35,27 @@ struct FileConfig {
     /// Flush buffered bytes to the OS at least this often.
     #[serde(default = "default_flush")]
     flush_interval: String,
+    /// Beside other sinks the file sink writes on its own thread: records queued for it at most.
+    #[serde(default = "default_queue")]
+    queue_capacity: usize,
+    /// What its full queue does (a disk that stalls): `block` (default: the publisher waits, every
+    /// sink with it), `drop_newest` (the file sink alone loses the record, a `gap` line says
+    /// so) or `spool`.
+    #[serde(default = "default_backpressure")]
+    backpressure: String,
+    /// Where and how much `backpressure: spool` keeps (`./spool/file`, 1 GiB).
+    #[serde(default = "default_spool")]
+    spool: crate::sink::spool::SpoolConfig,
+}
+
+fn default_queue() -> usize {
+    65_536
+}
+fn default_backpressure() -> String {
+    "block".into()
+}
+fn default_spool() -> crate::sink::spool::SpoolConfig {
+    crate::sink::spool::SpoolConfig::for_sink("file")
 }
 
 fn yes() -> bool {
@@ -69,6 +90,14 @@ impl FileFormat {
     }
 }
 
+fn queue_policy(cfg: &FileConfig) -> crate::sink::threaded::QueuePolicy {
+    crate::sink::threaded::QueuePolicy {
+        queue_capacity: cfg.queue_capacity,
+        backpressure: cfg.backpressure.clone(),
+        spool: cfg.spool.clone(),
+    }
+}
+
 #[derive(Debug)]
 struct FilePlan {
     cfg: FileConfig,
@@ -85,7 +114,13 @@ impl SinkFactory for Factory {
     }
 
     fn plan(&self, value: serde_yaml::Value) -> Result<Option<Box<dyn SinkPlan>>, ConfigError> {
-        let cfg: FileConfig = section("sinks.file", value)?;
+        let mut cfg: FileConfig = section("sinks.file", value)?;
+        if cfg.spool.path.is_empty() {
+            cfg.spool.path = default_spool().path;
+        }
+        queue_policy(&cfg)
+            .check("file")
+            .map_err(|(k, r)| ConfigError::new(k, r))?;
         let format = match cfg.format.as_str() {
             "jsonl" => FileFormat::Jsonl,
             "protobuf" => FileFormat::Protobuf,
@@ -135,6 +170,10 @@ impl SinkPlan for FilePlan {
 
     fn effective(&self) -> serde_yaml::Value {
         serde_yaml::to_value(&self.cfg).unwrap_or(serde_yaml::Value::Null)
+    }
+
+    fn queue_policy(&self) -> Option<crate::sink::threaded::QueuePolicy> {
+        Some(queue_policy(&self.cfg))
     }
 
     fn start(
