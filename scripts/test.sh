@@ -34,6 +34,10 @@ log "nats-server (JetStream; each NATS test starts its own on 127.0.0.1 and stop
 NATS_SERVER_BIN=$(./scripts/install-nats.sh)
 export NATS_SERVER_BIN
 
+log "PostgreSQL server binaries (each PostgreSQL test makes its own cluster on 127.0.0.1 and removes it)"
+PG_BIN=$(./scripts/install-postgres.sh)
+export PG_BIN
+
 if command -v kubectl >/dev/null 2>&1; then
   log "kubernetes manifests render (deploy/k8s, deploy/k8s/sharded)"
   kubectl kustomize --load-restrictor LoadRestrictionsNone deploy/k8s >/dev/null

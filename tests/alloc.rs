@@ -376,6 +376,7 @@ fn hot_path_allocates_nothing_after_warmup() {
         queue_capacity: 1024,
         backpressure: "block".into(),
         spool: mdc::sink::spool::SpoolConfig::for_sink("file"),
+        always: false,
     };
     let mut threaded =
         mdc::sink::threaded::Threaded::start("file", Box::new(Discard), policy, &metrics).unwrap();

@@ -79,6 +79,7 @@ fn rig(backpressure: &str, spool_dir: &str) -> Rig {
             path: spool_dir.into(),
             max_bytes: 1 << 24,
         },
+        always: false,
     };
     let sink = Threaded::start("file", Box::new(inner), policy, &metrics).unwrap();
     Rig {

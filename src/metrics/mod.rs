@@ -390,8 +390,14 @@ impl Metrics {
             .collect()
     }
 
-    /// Registers a sink's health handles (reachable starts true until a check says otherwise).
+    /// The health of sink `name`, registered on first use (a sink behind the threaded adapter
+    /// and the adapter share one).
     pub fn sink_health(&self, name: &'static str) -> SinkHealth {
+        if let Ok(s) = self.sinks.lock()
+            && let Some(h) = s.iter().find(|h| h.name == name)
+        {
+            return h.clone();
+        }
         let l = [("sink", name)];
         let h = SinkHealth {
             name,

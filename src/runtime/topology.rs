@@ -120,7 +120,7 @@ pub fn run_with(
         // A sink that blocks on its own I/O gets its own thread and queue when it has company:
         // then it can only stall itself.
         let (sink, own_thread) = match plan.queue_policy() {
-            Some(q) if config.sinks.len() > 1 => (
+            Some(q) if q.always || config.sinks.len() > 1 => (
                 Box::new(
                     crate::sink::threaded::Threaded::start(plan.name(), sink, q, &metrics)
                         .map_err(|e| format!("sink {}: {e}", plan.name()))?,

@@ -11,6 +11,7 @@ pub mod intern;
 pub mod kafka;
 pub mod nats;
 pub mod null;
+pub mod postgres;
 pub mod spool;
 pub mod threaded;
 
@@ -27,6 +28,7 @@ pub static REGISTRY: &[&dyn SinkFactory] = &[
     &kafka::FACTORY,
     &nats::FACTORY,
     &null::FACTORY,
+    &postgres::FACTORY,
 ];
 
 /// Builds a plan from a sink's config section (`sinks.<name>`).

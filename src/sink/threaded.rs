@@ -28,6 +28,9 @@ pub struct QueuePolicy {
     pub queue_capacity: usize,
     pub backpressure: String,
     pub spool: SpoolConfig,
+    /// On its own thread even when it is the only sink (its client waits on the network).
+    #[serde(skip)]
+    pub always: bool,
 }
 
 impl QueuePolicy {

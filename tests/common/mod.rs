@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod postgres;
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -95,6 +95,7 @@ fn queue_policy(cfg: &FileConfig) -> crate::sink::threaded::QueuePolicy {
         queue_capacity: cfg.queue_capacity,
         backpressure: cfg.backpressure.clone(),
         spool: cfg.spool.clone(),
+        always: false,
     }
 }
 

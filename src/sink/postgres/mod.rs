@@ -1,0 +1,225 @@
+//! `sinks.postgres`: PostgreSQL (plain, TimescaleDB later) for SQL users. Rows go in batches of
+//! binary `COPY` into a per-session staging table, then `INSERT ... ON CONFLICT DO NOTHING` into
+//! the table, in one transaction: a batch is written whole or not at all, and one written twice
+//! (retried after a lost connection, replayed from a spool) adds no row. The sink always runs on
+//! its own thread behind [`crate::sink::threaded`]: a slow database fills only its own queue.
+
+mod pgbinary;
+pub mod schema;
+mod writer;
+
+use super::threaded::QueuePolicy;
+use super::{Sink, SinkError, SinkFactory, SinkPlan};
+use crate::encode::Formats;
+use crate::metrics::Metrics;
+use crate::setting::{ConfigError, duration, section};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct PgConfig {
+    #[serde(default)]
+    enabled: bool,
+    /// `postgresql://user:password@host:port/db` or `host=... user=...`; also from the
+    /// environment: `MDC_SINKS__POSTGRES__DSN`, or seed E's `DB_DSN` when that is unset.
+    #[serde(default)]
+    dsn: String,
+    /// Schema of the tables (created at start).
+    #[serde(default = "d_schema")]
+    schema: String,
+    /// Rows per batch at most (one transaction).
+    #[serde(default = "d_batch_rows")]
+    batch_rows: usize,
+    /// A batch is written at least this often.
+    #[serde(default = "d_batch_interval")]
+    batch_interval: String,
+    /// Connect (and each retry's connect) gives up after this long.
+    #[serde(default = "d_connect_timeout")]
+    connect_timeout: String,
+    /// Records queued for the sink's thread at most.
+    #[serde(default = "d_queue")]
+    queue_capacity: usize,
+    /// What a full queue does: `block` (default), `drop_newest` or `spool`.
+    #[serde(default = "d_backpressure")]
+    backpressure: String,
+    #[serde(default = "d_spool")]
+    spool: super::spool::SpoolConfig,
+}
+
+fn d_schema() -> String {
+    "marketdata".into()
+}
+fn d_batch_rows() -> usize {
+    5_000
+}
+fn d_batch_interval() -> String {
+    "200ms".into()
+}
+fn d_connect_timeout() -> String {
+    "5s".into()
+}
+fn d_queue() -> usize {
+    65_536
+}
+fn d_backpressure() -> String {
+    "block".into()
+}
+fn d_spool() -> super::spool::SpoolConfig {
+    super::spool::SpoolConfig::for_sink("postgres")
+}
+
+/// The DSN with its password replaced by `***` (logs, `check-config`).
+pub fn redact(dsn: &str) -> String {
+    if let Some((scheme, rest)) = dsn.split_once("://") {
+        if let Some((auth, host)) = rest.split_once('@')
+            && let Some((user, _)) = auth.split_once(':')
+        {
+            return format!("{scheme}://{user}:***@{host}");
+        }
+        return dsn.to_string();
+    }
+    dsn.split_whitespace()
+        .map(|kv| match kv.split_once('=') {
+            Some(("password", _)) => "password=***".to_string(),
+            _ => kv.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[derive(Debug)]
+struct PgPlan {
+    cfg: PgConfig,
+    pg: postgres::Config,
+    batch_interval: Duration,
+    connect_timeout: Duration,
+}
+
+pub struct Factory;
+pub static FACTORY: Factory = Factory;
+
+impl SinkFactory for Factory {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn plan(&self, value: serde_yaml::Value) -> Result<Option<Box<dyn SinkPlan>>, ConfigError> {
+        let mut cfg: PgConfig = section("sinks.postgres", value)?;
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        let key = |k: &str| format!("sinks.postgres.{k}");
+        if cfg.dsn.is_empty()
+            && let Ok(d) = std::env::var("DB_DSN")
+        {
+            cfg.dsn = d;
+        }
+        if cfg.dsn.is_empty() {
+            return Err(ConfigError::new(
+                key("dsn"),
+                "required (or MDC_SINKS__POSTGRES__DSN / DB_DSN in the environment)",
+            ));
+        }
+        let pg: postgres::Config = cfg
+            .dsn
+            .parse()
+            .map_err(|e| ConfigError::new(key("dsn"), format!("`{}`: {e}", redact(&cfg.dsn))))?;
+        if cfg.schema.is_empty()
+            || cfg.schema.len() > 63
+            || !cfg
+                .schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(ConfigError::new(
+                key("schema"),
+                "lower-case letters, digits and `_`, at most 63",
+            ));
+        }
+        if !(1..=1_000_000).contains(&cfg.batch_rows) {
+            return Err(ConfigError::new(
+                key("batch_rows"),
+                "must be between 1 and 1000000",
+            ));
+        }
+        let batch_interval = duration::parse(&cfg.batch_interval)
+            .map_err(|r| ConfigError::new(key("batch_interval"), r))?;
+        let connect_timeout = duration::parse(&cfg.connect_timeout)
+            .map_err(|r| ConfigError::new(key("connect_timeout"), r))?;
+        if cfg.spool.path.is_empty() {
+            cfg.spool.path = d_spool().path;
+        }
+        policy(&cfg)
+            .check("postgres")
+            .map_err(|(k, r)| ConfigError::new(k, r))?;
+        Ok(Some(Box::new(PgPlan {
+            cfg,
+            pg,
+            batch_interval,
+            connect_timeout,
+        })))
+    }
+}
+
+fn policy(cfg: &PgConfig) -> QueuePolicy {
+    QueuePolicy {
+        queue_capacity: cfg.queue_capacity,
+        backpressure: cfg.backpressure.clone(),
+        spool: cfg.spool.clone(),
+        always: true,
+    }
+}
+
+impl SinkPlan for PgPlan {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn formats(&self) -> Formats {
+        // Rows are built from the JSON Lines object: its field names are the column names.
+        Formats::JSON
+    }
+
+    fn effective(&self) -> serde_yaml::Value {
+        let mut c = self.cfg.clone();
+        c.dsn = redact(&c.dsn);
+        serde_yaml::to_value(&c).unwrap_or(serde_yaml::Value::Null)
+    }
+
+    fn queue_policy(&self) -> Option<QueuePolicy> {
+        Some(policy(&self.cfg))
+    }
+
+    fn start(&self, metrics: &Arc<Metrics>) -> Result<Box<dyn Sink>, SinkError> {
+        let mut pg = self.pg.clone();
+        pg.connect_timeout(self.connect_timeout);
+        Ok(Box::new(writer::PgSink::start(
+            pg,
+            redact(&self.cfg.dsn),
+            self.cfg.schema.clone(),
+            self.cfg.batch_rows,
+            self.batch_interval,
+            metrics,
+        )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact("postgresql://md:s3cret@127.0.0.1:5432/market"),
+            "postgresql://md:***@127.0.0.1:5432/market"
+        );
+        assert_eq!(
+            redact("host=db user=md password=s3cret dbname=m"),
+            "host=db user=md password=*** dbname=m"
+        );
+        assert_eq!(redact("postgresql://db/m"), "postgresql://db/m");
+    }
+}

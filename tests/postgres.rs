@@ -1,0 +1,288 @@
+//! PostgreSQL end to end: the simulator -> the real `mdc` binary -> a throwaway PostgreSQL cluster
+//! (tests/common/postgres.rs). SQL reads back what the file sink wrote: every row once, NUMERIC
+//! values with exactly the exchange's digits, both timestamps; the database stopped for 20 s
+//! mid-run loses nothing and duplicates nothing.
+
+mod common;
+
+use common::postgres::Postgres;
+use common::*;
+use mdc::simulator::{SimConfig, Simulator};
+use serde_json::Value;
+use std::time::Duration;
+
+fn config(sim: &Simulator, pg: &Postgres, http: u16) -> String {
+    format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    rest_url: "http://127.0.0.1:1"
+    symbols: ["BTCUSDT", "ETHUSDT"]
+    channels: ["trade", "aggTrade", "bookTicker", "depth@100ms"]
+sinks:
+  file: {{ enabled: true, path: "./data" }}
+  postgres: {{ enabled: true, dsn: "{}", batch_interval: "100ms" }}
+http:
+  listen: "127.0.0.1:{http}"
+book:
+  enabled: false
+"#,
+        sim.ws_url(),
+        pg.dsn()
+    )
+}
+
+/// (table, JSON type) pairs compared row for row.
+const TABLES: &[(&str, &str)] = &[
+    ("trades", "trade"),
+    ("agg_trades", "agg_trade"),
+    ("book_tickers", "book_ticker"),
+    ("depth_diffs", "depth_diff"),
+];
+
+/// Every table's rows as the file sink's JSON objects would print them, for comparison: the
+/// columns the file line has, NUMERIC as text (exactly the exchange's digits).
+fn rows_as_json(pg: &Postgres, table: &str) -> Vec<Value> {
+    let mut c = pg.client();
+    // NUMERIC read back as text: exactly the digits stored (JSON numbers would go through f64).
+    let cols: Vec<String> = c
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_schema = 'marketdata' AND table_name = $1 ORDER BY ordinal_position",
+            &[&table],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let (name, ty): (String, String) = (r.get(0), r.get(1));
+            if ty == "numeric" {
+                format!("\"{name}\"::text AS \"{name}\"")
+            } else {
+                format!("\"{name}\"")
+            }
+        })
+        .collect();
+    let rows = c
+        .query(
+            &format!(
+                "SELECT row_to_json(t)::text FROM (SELECT {} FROM marketdata.{table}) t",
+                cols.join(", ")
+            ),
+            &[],
+        )
+        .unwrap();
+    rows.iter()
+        .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
+        .collect()
+}
+
+/// The file line's fields, each equal in the row (NUMERIC compared as the exchange's string).
+fn same(file: &Value, row: &Value) -> bool {
+    file.as_object().unwrap().iter().all(|(k, v)| {
+        k == "type"
+            || match (v, row.get(k)) {
+                (Value::String(s), _) if s.is_empty() => row.get(k).is_none_or(Value::is_null),
+                (v, Some(r)) => v == r,
+                (_, None) => false,
+            }
+    })
+}
+
+fn check_tables(pg: &Postgres, files: &[Value]) {
+    for (table, kind) in TABLES {
+        let want: Vec<&Value> = files.iter().filter(|v| v["type"] == *kind).collect();
+        let have = rows_as_json(pg, table);
+        assert!(!want.is_empty(), "{kind} in the file sink");
+        assert_eq!(have.len(), want.len(), "{table}: rows vs file lines");
+        let key = |v: &Value| {
+            format!(
+                "{}|{}|{}|{}",
+                v["symbol"], v["receive_ts_ns"], v["exchange_ts_ns"], v["trade_id"]
+            )
+        };
+        let mut by_key: std::collections::HashMap<String, &Value> =
+            have.iter().map(|r| (key(r), r)).collect();
+        for w in want {
+            let r = by_key
+                .remove(&key(w))
+                .unwrap_or_else(|| panic!("{table}: no row for {w}"));
+            assert!(same(w, r), "{table}: file {w} vs row {r}");
+        }
+    }
+}
+
+#[test]
+fn every_event_once_with_the_exchanges_digits() {
+    let pg = Postgres::start();
+    let total = 6_000u64;
+    let sim = Simulator::start(SimConfig {
+        rate: 3_000,
+        total: Some(total),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("pg-e2e");
+    let http = free_port();
+    let mut mdc = Collector::start(&dir, &config(&sim, &pg, http), &[]);
+    let data = dir.join("data");
+    assert!(
+        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
+            >= total),
+        "{}",
+        mdc.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, _) = mdc.terminate(Duration::from_secs(30));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let files = read_jsonl(&data);
+    check_tables(&pg, &files);
+    // Both timestamps: the exact nanoseconds and the TIMESTAMPTZ beside them.
+    let mut c = pg.client();
+    let bad: i64 = c
+        .query_one(
+            "SELECT count(*) FROM marketdata.trades WHERE receive_ts <> to_timestamp(receive_ts_ns / 1e9) AND abs(extract(epoch FROM receive_ts) * 1e6 - floor(receive_ts_ns / 1e3)) >= 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(bad, 0);
+    let version: i32 = c
+        .query_one("SELECT max(version) FROM marketdata.schema_version", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 1);
+}
+
+#[test]
+fn a_database_stopped_for_20s_loses_and_duplicates_nothing() {
+    let mut pg = Postgres::start();
+    let total = 40_000u64;
+    let sim = Simulator::start(SimConfig {
+        rate: 1_000,
+        total: Some(total),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("pg-outage");
+    let http = free_port();
+    let mut mdc = Collector::start(&dir, &config(&sim, &pg, http), &[]);
+    let data = dir.join("data");
+    assert!(wait_until(Duration::from_secs(30), || count_lines(&data) >= 3_000));
+    assert_eq!(http_get(http, "/readyz").0, 200, "{}", mdc.log_text());
+    pg.stop();
+    assert!(
+        wait_until(Duration::from_secs(10), || http_get(http, "/readyz").0
+            == 503),
+        "/readyz while the database is down; log:\n{}",
+        mdc.log_text()
+    );
+    let before = count_lines(&data);
+    std::thread::sleep(Duration::from_secs(20));
+    assert!(
+        count_lines(&data) > before + 10_000,
+        "the file sink kept writing"
+    );
+    pg.up();
+    assert!(
+        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
+            >= total),
+        "{}",
+        mdc.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || http_get(http, "/readyz").0
+            == 200),
+        "{}",
+        mdc.log_text()
+    );
+    let (status, _) = mdc.terminate(Duration::from_secs(60));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let files = read_jsonl(&data);
+    check_tables(&pg, &files);
+}
+
+#[test]
+fn a_bad_dsn_is_a_config_error() {
+    let dir = temp_dir("pg-bad-dsn");
+    let cfg = r#"
+exchanges:
+  binance_spot:
+    symbols: ["BTCUSDT"]
+    channels: ["trade"]
+sinks:
+  postgres: { enabled: true, dsn: "postgresql://md:secret@127.0.0.1:notaport/db" }
+"#;
+    std::fs::write(dir.join("config.yaml"), cfg).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdc"))
+        .args(["check-config", "--config"])
+        .arg(dir.join("config.yaml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("sinks.postgres.dsn"), "{err}");
+    assert!(!err.contains("secret"), "the password never shows: {err}");
+}
+
+/// A table altered by hand (a column's type changed) stops the start with one line naming it,
+/// exit 2; a database that does not answer at start is not an error (the sink waits for it).
+#[test]
+fn an_altered_table_is_a_config_error_and_a_missing_database_is_waited_for() {
+    let pg = Postgres::start();
+    let sim = Simulator::start(SimConfig {
+        rate: 500,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    // First run: the schema is created.
+    let dir = temp_dir("pg-altered");
+    let http = free_port();
+    let mut mdc = Collector::start(&dir, &config(&sim, &pg, http), &[]);
+    assert!(wait_until(Duration::from_secs(30), || http_get(
+        http, "/readyz"
+    )
+    .0 == 200));
+    let (status, _) = mdc.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", mdc.log_text());
+    pg.client()
+        .batch_execute("ALTER TABLE marketdata.trades ALTER COLUMN price TYPE double precision")
+        .unwrap();
+    let dir2 = temp_dir("pg-altered-2");
+    let mut mdc = Collector::start(&dir2, &config(&sim, &pg, free_port()), &[]);
+    assert!(
+        wait_until(Duration::from_secs(30), || mdc
+            .child
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "{}",
+        mdc.log_text()
+    );
+    let status = mdc.child.wait().unwrap();
+    let log = mdc.log_text();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("column marketdata.trades.price is double precision, expected numeric"),
+        "{log}"
+    );
+    // Nothing listens on this port: the collector starts, not ready, and keeps trying.
+    let gone = Postgres::start();
+    let port = gone.port;
+    drop(gone);
+    let dir3 = temp_dir("pg-absent");
+    let http3 = free_port();
+    let cfg = config(&sim, &pg, http3).replace(&pg.port.to_string(), &port.to_string());
+    let mut mdc = Collector::start(&dir3, &cfg, &[]);
+    assert!(wait_until(Duration::from_secs(20), || http_get(
+        http3, "/healthz"
+    )
+    .0 == 200));
+    assert_eq!(http_get(http3, "/readyz").0, 503);
+    assert!(mdc.child.try_wait().unwrap().is_none(), "still running");
+    let _ = mdc.terminate(Duration::from_secs(40));
+    assert!(
+        mdc.log_text().contains("event=postgres_unreachable"),
+        "{}",
+        mdc.log_text()
+    );
+}
