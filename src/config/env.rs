@@ -8,15 +8,45 @@ use serde_yaml::{Mapping, Value};
 /// Prefix of every override variable.
 pub const PREFIX: &str = "MDC_";
 
+/// Seed E's environment (`DB_DSN`, comma-separated `SPOT_SYMBOLS` / `FUTURES_SYMBOLS`) and the
+/// `mdc` key each stands for; (alias, key, comma-separated list).
+pub const ALIASES: &[(&str, &str, bool)] = &[
+    ("DB_DSN", "MDC_SINKS__POSTGRES__DSN", false),
+    ("SPOT_SYMBOLS", "MDC_EXCHANGES__BINANCE_SPOT__SYMBOLS", true),
+    ("FUTURES_SYMBOLS", "MDC_EXCHANGES__BINANCE_USDM__SYMBOLS", true),
+];
+
 /// Applies every `MDC_*` variable of `vars` to `root` (creating sections as needed).
 pub fn apply(
     root: &mut Value,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
-    let mut vars: Vec<(String, String)> = vars
-        .into_iter()
+    let all: Vec<(String, String)> = vars.into_iter().collect();
+    let mut vars: Vec<(String, String)> = all
+        .iter()
         .filter(|(k, _)| k.starts_with(PREFIX))
+        .cloned()
         .collect();
+    // Seed E's variables, as aliases of `mdc` keys; an explicit `MDC_*` of the same key wins.
+    for (alias, key, list) in ALIASES {
+        let Some((_, v)) = all.iter().find(|(k, _)| k == alias) else {
+            continue;
+        };
+        if vars.iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        let value = if *list {
+            let items: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            format!("[{}]", items.join(", "))
+        } else {
+            v.clone()
+        };
+        vars.push((key.to_string(), value));
+    }
     vars.sort();
     for (name, raw) in vars {
         let path: Vec<String> = name[PREFIX.len()..]
@@ -72,5 +102,33 @@ mod tests {
         .unwrap();
         assert_eq!(v["sinks"]["file"]["path"], Value::String("./out".into()));
         assert_eq!(v["runtime"]["readers"], Value::Number(2.into()));
+    }
+
+    #[test]
+    fn seed_e_aliases() {
+        let mut v: Value = serde_yaml::from_str("exchanges: {binance_spot: {}}").unwrap();
+        apply(
+            &mut v,
+            [
+                ("DB_DSN".to_string(), "postgresql://a@b/c".to_string()),
+                ("SPOT_SYMBOLS".to_string(), "BTCUSDT, ETHUSDT".to_string()),
+                ("FUTURES_SYMBOLS".to_string(), "BTCUSDT".to_string()),
+                (
+                    "MDC_EXCHANGES__BINANCE_USDM__SYMBOLS".to_string(),
+                    "[SOLUSDT]".to_string(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(v["sinks"]["postgres"]["dsn"], "postgresql://a@b/c");
+        assert_eq!(
+            v["exchanges"]["binance_spot"]["symbols"],
+            serde_yaml::from_str::<Value>("[BTCUSDT, ETHUSDT]").unwrap()
+        );
+        // The explicit MDC_ key wins over its alias.
+        assert_eq!(
+            v["exchanges"]["binance_usdm"]["symbols"],
+            serde_yaml::from_str::<Value>("[SOLUSDT]").unwrap()
+        );
     }
 }

@@ -111,11 +111,6 @@ impl SinkFactory for Factory {
             return Ok(None);
         }
         let key = |k: &str| format!("sinks.postgres.{k}");
-        if cfg.dsn.is_empty()
-            && let Ok(d) = std::env::var("DB_DSN")
-        {
-            cfg.dsn = d;
-        }
         if cfg.dsn.is_empty() {
             return Err(ConfigError::new(
                 key("dsn"),
