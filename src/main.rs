@@ -82,7 +82,7 @@ fn main() -> ExitCode {
         Command::Run => run(&cli.config),
         Command::CheckConfig => check_config(&cli.config),
         Command::Bench(mut opts) => {
-            init_logging("warn", LogFormat::Text);
+            init_stderr_logging("warn");
             opts.command = std::env::args().collect::<Vec<_>>().join(" ");
             match mdc::harness::run(&opts) {
                 Ok(md) => {
@@ -164,18 +164,58 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn init_logging(level: &str, format: LogFormat) {
+/// stderr and, when set, a file (`log.file`), each line to both.
+struct Tee(Option<std::fs::File>);
+
+impl std::io::Write for Tee {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(b);
+        if let Some(f) = &mut self.0 {
+            f.write_all(b)?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+fn append(path: &str) -> Result<Option<std::fs::File>, String> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(Some)
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+/// Logging at `level` to stderr only (commands other than `run`).
+fn init_stderr_logging(level: &str) {
+    let _ = init_logging(&mdc::config::LogConfig {
+        level: level.into(),
+        ..Default::default()
+    });
+}
+
+fn init_logging(log: &mdc::config::LogConfig) -> Result<(), String> {
     let mut b = env_logger::Builder::new();
-    b.parse_filters(level);
+    b.parse_filters(&log.level);
     if let Ok(f) = std::env::var("RUST_LOG") {
         b.parse_filters(&f);
     }
-    if format == LogFormat::Json {
-        b.format(|buf, rec| {
+    let file = append(&log.file).map_err(|e| format!("log.file: {e}"))?;
+    let errors = append(&log.error_file)
+        .map_err(|e| format!("log.error_file: {e}"))?
+        .map(std::sync::Mutex::new);
+    let json = log.format == LogFormat::Json;
+    b.format(move |buf, rec| {
+        let line = if json {
             let mut msg = Vec::new();
             mdc::encode::json::string(&mut msg, &rec.args().to_string());
-            writeln!(
-                buf,
+            format!(
                 "{{\"ts_ns\":{},\"level\":\"{}\",\"target\":\"{}\",\"thread\":\"{}\",\"msg\":{}}}",
                 mdc::clock::realtime_ns(),
                 rec.level(),
@@ -183,20 +223,26 @@ fn init_logging(level: &str, format: LogFormat) {
                 std::thread::current().name().unwrap_or("?"),
                 String::from_utf8_lossy(&msg)
             )
-        });
-    } else {
-        b.format(|buf, rec| {
-            let ts = buf.timestamp_micros();
-            writeln!(
-                buf,
-                "{ts} {:<5} [{}] {}",
+        } else {
+            format!(
+                "{} {:<5} [{}] {}",
+                buf.timestamp_micros(),
                 rec.level(),
                 std::thread::current().name().unwrap_or("?"),
                 rec.args()
             )
-        });
-    }
+        };
+        if rec.level() == log::Level::Error
+            && let Some(f) = &errors
+            && let Ok(mut f) = f.lock()
+        {
+            let _ = writeln!(f, "{line}");
+        }
+        writeln!(buf, "{line}")
+    });
+    b.target(env_logger::Target::Pipe(Box::new(Tee(file))));
     let _ = b.try_init();
+    Ok(())
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
@@ -204,7 +250,10 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    init_logging(&config.log.level, config.log.format);
+    if let Err(e) = init_logging(&config.log) {
+        eprintln!("config error: {e}");
+        return ExitCode::from(2);
+    }
     if !config.tracing.otlp_endpoint.is_empty()
         && let Err(e) =
             mdc::trace::start(&config.tracing.otlp_endpoint, &config.tracing.service_name)
@@ -277,7 +326,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 }
 
 fn simulate_okx(cfg: mdc::simulator::okx::OkxSimConfig) -> ExitCode {
-    init_logging("info", LogFormat::Text);
+    init_stderr_logging("info");
     let flag = match shutdown::install() {
         Ok(f) => f,
         Err(_) => return ExitCode::from(1),
@@ -298,7 +347,7 @@ fn simulate_okx(cfg: mdc::simulator::okx::OkxSimConfig) -> ExitCode {
 }
 
 fn simulate_deribit(mut cfg: mdc::simulator::deribit::DeribitSimConfig) -> ExitCode {
-    init_logging("info", LogFormat::Text);
+    init_stderr_logging("info");
     let flag = match shutdown::install() {
         Ok(f) => f,
         Err(_) => return ExitCode::from(1),
@@ -328,7 +377,7 @@ fn simulate_deribit(mut cfg: mdc::simulator::deribit::DeribitSimConfig) -> ExitC
 }
 
 fn simulate(cfg: SimConfig) -> ExitCode {
-    init_logging("info", LogFormat::Text);
+    init_stderr_logging("info");
     let flag = match shutdown::install() {
         Ok(f) => f,
         Err(_) => return ExitCode::from(1),

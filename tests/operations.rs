@@ -507,3 +507,53 @@ book:
     let want: BTreeSet<String> = symbols.into_iter().collect();
     assert_eq!(all, want, "every symbol collected");
 }
+
+/// `log.file` gets every log line (as stderr does), `log.error_file` only the errors (seed E's
+/// `system.log` / `error.log`); a failed connection attempt is logged as an error there.
+#[test]
+fn log_files_as_seed_e() {
+    let sim = Simulator::start(SimConfig {
+        rate: 200,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("log-files");
+    let cfg = format!(
+        r#"
+exchanges:
+  binance_spot:
+    ws_url: "{}"
+    rest_url: "http://127.0.0.1:1"
+    symbols: ["BTCUSDT"]
+    channels: ["trade", "depth@100ms"]
+sinks:
+  file: {{ path: "./data" }}
+http:
+  listen: ""
+log:
+  file: system.log
+  error_file: error.log
+"#,
+        sim.ws_url()
+    );
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let sys = dir.join("system.log");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(&sys)
+            .unwrap_or_default()
+            .contains("event=started")),
+        "{}",
+        mdc.log_text()
+    );
+    let (status, _) = mdc.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{}", mdc.log_text());
+    let system = std::fs::read_to_string(&sys).unwrap();
+    assert!(system.contains("event=config_loaded"), "{system}");
+    assert!(mdc.log_text().contains("event=config_loaded"), "stderr too");
+    // The REST snapshot host refuses connections: errors, and only errors, in error.log.
+    let errors = std::fs::read_to_string(dir.join("error.log")).unwrap();
+    assert!(
+        errors.lines().all(|l| l.contains(" ERROR ")),
+        "only errors: {errors}"
+    );
+}

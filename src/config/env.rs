@@ -13,7 +13,11 @@ pub const PREFIX: &str = "MDC_";
 pub const ALIASES: &[(&str, &str, bool)] = &[
     ("DB_DSN", "MDC_SINKS__POSTGRES__DSN", false),
     ("SPOT_SYMBOLS", "MDC_EXCHANGES__BINANCE_SPOT__SYMBOLS", true),
-    ("FUTURES_SYMBOLS", "MDC_EXCHANGES__BINANCE_USDM__SYMBOLS", true),
+    (
+        "FUTURES_SYMBOLS",
+        "MDC_EXCHANGES__BINANCE_USDM__SYMBOLS",
+        true,
+    ),
 ];
 
 /// Applies every `MDC_*` variable of `vars` to `root` (creating sections as needed).

@@ -260,6 +260,10 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json` (one JSON object per line).
     pub format: LogFormat,
+    /// Also append every log line to this file (seed E's `system.log`); `""`: stderr only.
+    pub file: String,
+    /// Also append error lines to this file (seed E's `error.log`); `""`: none.
+    pub error_file: String,
 }
 
 /// Log line format.
@@ -275,6 +279,8 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             format: LogFormat::Text,
+            file: String::new(),
+            error_file: String::new(),
         }
     }
 }
