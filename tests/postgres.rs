@@ -286,3 +286,66 @@ fn an_altered_table_is_a_config_error_and_a_missing_database_is_waited_for() {
         mdc.log_text()
     );
 }
+
+/// SIGKILL while batches are being written, then a second run into the same database: a batch is
+/// one transaction, so what the first run left is whole (per symbol, the trades form one run of
+/// consecutive ids: no batch half in), and nothing is there twice after the second run.
+#[test]
+fn sigkill_mid_batch_leaves_no_half_batch_and_no_duplicate() {
+    let pg = Postgres::start();
+    let sim = Simulator::start(SimConfig {
+        rate: 4_000,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("pg-kill");
+    let http = free_port();
+    let cfg = config(&sim, &pg, http).replace(
+        "batch_interval: \"100ms\"",
+        "batch_interval: \"50ms\", batch_rows: 200",
+    );
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let count = |pg: &Postgres| -> i64 {
+        pg.client()
+            .query_one("SELECT count(*) FROM marketdata.trades", &[])
+            .map(|r| r.get(0))
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || count(&pg) >= 2_000),
+        "{}",
+        mdc.log_text()
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(mdc.child.id() as i32, libc::SIGKILL) };
+    let _ = mdc.child.wait();
+    let runs = |pg: &Postgres| -> Vec<(String, i64, i64, i64)> {
+        pg.client()
+            .query(
+                "SELECT symbol, min(trade_id), max(trade_id), count(*) FROM marketdata.trades GROUP BY symbol",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    };
+    for (symbol, lo, hi, n) in runs(&pg) {
+        assert_eq!(hi - lo + 1, n, "{symbol}: a hole in {lo}..={hi} ({n} rows)");
+    }
+    let first = count(&pg);
+    let dir2 = temp_dir("pg-kill-2");
+    let mut mdc = Collector::start(&dir2, &config(&sim, &pg, free_port()), &[]);
+    assert!(wait_until(Duration::from_secs(30), || count(&pg) >= first + 2_000));
+    let (status, _) = mdc.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", mdc.log_text());
+    let dups: i64 = pg
+        .client()
+        .query_one(
+            "SELECT count(*) FROM (SELECT symbol, trade_id FROM marketdata.trades GROUP BY 1, 2 HAVING count(*) > 1) d",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(dups, 0);
+}
