@@ -151,6 +151,34 @@ fn every_event_once_with_the_exchanges_digits() {
         .unwrap()
         .get(0);
     assert_eq!(version, 1);
+    // Plain PostgreSQL: day partitions from yesterday to two days ahead plus a default one; the
+    // trades (exchange time now) are in today's partition.
+    let parts: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'marketdata.trades'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(parts >= 5, "{parts} partitions");
+    let (y, m, d) = mdc::sink::postgres::schema::civil(
+        mdc::clock::realtime_ns().div_euclid(86_400_000_000_000),
+    );
+    let today: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM marketdata.trades_p{y:04}{m:02}{d:02}"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let all: i64 = c
+        .query_one("SELECT count(*) FROM marketdata.trades", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        today > 0 && today <= all,
+        "{today} of {all} in today's partition"
+    );
 }
 
 #[test]

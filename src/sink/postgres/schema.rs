@@ -313,9 +313,26 @@ pub fn qualified(schema: &str, name: &str) -> String {
     format!("\"{schema}\".\"{name}\"")
 }
 
-/// Migration 1: every table with its natural-key index and a (symbol, time) index.
-pub fn migration_1(schema: &str) -> String {
+/// How tables are split by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// TimescaleDB is available: hypertables on `exchange_ts`, compressed after 7 days
+    /// (segmented by symbol).
+    Timescale,
+    /// Plain PostgreSQL: native range partitions by UTC day on `exchange_ts`, created ahead of
+    /// time ([`day_partitions`]), and a default partition for rows outside them (e.g. a
+    /// `book_ticker` without exchange time, or a REST series' history).
+    Partitions,
+}
+
+/// Migration 1: every table with its natural-key index and a (symbol, time) index, split by
+/// time as `layout` says. (Every key holds `exchange_ts`: a unique index of a partitioned table
+/// or hypertable must include the time column.)
+pub fn migration_1(schema: &str, layout: Layout) -> String {
     let mut sql = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n");
+    if layout == Layout::Timescale {
+        sql.push_str("CREATE EXTENSION IF NOT EXISTS timescaledb;\n");
+    }
     for t in tables() {
         let cols: Vec<String> = t
             .columns
@@ -323,10 +340,25 @@ pub fn migration_1(schema: &str) -> String {
             .map(|(c, ty)| format!("\"{c}\" {}", ty.sql()))
             .collect();
         let q = qualified(schema, t.name);
+        let split = match layout {
+            Layout::Partitions => " PARTITION BY RANGE (exchange_ts)",
+            Layout::Timescale => "",
+        };
         sql.push_str(&format!(
-            "CREATE TABLE IF NOT EXISTS {q} ({});\n",
+            "CREATE TABLE IF NOT EXISTS {q} ({}){split};\n",
             cols.join(", ")
         ));
+        match layout {
+            Layout::Partitions => sql.push_str(&format!(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF {q} DEFAULT;\n",
+                qualified(schema, &format!("{}_default", t.name))
+            )),
+            Layout::Timescale => sql.push_str(&format!(
+                "SELECT create_hypertable('{q}', 'exchange_ts', if_not_exists => TRUE);\n\
+                 ALTER TABLE {q} SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol');\n\
+                 SELECT add_compression_policy('{q}', INTERVAL '7 days', if_not_exists => TRUE);\n"
+            )),
+        }
         // Key fields are always present in their event (README "Output"), so no NULL escapes.
         let key: Vec<String> = t.key.iter().map(|k| format!("\"{k}\"")).collect();
         sql.push_str(&format!(
@@ -343,8 +375,41 @@ pub fn migration_1(schema: &str) -> String {
 }
 
 /// The migrations in order; `schema_version` records the last applied.
-pub fn migrations(schema: &str) -> Vec<(i32, String)> {
-    vec![(1, migration_1(schema))]
+pub fn migrations(schema: &str, layout: Layout) -> Vec<(i32, String)> {
+    vec![(1, migration_1(schema, layout))]
+}
+
+/// Partitions for the UTC days `from_day`..`from_day + days` (days since the Unix epoch) of every
+/// table: idempotent, run at start and every hour.
+pub fn day_partitions(schema: &str, from_day: i64, days: i64) -> String {
+    let mut sql = String::new();
+    for t in tables() {
+        for d in from_day..from_day + days {
+            let (y, m, dd) = civil(d);
+            let (y2, m2, d2) = civil(d + 1);
+            sql.push_str(&format!(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ('{y:04}-{m:02}-{dd:02} 00:00:00+00') TO ('{y2:04}-{m2:02}-{d2:02} 00:00:00+00');\n",
+                qualified(schema, &format!("{}_p{y:04}{m:02}{dd:02}", t.name)),
+                qualified(schema, t.name)
+            ));
+        }
+    }
+    sql
+}
+
+/// (year, month, day) of a day number since 1970-01-01 (proleptic Gregorian, Howard Hinnant's
+/// algorithm).
+pub fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 #[cfg(test)]
@@ -370,6 +435,32 @@ mod tests {
         assert_eq!(col("price"), Some(Col::Numeric));
         assert_eq!(col("trade_id"), Some(Col::Int8));
         assert_eq!(col("exchange_ts"), Some(Col::Time("exchange_ts_ns")));
-        assert!(migration_1("marketdata").contains("\"marketdata\".\"trades\""));
+        let plain = migration_1("marketdata", Layout::Partitions);
+        assert!(plain.contains("\"marketdata\".\"trades\""));
+        assert!(plain.contains("PARTITION BY RANGE (exchange_ts)"));
+        assert!(plain.contains("PARTITION OF \"marketdata\".\"trades\" DEFAULT"));
+        assert!(!plain.contains("timescaledb"));
+        // The TimescaleDB path, unit-tested (the extension cannot be installed on this machine).
+        let ts = migration_1("marketdata", Layout::Timescale);
+        assert!(ts.starts_with("CREATE SCHEMA IF NOT EXISTS \"marketdata\";\nCREATE EXTENSION IF NOT EXISTS timescaledb;"));
+        assert!(ts.contains(
+            "SELECT create_hypertable('\"marketdata\".\"trades\"', 'exchange_ts', if_not_exists => TRUE);"
+        ));
+        assert!(ts.contains("add_compression_policy('\"marketdata\".\"gaps\"', INTERVAL '7 days'"));
+        assert!(!ts.contains("PARTITION"));
+    }
+
+    #[test]
+    fn day_partitions_cover_whole_utc_days() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(20_793), (2026, 12, 6));
+        assert_eq!(civil(20_818), (2026, 12, 31));
+        assert_eq!(civil(20_819), (2027, 1, 1));
+        assert_eq!(civil(11_016), (2000, 2, 29));
+        let sql = day_partitions("md", 20_818, 2);
+        assert!(sql.contains(
+            "CREATE TABLE IF NOT EXISTS \"md\".\"trades_p20261231\" PARTITION OF \"md\".\"trades\" FOR VALUES FROM ('2026-12-31 00:00:00+00') TO ('2027-01-01 00:00:00+00');"
+        ));
+        assert!(sql.contains("\"md\".\"gaps_p20270101\""));
     }
 }

@@ -5,7 +5,7 @@
 //! doubling to 5 s): never half-written, never duplicated.
 
 use super::pgbinary::{CopyBuf, TRAILER};
-use super::schema::{self, Col, Table, qualified};
+use super::schema::{self, Col, Layout, Table, qualified};
 use crate::clock::realtime_ns;
 use crate::encode::record::Record;
 use crate::metrics::{LogThrottle, Metrics, SinkHealth};
@@ -33,6 +33,10 @@ pub struct PgSink {
     batch_rows: usize,
     batch_interval_ns: i64,
     health: SinkHealth,
+    /// Found at connect: TimescaleDB or native partitions.
+    layout: Option<Layout>,
+    /// The UTC day whose partitions were last ensured.
+    partitions_day: i64,
     written: Arc<AtomicU64>,
     duplicates: Arc<AtomicU64>,
     batches: Arc<AtomicU64>,
@@ -71,6 +75,8 @@ impl PgSink {
             batch_rows,
             batch_interval_ns: batch_interval.as_nanos() as i64,
             health: metrics.sink_health("postgres"),
+            layout: None,
+            partitions_day: i64::MIN,
             written: metrics.counter(
                 "postgres_rows_written_total",
                 "Rows inserted into PostgreSQL.",
@@ -122,11 +128,58 @@ impl PgSink {
             .pg
             .connect(postgres::NoTls)
             .map_err(|e| format!("connect: {e}"))?;
-        migrate(&mut c, &self.schema)?;
+        let timescale = c
+            .query_opt(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'",
+                &[],
+            )
+            .map_err(|e| format!("extensions: {e}"))?
+            .is_some();
+        let layout = if timescale {
+            Layout::Timescale
+        } else {
+            Layout::Partitions
+        };
+        migrate(&mut c, &self.schema, layout)?;
         check_tables(&mut c, &self.schema, &self.tables)?;
+        if self.layout != Some(layout) {
+            log::info!(
+                "event=postgres_layout schema={} layout={layout:?}",
+                self.schema
+            );
+        }
+        self.layout = Some(layout);
+        self.partitions_day = i64::MIN;
         self.client = Some(c);
+        self.ensure_partitions();
         self.health.reachable.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Day partitions from yesterday to two days ahead (plain PostgreSQL), once per UTC day and
+    /// after each connect. A day that cannot be created (its rows already sit in the default
+    /// partition) is logged and left there: the rows are kept either way.
+    fn ensure_partitions(&mut self) {
+        if self.layout != Some(Layout::Partitions) {
+            return;
+        }
+        let today = realtime_ns().div_euclid(86_400_000_000_000);
+        if today == self.partitions_day {
+            return;
+        }
+        let Some(c) = self.client.as_mut() else {
+            return;
+        };
+        let mut ok = true;
+        for stmt in schema::day_partitions(&self.schema, today - 1, 4).lines() {
+            if let Err(e) = c.batch_execute(stmt) {
+                ok = false;
+                log::warn!("event=postgres_partition_failed sql=\"{stmt}\" error=\"{e}\"");
+            }
+        }
+        if ok {
+            self.partitions_day = today;
+        }
     }
 
     /// Appends `rec` as a row of its table; `false` when a value cannot be written.
@@ -299,14 +352,14 @@ fn migration_error(v: i32, e: postgres::Error) -> String {
 
 /// Applies the migrations not yet recorded in `<schema>.schema_version`, one transaction each,
 /// under an advisory lock (several collectors may start at once).
-fn migrate(c: &mut postgres::Client, schema: &str) -> Result<(), String> {
+fn migrate(c: &mut postgres::Client, schema: &str, layout: Layout) -> Result<(), String> {
     let versions = qualified(schema, "schema_version");
     c.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
          CREATE TABLE IF NOT EXISTS {versions} (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     ))
     .map_err(|e| format!("schema: {e}"))?;
-    for (v, sql) in schema::migrations(schema) {
+    for (v, sql) in schema::migrations(schema, layout) {
         let mut tx = c.transaction().map_err(|e| migration_error(v, e))?;
         tx.execute("SELECT pg_advisory_xact_lock(7271996)", &[])
             .map_err(|e| migration_error(v, e))?;
@@ -410,6 +463,7 @@ impl Sink for PgSink {
     }
 
     fn tick(&mut self, now_ns: i64) -> Result<(), SinkError> {
+        self.ensure_partitions();
         if self.pending > 0 && now_ns - self.oldest_ns >= self.batch_interval_ns {
             self.flush(None)?;
         }
