@@ -377,3 +377,64 @@ fn sigkill_mid_batch_leaves_no_half_batch_and_no_duplicate() {
         .get(0);
     assert_eq!(dups, 0);
 }
+
+/// A batch holding rows the table already has (the same events delivered again: a spool replayed
+/// after a restart, an exchange re-sending after a reconnect): the straight COPY meets a unique
+/// violation, nothing of it is written, and the batch goes again through staging with
+/// `ON CONFLICT DO NOTHING`: only the new rows are added, the others counted as duplicates.
+#[test]
+fn rows_written_again_are_counted_not_duplicated() {
+    use mdc::encode::record::Record;
+    use mdc::event::EventKind;
+    let pg = Postgres::start();
+    let trade = |i: u64| {
+        let mut r = Record::with_capacity(256);
+        r.kind = EventKind::Trade;
+        r.exchange = "binance";
+        r.market = "spot";
+        r.symbol.push_str("BTCUSDT");
+        let line = format!(
+            r#"{{"exchange":"binance","market":"spot","symbol":"BTCUSDT","type":"trade","exchange_ts_ns":{},"receive_ts_ns":{},"trade_id":{i},"price":"61837.6300000{}","qty":"0.02000000","side":"buy"}}"#,
+            1_795_000_000_000_000_000u64 + i * 1_000_000,
+            1_795_000_000_000_500_000u64 + i * 1_000_000,
+            i % 10
+        );
+        r.json.extend_from_slice(line.as_bytes());
+        r.json.push(b'\n');
+        r
+    };
+    let section: serde_yaml::Value =
+        serde_yaml::from_str(&format!("{{ enabled: true, dsn: \"{}\" }}", pg.dsn())).unwrap();
+    let factory = mdc::sink::factory("postgres").unwrap();
+    let run = |ids: std::ops::Range<u64>| -> (u64, u64) {
+        let plan = factory.plan(section.clone()).unwrap().unwrap();
+        let metrics = mdc::metrics::Metrics::new(&["postgres"]);
+        let mut sink = plan.start(&metrics).unwrap();
+        for i in ids {
+            sink.write(&trade(i)).unwrap();
+        }
+        sink.close().unwrap();
+        let get = |n: &str| -> u64 { metrics.counter_values(n).iter().map(|(_, v)| v).sum() };
+        (
+            get("postgres_rows_written_total"),
+            get("postgres_rows_duplicate_total"),
+        )
+    };
+    assert_eq!(run(0..100), (100, 0));
+    assert_eq!(run(0..150), (50, 100));
+    let n: i64 = pg
+        .client()
+        .query_one("SELECT count(*) FROM marketdata.trades", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 150);
+    let p: String = pg
+        .client()
+        .query_one(
+            "SELECT price::text FROM marketdata.trades WHERE trade_id = 7",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(p, "61837.63000007");
+}

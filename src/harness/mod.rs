@@ -41,12 +41,15 @@ pub struct BenchOptions {
     /// Warm-up before measuring.
     #[arg(long, default_value = "5s", value_parser = crate::setting::duration::parse)]
     pub warmup: Duration,
-    /// null | file | kafka | nats (JetStream) | nats-core.
+    /// null | file | kafka | nats (JetStream) | nats-core | postgres.
     #[arg(long, default_value = "null")]
     pub sink: String,
     /// NATS server URL (with --sink nats / nats-core).
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// PostgreSQL DSN (with --sink postgres; tables go to schema `bench`).
+    #[arg(long, default_value = "postgresql://postgres@127.0.0.1:15432/postgres")]
+    pub pg_dsn: String,
     /// Kafka bootstrap servers (with --sink kafka).
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
@@ -135,11 +138,15 @@ fn snapshot(m: &Metrics, sim: &Simulator) -> Snapshot {
         })
         .collect();
     // Acknowledged by the server: Kafka's or JetStream's (whichever sink runs).
-    let acked = ["kafka_acked_total", "nats_acked_total"]
-        .iter()
-        .flat_map(|c| m.counter_values(c))
-        .map(|(_, v)| v)
-        .sum();
+    let acked = [
+        "kafka_acked_total",
+        "nats_acked_total",
+        "postgres_rows_written_total",
+    ]
+    .iter()
+    .flat_map(|c| m.counter_values(c))
+    .map(|(_, v)| v)
+    .sum();
     Snapshot {
         acked,
         at: Instant::now(),
@@ -328,9 +335,13 @@ fn run_one(o: &BenchOptions) -> Result<(String, Summary), String> {
                 "core"
             }
         ),
+        "postgres" => format!(
+            "  postgres: {{ enabled: true, dsn: \"{}\", schema: \"bench\", batch_rows: 20000 }}",
+            o.pg_dsn
+        ),
         s => {
             return Err(format!(
-                "unknown sink `{s}` (null, file, kafka, nats, nats-core)"
+                "unknown sink `{s}` (null, file, kafka, nats, nats-core, postgres)"
             ));
         }
     };
@@ -578,9 +589,9 @@ fn report(
         events,
         handed as f64 / secs,
         handed,
-        if o.sink == "kafka" || o.sink == "nats" {
+        if o.sink == "kafka" || o.sink == "nats" || o.sink == "postgres" {
             format!(
-                "| acknowledged by the broker | {:.0} | {} |\n",
+                "| acknowledged by the broker (PostgreSQL: rows committed) | {:.0} | {} |\n",
                 (b.acked - a.acked) as f64 / secs,
                 b.acked - a.acked
             )

@@ -1,8 +1,9 @@
 //! The PostgreSQL sink on its own thread: rows built from each record's JSON Lines object into
 //! one binary COPY buffer per table; a batch (every table with rows) is written in one
-//! transaction: COPY into a temporary staging table, `INSERT ... ON CONFLICT DO NOTHING` into the
-//! table. A failed batch is kept as it is and written again after a reconnect (backoff 100 ms
-//! doubling to 5 s): never half-written, never duplicated.
+//! transaction, COPY straight into the tables. When the batch may be in already (a unique
+//! violation, or any earlier failure of it) it goes through temporary staging tables and
+//! `INSERT ... ON CONFLICT DO NOTHING` instead. A failed batch is kept as it is and written again
+//! after a reconnect (backoff 100 ms doubling to 5 s): never half-written, never duplicated.
 
 use super::pgbinary::{CopyBuf, TRAILER};
 use super::schema::{self, Col, Layout, Table, qualified};
@@ -37,6 +38,9 @@ pub struct PgSink {
     layout: Option<Layout>,
     /// The UTC day whose partitions were last ensured.
     partitions_day: i64,
+    /// The pending batch may already be in the tables (a failed attempt, a replay): written
+    /// through staging with `ON CONFLICT DO NOTHING`, not straight.
+    maybe_written: bool,
     written: Arc<AtomicU64>,
     duplicates: Arc<AtomicU64>,
     batches: Arc<AtomicU64>,
@@ -77,6 +81,7 @@ impl PgSink {
             health: metrics.sink_health("postgres"),
             layout: None,
             partitions_day: i64::MIN,
+            maybe_written: false,
             written: metrics.counter(
                 "postgres_rows_written_total",
                 "Rows inserted into PostgreSQL.",
@@ -253,15 +258,22 @@ impl PgSink {
         true
     }
 
-    /// Writes the batch in one transaction.
-    fn write_batch(&mut self) -> Result<(), String> {
+    /// Writes the batch in one transaction: `direct`, COPY straight into each table (a row the
+    /// table already has fails the whole transaction with a unique violation, nothing written:
+    /// `Err(true, ..)`); else through the staging tables with `ON CONFLICT DO NOTHING`.
+    fn write_batch(&mut self, direct: bool) -> Result<(), (bool, String)> {
+        let other = |e: String| (false, e);
+        let db = |what: &str, name: &str, e: postgres::Error| {
+            let dup = e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION);
+            (dup, format!("{what} {name}: {e}"))
+        };
         if self.client.is_none() {
-            self.connect()?;
+            self.connect().map_err(other)?;
         }
         let Some(c) = self.client.as_mut() else {
-            return Err("not connected".into());
+            return Err(other("not connected".into()));
         };
-        let mut tx = c.transaction().map_err(|e| format!("begin: {e}"))?;
+        let mut tx = c.transaction().map_err(|e| other(format!("begin: {e}")))?;
         let (mut sent, mut inserted) = (0u64, 0u64);
         for (t, buf) in self.tables.iter().zip(self.bufs.iter_mut()) {
             if buf.rows() == 0 {
@@ -269,27 +281,33 @@ impl PgSink {
             }
             let stage = format!("mdc_stage_{}", t.name);
             let target = qualified(&self.schema, t.name);
-            tx.batch_execute(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {target}) ON COMMIT DELETE ROWS"
-            ))
-            .map_err(|e| format!("stage {}: {e}", t.name))?;
+            let into = if direct { &target } else { &stage };
+            if !direct {
+                tx.batch_execute(&format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {target}) ON COMMIT DELETE ROWS"
+                ))
+                .map_err(|e| db("stage", t.name, e))?;
+            }
             let mut w = tx
-                .copy_in(&format!("COPY {stage} FROM STDIN (FORMAT binary)"))
-                .map_err(|e| format!("copy {}: {e}", t.name))?;
+                .copy_in(&format!("COPY {into} FROM STDIN (FORMAT binary)"))
+                .map_err(|e| db("copy", t.name, e))?;
             w.write_all(buf.body())
                 .and_then(|_| w.write_all(TRAILER))
-                .map_err(|e| format!("copy {}: {e}", t.name))?;
-            w.finish().map_err(|e| format!("copy {}: {e}", t.name))?;
-            let n = tx
-                .execute(
+                .map_err(|e| other(format!("copy {}: {e}", t.name)))?;
+            let copied = w.finish().map_err(|e| db("copy", t.name, e))?;
+            let n = if direct {
+                copied
+            } else {
+                tx.execute(
                     &format!("INSERT INTO {target} SELECT * FROM {stage} ON CONFLICT DO NOTHING"),
                     &[],
                 )
-                .map_err(|e| format!("insert {}: {e}", t.name))?;
+                .map_err(|e| db("insert", t.name, e))?
+            };
             sent += buf.rows() as u64;
             inserted += n;
         }
-        tx.commit().map_err(|e| format!("commit: {e}"))?;
+        tx.commit().map_err(|e| db("commit", "", e))?;
         self.written.fetch_add(inserted, Ordering::Relaxed);
         self.duplicates
             .fetch_add(sent - inserted.min(sent), Ordering::Relaxed);
@@ -304,8 +322,18 @@ impl PgSink {
         }
         let mut backoff = MIN_BACKOFF;
         loop {
-            match self.write_batch() {
+            // COPY straight into the tables unless this batch may be (partly) in already: after a
+            // failure, or when the direct attempt met a row the table has.
+            let direct = !self.maybe_written;
+            match self.write_batch(direct) {
+                Err((true, _)) if direct => {
+                    // Nothing of it was written (the transaction failed whole): the same batch
+                    // again through staging, at once, on the same connection.
+                    self.maybe_written = true;
+                    continue;
+                }
                 Ok(()) => {
+                    self.maybe_written = false;
                     self.health.reachable.store(true, Ordering::Relaxed);
                     for b in &mut self.bufs {
                         b.clear();
@@ -313,8 +341,10 @@ impl PgSink {
                     self.pending = 0;
                     return Ok(());
                 }
-                Err(e) => {
-                    // The transaction did not commit: nothing of the batch is in the tables.
+                Err((_, e)) => {
+                    // The transaction did not commit: nothing of the batch is in the tables. It
+                    // may have committed unseen if the connection broke at the commit.
+                    self.maybe_written = true;
                     self.client = None;
                     self.health.reachable.store(false, Ordering::Relaxed);
                     self.retries.fetch_add(1, Ordering::Relaxed);
