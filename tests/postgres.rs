@@ -204,6 +204,8 @@ fn a_database_stopped_for_20s_loses_and_duplicates_nothing() {
         "/readyz while the database is down; log:\n{}",
         mdc.log_text()
     );
+    let why = http_get(http, "/readyz").1;
+    assert!(why.contains("sink postgres unreachable: "), "{why}");
     let before = count_lines(&data);
     std::thread::sleep(Duration::from_secs(20));
     assert!(

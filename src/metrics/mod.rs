@@ -173,6 +173,18 @@ pub struct SinkHealth {
     /// Records this sink alone did not deliver (dropped by `drop_newest`, a full spool, or given
     /// up): `sink_dropped_total{sink}`.
     pub dropped: Arc<AtomicU64>,
+    /// Why the last check or write failed (shown by `/readyz` and `/health` while unreachable).
+    pub last_error: Arc<Mutex<String>>,
+}
+
+impl SinkHealth {
+    /// Marks the sink unreachable, saying why.
+    pub fn down(&self, why: &str) {
+        if let Ok(mut e) = self.last_error.lock() {
+            why.clone_into(&mut e);
+        }
+        self.reachable.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Labels of `frames_skipped_total`.
@@ -412,6 +424,7 @@ impl Metrics {
                 "Bytes waiting in the sink's on-disk spool (backpressure: spool).",
                 &l,
             ),
+            last_error: Arc::new(Mutex::new(String::new())),
             dropped: self.counter(
                 "sink_dropped_total",
                 "Records this sink alone did not deliver (backpressure: drop_newest, a full spool, or given up after its deadline); announced as gap events in it.",
@@ -437,6 +450,26 @@ impl Metrics {
             .unwrap_or_default()
     }
 
+    /// The unreachable sinks with the reason each gave.
+    fn unreachable_reasons(&self) -> Vec<String> {
+        self.sinks
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|h| !h.reachable.load(Ordering::Relaxed))
+                    .map(|h| {
+                        let e = h.last_error.lock().map(|e| e.clone()).unwrap_or_default();
+                        if e.is_empty() {
+                            format!("sink {} unreachable", h.name)
+                        } else {
+                            format!("sink {} unreachable: {e}", h.name)
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Index of a parse error reason in `parse_errors`.
     pub fn parse_error_index(reason: &str) -> usize {
         PARSE_ERROR_REASONS
@@ -457,9 +490,7 @@ impl Metrics {
                 "connections: {open} open, {subscribed} subscribed of {expected}"
             ));
         }
-        for s in self.unreachable_sinks() {
-            why.push(format!("sink {s} unreachable"));
-        }
+        why.extend(self.unreachable_reasons());
         (!why.is_empty()).then(|| why.join("; "))
     }
 

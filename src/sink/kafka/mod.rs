@@ -571,7 +571,11 @@ fn spawn_health(
             let mut seen_down = down_events.load(Ordering::Relaxed);
             let mut next_check = Instant::now();
             let set = |ok: bool, last: &mut bool, why: &str| {
-                health.reachable.store(ok, Ordering::Relaxed);
+                if ok {
+                    health.reachable.store(true, Ordering::Relaxed);
+                } else {
+                    health.down(why);
+                }
                 if ok != *last {
                     if ok {
                         log::info!("event=kafka_reachable");

@@ -117,7 +117,7 @@ impl PgSink {
             ),
             Err(e) if is_config(&e) => return Err(SinkError(e)),
             Err(e) => {
-                s.health.reachable.store(false, Ordering::Relaxed);
+                s.health.down(&e);
                 log::warn!(
                     "event=postgres_unreachable dsn={} error=\"{e}\" note=\"starting anyway; rows queue until it answers\"",
                     s.dsn_shown
@@ -346,7 +346,7 @@ impl PgSink {
                     // may have committed unseen if the connection broke at the commit.
                     self.maybe_written = true;
                     self.client = None;
-                    self.health.reachable.store(false, Ordering::Relaxed);
+                    self.health.down(&e);
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     if self.error_log.hit() {
                         log::warn!(
