@@ -435,15 +435,7 @@ book:
         "{}",
         mdc.log_text()
     );
-    let metric = |name: &str| -> f64 {
-        http_get(http, "/metrics")
-            .1
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(-1.0)
-    };
+    let metric = |name: &str| metric_value(http, name);
     let spooled = "sink_spool_bytes{sink=\"kafka\"}";
     broker.pause();
     assert!(

@@ -318,13 +318,8 @@ book:
     .0 == 200));
     // The outage was real for the sink: publishes failed and were sent again.
     let metrics = http_get(http, "/metrics").1;
-    let retried: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with("nats_retried_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(retried > 0, "{metrics}");
+    let retried = metric_in(&metrics, "nats_retried_total").unwrap_or(0.0);
+    assert!(retried > 0.0, "{metrics}");
     let (status, _) = mdc.terminate(Duration::from_secs(30));
     assert!(status.success(), "log:\n{}", mdc.log_text());
     let files = read_jsonl(&data);
@@ -548,16 +543,6 @@ book:
 }
 
 /// A float metric line of /metrics (`name` with its labels), -1 when absent.
-fn gauge_f(http: u16, name: &str) -> f64 {
-    http_get(http, "/metrics")
-        .1
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(-1.0)
-}
-
 /// `backpressure: spool`: NATS down for 30 s beside the file sink; the overflow goes to the spool
 /// and is replayed once NATS is back: the stream ends with every event exactly once, no loss
 /// announced, and the spool empty again.
@@ -596,15 +581,7 @@ book:
     let data = dir.join("data");
     assert!(wait_until(Duration::from_secs(30), || count_lines(&data) >= 2_000));
     let (port, store) = nats.kill();
-    let gauge = |name: &str| -> i64 {
-        http_get(http, "/metrics")
-            .1
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(-1)
-    };
+    let gauge = |name: &str| metric_value(http, name) as i64;
     assert!(
         wait_until(Duration::from_secs(10), || gauge("nats_spool_bytes") > 0),
         "the overflow is spooled"
@@ -636,7 +613,7 @@ book:
     // No record waited long for any sink: the outage never reached the publisher. (Measured
     // 54 ms at most over a whole run, start included, on the 2-vCPU VM while another test suite
     // ran; the bound leaves room for a loaded CI machine, a stall on NATS would be seconds.)
-    let worst = gauge_f(
+    let worst = metric_value(
         http,
         "pipeline_stage_latency_seconds_max{stage=\"receive_to_sink\"}",
     );

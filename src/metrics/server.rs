@@ -158,6 +158,7 @@ pub fn health(m: &Metrics) -> (u16, serde_json::Value) {
                         "queue_depth": h.queue_depth.load(Ordering::Relaxed),
                         "spool_bytes": h.spool_bytes.load(Ordering::Relaxed),
                         "dropped": h.dropped.load(Ordering::Relaxed),
+                        "last_error": h.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
                     })
                 })
                 .collect()

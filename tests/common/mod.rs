@@ -589,3 +589,20 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (code, body)
 }
+
+/// The value of the `/metrics` line for `name` (a metric name, with or without its labels), or
+/// `None` when absent.
+pub fn metric_in(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// [`metric_in`] of the collector's `/metrics` on port `http`; -1 when absent or unanswered.
+pub fn metric_value(http: u16, name: &str) -> f64 {
+    metric_in(&http_get(http, "/metrics").1, name).unwrap_or(-1.0)
+}
