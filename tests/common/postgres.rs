@@ -44,10 +44,18 @@ pub struct Postgres {
     pub port: u16,
     pub dir: PathBuf,
     running: bool,
+    /// More server options (`-c ssl=on ...`).
+    extra: String,
 }
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_with("", |_| {})
+    }
+
+    /// A cluster prepared by `prepare(dir)` (files the server reads, owned by it) and started
+    /// with the server options `extra`.
+    pub fn start_with(extra: &str, prepare: impl FnOnce(&std::path::Path)) -> Postgres {
         let dir = temp_dir("pg");
         if is_root() {
             let st = Command::new("chown")
@@ -78,10 +86,18 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        prepare(&dir);
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status();
+        }
         let mut pg = Postgres {
             port: free_port(),
             dir,
             running: false,
+            extra: extra.to_string(),
         };
         pg.up();
         pg
@@ -91,9 +107,10 @@ impl Postgres {
     pub fn up(&mut self) {
         let data = self.dir.join("data");
         let opts = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off {}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.extra
         );
         let log = self.dir.join("pg.log");
         let out = run(

@@ -35,6 +35,11 @@ struct PgConfig {
     /// A batch is written at least this often.
     #[serde(default = "d_batch_interval")]
     batch_interval: String,
+    /// PEM file of the CA that signed the server's certificate (a private CA); empty: the public
+    /// web PKI roots. TLS itself follows the DSN's `sslmode` (`disable`, `prefer` (default),
+    /// `require`); the server's certificate is always verified when TLS is used.
+    #[serde(default)]
+    tls_ca_file: String,
     /// Connect (and each retry's connect) gives up after this long.
     #[serde(default = "d_connect_timeout")]
     connect_timeout: String,
@@ -89,10 +94,38 @@ pub fn redact(dsn: &str) -> String {
         .join(" ")
 }
 
-#[derive(Debug)]
+/// The rustls client for `sslmode` prefer/require: roots from `ca_file`, else the web PKI.
+fn tls_config(ca_file: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    if ca_file.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    } else {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_file)
+            .map_err(|e| format!("`{ca_file}`: {e}"))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("`{ca_file}`: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("`{ca_file}` holds no PEM certificate"));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| format!("`{ca_file}`: {e}"))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 struct PgPlan {
     cfg: PgConfig,
     pg: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     batch_interval: Duration,
     connect_timeout: Duration,
 }
@@ -149,9 +182,12 @@ impl SinkFactory for Factory {
         policy(&cfg)
             .check("postgres")
             .map_err(|(k, r)| ConfigError::new(k, r))?;
+        let tls =
+            tls_config(&cfg.tls_ca_file).map_err(|r| ConfigError::new(key("tls_ca_file"), r))?;
         Ok(Some(Box::new(PgPlan {
             cfg,
             pg,
+            tls,
             batch_interval,
             connect_timeout,
         })))
@@ -164,6 +200,15 @@ fn policy(cfg: &PgConfig) -> QueuePolicy {
         backpressure: cfg.backpressure.clone(),
         spool: cfg.spool.clone(),
         always: true,
+    }
+}
+
+impl std::fmt::Debug for PgPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPlan")
+            .field("dsn", &redact(&self.cfg.dsn))
+            .field("schema", &self.cfg.schema)
+            .finish()
     }
 }
 
@@ -192,6 +237,7 @@ impl SinkPlan for PgPlan {
         pg.connect_timeout(self.connect_timeout);
         Ok(Box::new(writer::PgSink::start(
             pg,
+            self.tls.clone(),
             redact(&self.cfg.dsn),
             self.cfg.schema.clone(),
             self.cfg.batch_rows,

@@ -24,6 +24,7 @@ const CLOSE_DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct PgSink {
     pg: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     dsn_shown: String,
     schema: String,
     client: Option<postgres::Client>,
@@ -59,6 +60,7 @@ impl PgSink {
     /// (not ready) and keeps trying. A schema the tables do not match is an error at once.
     pub fn start(
         pg: postgres::Config,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
         dsn_shown: String,
         schema: String,
         batch_rows: usize,
@@ -71,6 +73,7 @@ impl PgSink {
             bufs: tables.iter().map(|_| CopyBuf::default()).collect(),
             tables,
             pg,
+            tls,
             dsn_shown,
             schema,
             client: None,
@@ -129,10 +132,13 @@ impl PgSink {
 
     /// A new connection with the schema migrated and checked.
     fn connect(&mut self) -> Result<(), String> {
-        let mut c = self
-            .pg
-            .connect(postgres::NoTls)
-            .map_err(|e| format!("connect: {e}"))?;
+        let mut c =
+            self.pg
+                .connect(self.tls.clone())
+                .map_err(|e| match std::error::Error::source(&e) {
+                    Some(why) => format!("connect: {e}: {why}"),
+                    None => format!("connect: {e}"),
+                })?;
         let timescale = c
             .query_opt(
                 "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'",
