@@ -83,6 +83,7 @@ fn hot_path_allocates_nothing_after_warmup() {
     let formats = Formats {
         json: true,
         protobuf: true,
+        raw: false,
     };
     let mut events = 0u64;
     let mut bytes_out = 0usize;
@@ -354,12 +355,16 @@ fn hot_path_allocates_nothing_after_warmup() {
     // The hand-off to a blocking sink's own thread (`sink::threaded`, the file sink beside
     // others): copy into a recycled slot, queue, wake; the sink's thread writes and gives the
     // slot back. Nothing allocates once every slot exists.
-    struct Discard;
+    /// Takes records once `open` (closed during warm-up so every slot of the pool gets made).
+    struct Discard(std::sync::Arc<AtomicBool>);
     impl mdc::sink::Sink for Discard {
         fn name(&self) -> &'static str {
             "file"
         }
         fn write(&mut self, rec: &Record) -> Result<(), mdc::sink::SinkError> {
+            while !self.0.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             std::hint::black_box(rec.json.len());
             Ok(())
         }
@@ -378,8 +383,22 @@ fn hot_path_allocates_nothing_after_warmup() {
         spool: mdc::sink::spool::SpoolConfig::for_sink("file"),
         always: false,
     };
-    let mut threaded =
-        mdc::sink::threaded::Threaded::start("file", Box::new(Discard), policy, &metrics).unwrap();
+    let open = std::sync::Arc::new(AtomicBool::new(false));
+    let mut threaded = mdc::sink::threaded::Threaded::start(
+        "file",
+        Box::new(Discard(open.clone())),
+        policy,
+        &metrics,
+    )
+    .unwrap();
+    // The sink holds back until the publisher side has made every slot (1024) and waits.
+    let opener = {
+        let open = open.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            open.store(true, Ordering::Relaxed);
+        })
+    };
     let mut handoff = |n: usize| {
         for i in 0..n {
             threaded.write(&record).unwrap();
@@ -389,6 +408,7 @@ fn hot_path_allocates_nothing_after_warmup() {
         }
     };
     handoff(20_000);
+    opener.join().unwrap();
     ALLOCS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
     handoff(100_000);

@@ -118,6 +118,7 @@ fn every_event_once_with_the_exchanges_digits() {
     let sim = Simulator::start(SimConfig {
         rate: 3_000,
         total: Some(total),
+        record: true,
         ..SimConfig::default()
     })
     .unwrap();
@@ -151,6 +152,25 @@ fn every_event_once_with_the_exchanges_digits() {
         .unwrap()
         .get(0);
     assert_eq!(version, 1);
+    // `raw`: the exchange's message each row came from, equal to what the simulator sent.
+    let sent: std::collections::HashSet<String> = sim
+        .sent_messages()
+        .iter()
+        .map(|m| serde_json::from_str::<Value>(m).unwrap().to_string())
+        .collect();
+    let raws = c
+        .query("SELECT raw::text, trade_id FROM marketdata.trades", &[])
+        .unwrap();
+    assert!(!raws.is_empty());
+    for r in &raws {
+        let raw: Value = serde_json::from_str(&r.get::<_, String>(0)).unwrap();
+        let id: i64 = r.get(1);
+        assert_eq!(raw["data"]["t"].as_i64(), Some(id), "{raw}");
+        assert!(
+            sent.contains(&raw.to_string()),
+            "raw is a sent message: {raw}"
+        );
+    }
     // Plain PostgreSQL: day partitions from yesterday to two days ahead plus a default one; the
     // trades (exchange time now) are in today's partition.
     let parts: i64 = c

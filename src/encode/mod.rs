@@ -15,20 +15,25 @@ pub mod record;
 pub struct Formats {
     pub json: bool,
     pub protobuf: bool,
+    /// The exchange's own message the event came from (`Record::raw`), for sinks that keep it.
+    pub raw: bool,
 }
 
 impl Formats {
     pub const JSON: Formats = Formats {
         json: true,
         protobuf: false,
+        raw: false,
     };
     pub const PROTOBUF: Formats = Formats {
         json: false,
         protobuf: true,
+        raw: false,
     };
     pub const NONE: Formats = Formats {
         json: false,
         protobuf: false,
+        raw: false,
     };
 
     /// The union of two requirements.
@@ -36,6 +41,7 @@ impl Formats {
         Formats {
             json: self.json || other.json,
             protobuf: self.protobuf || other.protobuf,
+            raw: self.raw || other.raw,
         }
     }
 }

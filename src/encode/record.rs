@@ -25,6 +25,9 @@ pub struct Record {
     /// A sub-type some sinks route by (long/short ratios: `top-position`, `top-account`,
     /// `all-account`); `""` otherwise.
     pub variant: &'static str,
+    /// The exchange's message the event came from, as received (empty unless a sink keeps it,
+    /// and for events of our own: gaps, book snapshots).
+    pub raw: Vec<u8>,
 }
 
 impl Record {
@@ -42,6 +45,7 @@ impl Record {
             position: 0,
             position_unique: false,
             variant: "",
+            raw: Vec::new(),
         }
     }
 
@@ -62,6 +66,8 @@ impl Record {
         self.position = other.position;
         self.position_unique = other.position_unique;
         self.variant = other.variant;
+        self.raw.clear();
+        self.raw.extend_from_slice(&other.raw);
     }
 
     /// Gives back memory after an outsized event (see `Frame::shrink_if_above`).
@@ -72,6 +78,9 @@ impl Record {
         }
         if self.proto.capacity() > limit {
             self.proto = Vec::with_capacity(keep);
+        }
+        if self.raw.capacity() > limit {
+            self.raw = Vec::with_capacity(keep);
         }
     }
 }

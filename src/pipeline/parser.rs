@@ -54,6 +54,8 @@ pub struct Stage {
     last_watch_check_ns: i64,
     last_rollover_check_ns: i64,
     last_merge_ns: i64,
+    /// The current frame as received, when a sink keeps the exchange's message.
+    raw: Vec<u8>,
     /// Benchmarks only (`mdc bench`): trade ids carry the simulator's send time; records
     /// `sim_send_to_receive`. `None` in production.
     pub probe: Option<Recorder>,
@@ -113,6 +115,7 @@ impl Stage {
             last_watch_check_ns: 0,
             last_rollover_check_ns: 0,
             last_merge_ns: 0,
+            raw: Vec::new(),
             probe: None,
             control: None,
         }
@@ -168,14 +171,14 @@ impl Stage {
                 }
                 let events = &mut self.events;
                 self.gaps.on_connected(conn, ts, &mut |ev: &Event| {
-                    emit(out, formats, events, idle, ev)
+                    emit(out, formats, events, idle, ev, &[])
                 });
                 return;
             }
             FrameKind::Dropped => {
                 let events = &mut self.events;
                 self.gaps.on_dropped(conn, ts, &mut |ev: &Event| {
-                    emit(out, formats, events, idle, ev)
+                    emit(out, formats, events, idle, ev, &[])
                 });
                 return;
             }
@@ -189,6 +192,14 @@ impl Stage {
         let sessions = &mut self.sessions;
         let probe = &mut self.probe;
         let (source, len, recv_ts) = (frame.source, frame.len, frame.recv_ts_ns);
+        // The message as received, before simd-json decodes it in place (only when a sink
+        // keeps it).
+        self.raw.clear();
+        if formats.raw {
+            self.raw
+                .extend_from_slice(frame.buf.get(..len).unwrap_or_default());
+        }
+        let raw = &self.raw[..];
         let res = decoder.decode(&mut frame.buf, len, recv_ts, &mut |ev: &mut Event| {
             if !sessions.admit(conn, session, ev) {
                 return; // the other session of a rollover delivers (or delivered) this one
@@ -204,16 +215,16 @@ impl Stage {
             };
             if let Some(from) = books.as_mut().and_then(|b| b.take_gap()) {
                 gaps.on_book_gap(conn, &ev.header.symbol, from, recv_ts, &mut |g: &Event| {
-                    emit(out, formats, events, idle, g)
+                    emit(out, formats, events, idle, g, &[])
                 });
             }
-            emit(out, formats, events, idle, ev);
+            emit(out, formats, events, idle, ev, raw);
             if due
                 && let Some(b) = books.as_mut()
                 && let Some(snap) =
                     b.snapshot(source, &ev.header.symbol, ev.header.exchange_ts_ns, recv_ts)
             {
-                emit(out, formats, events, idle, snap);
+                emit(out, formats, events, idle, snap, &[]);
             }
         });
         if let Some(b) = self.books.as_mut() {
@@ -333,7 +344,7 @@ impl Stage {
         let events = &mut self.events;
         if let Some(b) = self.books.as_mut() {
             b.poll(realtime_ns(), &mut |ev: &Event| {
-                emit(out, formats, events, idle, ev)
+                emit(out, formats, events, idle, ev, &[])
             });
             while let Some(o) = b.take_outbox() {
                 self.sessions.send(o.conn, o.messages);
@@ -354,7 +365,7 @@ impl Stage {
                 reason,
                 u.from_ts_ns,
                 u.to_ts_ns,
-                &mut |g: &Event| emit(out, formats, events, idle, g),
+                &mut |g: &Event| emit(out, formats, events, idle, g, &[]),
             );
         }
     }
@@ -408,6 +419,7 @@ fn emit<W: FullWait>(
     tally: &mut Tally,
     idle: &mut W,
     ev: &Event,
+    raw: &[u8],
 ) {
     if let Some(kind) = ev.kind {
         tally.events.add(kind as usize, 1);
@@ -415,6 +427,9 @@ fn emit<W: FullWait>(
     loop {
         let written = out.write_with(|r| {
             fill(r, ev, formats);
+            if formats.raw {
+                r.raw.extend_from_slice(raw);
+            }
             r.parsed_ts_ns - r.recv_ts_ns
         });
         match written {
@@ -456,6 +471,7 @@ pub fn fill(r: &mut Record, ev: &Event, formats: Formats) {
     if formats.protobuf {
         protobuf::write_event(ev, &mut r.proto);
     }
+    r.raw.clear();
     r.parsed_ts_ns = realtime_ns();
 }
 

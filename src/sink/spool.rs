@@ -214,6 +214,7 @@ impl RecordSpool {
             rec.symbol.as_bytes(),
             &rec.json,
             &rec.proto,
+            &rec.raw,
         ])
     }
 
@@ -237,6 +238,7 @@ impl RecordSpool {
             &mut self.symbol,
             &mut rec.json,
             &mut rec.proto,
+            &mut rec.raw,
         ])?;
         if !got {
             return Ok(false);
@@ -326,6 +328,7 @@ mod tests {
         r.position_unique = true;
         r.json.extend_from_slice(b"{\"a\":1}\n");
         r.proto.extend_from_slice(&[8, 1]);
+        r.raw.extend_from_slice(br#"{"e":"trade"}"#);
         {
             let mut s = RecordSpool::open(&cfg, "k").unwrap();
             assert!(s.push(&r).unwrap());

@@ -29,6 +29,9 @@ struct PgConfig {
     /// Schema of the tables (created at start).
     #[serde(default = "d_schema")]
     schema: String,
+    /// Keep the exchange's message each row came from in the `raw` JSONB column (seed E).
+    #[serde(default = "d_raw")]
+    raw: bool,
     /// Rows per batch at most (one transaction).
     #[serde(default = "d_batch_rows")]
     batch_rows: usize,
@@ -55,6 +58,9 @@ struct PgConfig {
 
 fn d_schema() -> String {
     "marketdata".into()
+}
+fn d_raw() -> bool {
+    true
 }
 fn d_batch_rows() -> usize {
     5_000
@@ -219,7 +225,10 @@ impl SinkPlan for PgPlan {
 
     fn formats(&self) -> Formats {
         // Rows are built from the JSON Lines object: its field names are the column names.
-        Formats::JSON
+        Formats {
+            raw: self.cfg.raw,
+            ..Formats::JSON
+        }
     }
 
     fn effective(&self) -> serde_yaml::Value {

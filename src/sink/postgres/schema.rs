@@ -18,6 +18,9 @@ pub enum Col {
     Jsonb,
     /// `TIMESTAMPTZ` made from the nanosecond field named.
     Time(&'static str),
+    /// `JSONB`: the exchange's message the row came from (`raw: true`), NULL for rows of our
+    /// own (gaps, book snapshots).
+    Raw,
 }
 
 impl Col {
@@ -27,7 +30,7 @@ impl Col {
             Col::Numeric => "NUMERIC",
             Col::Int8 => "BIGINT",
             Col::Bool => "BOOLEAN",
-            Col::Jsonb => "JSONB",
+            Col::Jsonb | Col::Raw => "JSONB",
             Col::Time(_) => "TIMESTAMPTZ",
         }
     }
@@ -52,6 +55,7 @@ const COMMON: &[(&str, Col)] = &[
     ("receive_ts", Col::Time("receive_ts_ns")),
     ("receive_ts_ns", Col::Int8),
     ("transaction_ts_ns", Col::Int8),
+    ("raw", Col::Raw),
 ];
 
 /// The type of a field by its name (the JSON Lines contract, README "Output").

@@ -205,6 +205,16 @@ impl PgSink {
         };
         buf.begin_row();
         for (col, ty) in &table.columns {
+            if *ty == Col::Raw {
+                // JSONB refuses \u0000 in strings: such a message is kept as NULL rather than
+                // failing its batch.
+                if rec.raw.is_empty() || rec.raw.windows(6).any(|w| w == b"\\u0000") {
+                    buf.null();
+                } else {
+                    buf.jsonb(&rec.raw);
+                }
+                continue;
+            }
             let v = match ty {
                 Col::Time(src) => obj.get(*src),
                 _ => obj.get(*col),
@@ -254,6 +264,7 @@ impl PgSink {
                     buf.jsonb(v.to_string().as_bytes());
                     true
                 }
+                (Col::Raw, Some(_)) => false,
             };
             if !ok {
                 buf.abandon_row();
@@ -439,7 +450,7 @@ fn check_tables(c: &mut postgres::Client, schema: &str, tables: &[Table]) -> Res
                 Col::Numeric => "numeric",
                 Col::Int8 => "bigint",
                 Col::Bool => "boolean",
-                Col::Jsonb => "jsonb",
+                Col::Jsonb | Col::Raw => "jsonb",
                 Col::Time(_) => "timestamp with time zone",
             };
             match have.iter().find(|(tn, cn, _)| tn == t.name && cn == col) {
