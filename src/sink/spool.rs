@@ -39,6 +39,13 @@ impl SpoolConfig {
         }
     }
 
+    /// A section that names only `max_bytes` keeps the default directory `./spool/<sink>`.
+    pub fn fill_path(&mut self, sink: &str) {
+        if self.path.is_empty() {
+            self.path = format!("./spool/{sink}");
+        }
+    }
+
     /// Checked when `backpressure: spool` is chosen: a path and a bound.
     pub fn check(&self) -> Result<(), &'static str> {
         if self.path.is_empty() || self.max_bytes == 0 {

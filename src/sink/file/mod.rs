@@ -116,9 +116,7 @@ impl SinkFactory for Factory {
 
     fn plan(&self, value: serde_yaml::Value) -> Result<Option<Box<dyn SinkPlan>>, ConfigError> {
         let mut cfg: FileConfig = section("sinks.file", value)?;
-        if cfg.spool.path.is_empty() {
-            cfg.spool.path = default_spool().path;
-        }
+        cfg.spool.fill_path("file");
         queue_policy(&cfg)
             .check("file")
             .map_err(|(k, r)| ConfigError::new(k, r))?;

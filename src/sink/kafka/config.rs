@@ -239,9 +239,7 @@ impl KafkaSettings {
     /// Validates `sinks.kafka`; `Ok(None)` when disabled.
     pub fn from_section(value: serde_yaml::Value) -> Result<Option<KafkaSettings>, ConfigError> {
         let mut raw: KafkaConfig = section("sinks.kafka", value)?;
-        if raw.spool.path.is_empty() {
-            raw.spool.path = d_spool().path;
-        }
+        raw.spool.fill_path("kafka");
         let k = |s: &str| format!("sinks.kafka.{s}");
         let dur =
             |name: &str, v: &str| duration::parse(v).map_err(|r| ConfigError::new(k(name), r));

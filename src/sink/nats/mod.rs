@@ -247,9 +247,7 @@ impl NatsPlan {
                 format!("`{}` is not block, drop_newest or spool", cfg.backpressure),
             ));
         }
-        if cfg.spool.path.is_empty() {
-            cfg.spool.path = default_spool().path;
-        }
+        cfg.spool.fill_path("nats");
         if cfg.backpressure == "spool" {
             cfg.spool
                 .check()

@@ -182,9 +182,7 @@ impl SinkFactory for Factory {
             .map_err(|r| ConfigError::new(key("batch_interval"), r))?;
         let connect_timeout = duration::parse(&cfg.connect_timeout)
             .map_err(|r| ConfigError::new(key("connect_timeout"), r))?;
-        if cfg.spool.path.is_empty() {
-            cfg.spool.path = d_spool().path;
-        }
+        cfg.spool.fill_path("postgres");
         policy(&cfg)
             .check("postgres")
             .map_err(|(k, r)| ConfigError::new(k, r))?;
