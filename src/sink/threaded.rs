@@ -365,7 +365,16 @@ impl Sink for Threaded {
         if self.spool.is_some() {
             self.drain_spool()?;
             let behind = self.held.is_some() || self.spool.as_ref().is_some_and(|s| !s.is_empty());
-            if behind || self.tx.as_ref().is_some_and(|t| t.is_full()) {
+            // No free slot is as full as a full queue: the sink's thread may hold one (it is
+            // writing it), so the queue can be one short of full with every slot in use.
+            if !behind && !self.drops.is_empty() {
+                self.report_drops()?;
+            }
+            let slot = if behind { None } else { self.try_slot() };
+            if let Some(mut s) = slot {
+                s.copy_from(rec);
+                self.queue(s)?;
+            } else {
                 let kept = match self.spool.as_mut() {
                     Some(s) => s
                         .push(rec)
@@ -375,8 +384,8 @@ impl Sink for Threaded {
                 if !kept {
                     self.note_dropped(rec, "spool_full");
                 }
-                return self.take_error();
             }
+            return self.take_error();
         }
         if !self.drops.is_empty() {
             self.report_drops()?;
