@@ -151,7 +151,7 @@ fn every_event_once_with_the_exchanges_digits() {
         .query_one("SELECT max(version) FROM marketdata.schema_version", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     // `raw`: the exchange's message each row came from, equal to what the simulator sent.
     let sent: std::collections::HashSet<String> = sim
         .sent_messages()
@@ -404,39 +404,51 @@ fn sigkill_mid_batch_leaves_no_half_batch_and_no_duplicate() {
 /// after a restart, an exchange re-sending after a reconnect): the straight COPY meets a unique
 /// violation, nothing of it is written, and the batch goes again through staging with
 /// `ON CONFLICT DO NOTHING`: only the new rows are added, the others counted as duplicates.
-#[test]
-fn rows_written_again_are_counted_not_duplicated() {
-    use mdc::encode::record::Record;
-    use mdc::event::EventKind;
-    let pg = Postgres::start();
-    let trade = |i: u64| {
-        let mut r = Record::with_capacity(256);
-        r.kind = EventKind::Trade;
-        r.exchange = "binance";
-        r.market = "spot";
-        r.symbol.push_str("BTCUSDT");
-        let line = format!(
-            r#"{{"exchange":"binance","market":"spot","symbol":"BTCUSDT","type":"trade","exchange_ts_ns":{},"receive_ts_ns":{},"trade_id":{i},"price":"61837.6300000{}","qty":"0.02000000","side":"buy"}}"#,
-            1_795_000_000_000_000_000u64 + i * 1_000_000,
-            1_795_000_000_000_500_000u64 + i * 1_000_000,
-            i % 10
-        );
-        r.json.extend_from_slice(line.as_bytes());
-        r.json.push(b'\n');
-        r
-    };
+/// A trade record as the parser hands it to the sinks (JSON Lines only), id `i` at `price`.
+fn trade(i: u64, price: &str) -> mdc::encode::record::Record {
+    let mut r = mdc::encode::record::Record::with_capacity(256);
+    r.kind = mdc::event::EventKind::Trade;
+    r.exchange = "binance";
+    r.market = "spot";
+    r.symbol.push_str("BTCUSDT");
+    let line = format!(
+        r#"{{"exchange":"binance","market":"spot","symbol":"BTCUSDT","type":"trade","exchange_ts_ns":{},"receive_ts_ns":{},"trade_id":{i},"price":"{price}","qty":"0.02000000","side":"buy"}}"#,
+        1_795_000_000_000_000_000u64 + i * 1_000_000,
+        1_795_000_000_000_500_000u64 + i * 1_000_000,
+    );
+    r.json.extend_from_slice(line.as_bytes());
+    r.json.push(b'\n');
+    r
+}
+
+/// Runs the PostgreSQL sink alone (no collector) over `records`, closes it, and returns its
+/// counters by name.
+fn run_sink(
+    pg: &Postgres,
+    records: impl Iterator<Item = mdc::encode::record::Record>,
+) -> impl Fn(&str) -> u64 {
     let section: serde_yaml::Value =
         serde_yaml::from_str(&format!("{{ enabled: true, dsn: \"{}\" }}", pg.dsn())).unwrap();
-    let factory = mdc::sink::factory("postgres").unwrap();
-    let run = |ids: std::ops::Range<u64>| -> (u64, u64) {
-        let plan = factory.plan(section.clone()).unwrap().unwrap();
-        let metrics = mdc::metrics::Metrics::new(&["postgres"]);
-        let mut sink = plan.start(&metrics).unwrap();
-        for i in ids {
-            sink.write(&trade(i)).unwrap();
-        }
-        sink.close().unwrap();
-        let get = |n: &str| -> u64 { metrics.counter_values(n).iter().map(|(_, v)| v).sum() };
+    let plan = mdc::sink::factory("postgres")
+        .unwrap()
+        .plan(section)
+        .unwrap()
+        .unwrap();
+    let metrics = mdc::metrics::Metrics::new(&["postgres"]);
+    let mut sink = plan.start(&metrics).unwrap();
+    for r in records {
+        sink.write(&r).unwrap();
+    }
+    sink.close().unwrap();
+    move |n: &str| -> u64 { metrics.counter_values(n).iter().map(|(_, v)| v).sum() }
+}
+
+#[test]
+fn rows_written_again_are_counted_not_duplicated() {
+    let pg = Postgres::start();
+    let price = |i: u64| format!("61837.6300000{}", i % 10);
+    let run = |ids: std::ops::Range<u64>| {
+        let get = run_sink(&pg, ids.map(|i| trade(i, &price(i))));
         (
             get("postgres_rows_written_total"),
             get("postgres_rows_duplicate_total"),
@@ -459,6 +471,109 @@ fn rows_written_again_are_counted_not_duplicated() {
         .unwrap()
         .get(0);
     assert_eq!(p, "61837.63000007");
+}
+
+/// A row the server refuses for its data (here a CHECK constraint someone added by hand) would
+/// fail its batch on every retry: the batch is split until the row stands alone, which is left
+/// out and counted; every other row of the batch is written, once.
+#[test]
+fn rows_the_server_refuses_are_left_out_and_the_rest_written() {
+    let pg = Postgres::start();
+    let _ = run_sink(&pg, std::iter::once(trade(0, "1.0")));
+    pg.client()
+        .batch_execute(
+            "ALTER TABLE marketdata.trades ADD CONSTRAINT sane_price CHECK (price < 100000)",
+        )
+        .unwrap();
+    let bad = |i: u64| i % 97 == 5;
+    let get = run_sink(
+        &pg,
+        (1..2_001).map(|i| trade(i, if bad(i) { "250000.5" } else { "61837.63" })),
+    );
+    let refused = (1..2_001).filter(|&i| bad(i)).count() as u64;
+    assert_eq!(get("postgres_rows_refused_total"), refused);
+    assert_eq!(get("postgres_rows_written_total"), 2_000 - refused);
+    let ids: Vec<i64> = pg
+        .client()
+        .query(
+            "SELECT trade_id FROM marketdata.trades ORDER BY trade_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let want: Vec<i64> = (0..2_001).filter(|&i| !bad(i)).map(|i| i as i64).collect();
+    assert_eq!(ids, want);
+}
+
+/// The server came back as a fresh cluster (its data lost): the sink creates the schema again
+/// at its reconnect and writes on; every event received from the moment the old server
+/// stopped is in the new one, once, and nothing the file sink does not have.
+#[test]
+fn a_server_back_as_a_fresh_cluster_gets_its_tables_again() {
+    let mut pg = Postgres::start();
+    let total = 12_000u64;
+    let sim = Simulator::start(SimConfig {
+        rate: 1_000,
+        total: Some(total),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("pg-fresh");
+    let http = free_port();
+    let mut mdc = Collector::start(&dir, &config(&sim, &pg, http), &[]);
+    let data = dir.join("data");
+    assert!(wait_until(Duration::from_secs(30), || count_lines(&data) >= 2_000));
+    let stopped_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    pg.recreate();
+    assert!(
+        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
+            >= total),
+        "{}",
+        mdc.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || http_get(http, "/readyz").0
+            == 200),
+        "{}",
+        mdc.log_text()
+    );
+    let (status, _) = mdc.terminate(Duration::from_secs(60));
+    assert!(status.success(), "log:\n{}", mdc.log_text());
+    let files = read_jsonl(&data);
+    for (table, kind) in TABLES {
+        let have = rows_as_json(&pg, table);
+        let key = |v: &Value| {
+            format!(
+                "{}|{}|{}|{}",
+                v["symbol"], v["receive_ts_ns"], v["exchange_ts_ns"], v["trade_id"]
+            )
+        };
+        let mut by_key: std::collections::HashMap<String, &Value> = files
+            .iter()
+            .filter(|v| v["type"] == *kind)
+            .map(|v| (key(v), v))
+            .collect();
+        let mut after = by_key
+            .values()
+            .filter(|v| v["receive_ts_ns"].as_i64().unwrap() >= stopped_ns)
+            .count();
+        assert!(after > 0, "{table}: events after the restart");
+        for r in &have {
+            let f = by_key
+                .remove(&key(r))
+                .unwrap_or_else(|| panic!("{table}: row {r} twice or not in the file sink"));
+            assert!(same(f, r), "{table}: file {f} vs row {r}");
+            if f["receive_ts_ns"].as_i64().unwrap() >= stopped_ns {
+                after -= 1;
+            }
+        }
+        assert_eq!(after, 0, "{table}: events received after the stop missing");
+    }
 }
 
 /// TLS: a server with a certificate of a private CA (self-signed here, for 127.0.0.1), the DSN

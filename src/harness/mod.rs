@@ -50,6 +50,12 @@ pub struct BenchOptions {
     /// PostgreSQL DSN (with --sink postgres; tables go to schema `bench`).
     #[arg(long, default_value = "postgresql://postgres@127.0.0.1:15432/postgres")]
     pub pg_dsn: String,
+    /// With --sink postgres: keep each row's exchange message in `raw` (the sink's default).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pg_raw: bool,
+    /// With --sink postgres: writer connections (the sink's `writers`).
+    #[arg(long, default_value_t = 2)]
+    pub pg_writers: usize,
     /// Kafka bootstrap servers (with --sink kafka).
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
@@ -344,8 +350,8 @@ fn run_one(o: &BenchOptions) -> Result<(String, Summary), String> {
             }
         ),
         "postgres" => format!(
-            "  postgres: {{ enabled: true, dsn: \"{}\", schema: \"bench\", batch_rows: 20000 }}",
-            o.pg_dsn
+            "  postgres: {{ enabled: true, dsn: \"{}\", schema: \"bench\", batch_rows: 20000, required: true, connect_timeout: \"5s\", raw: {}, writers: {} }}",
+            o.pg_dsn, o.pg_raw, o.pg_writers
         ),
         s => {
             return Err(format!(
@@ -427,6 +433,14 @@ log:
         < metrics.connections_expected.load(Ordering::Relaxed)
         || metrics.connections_expected.load(Ordering::Relaxed) == 0
     {
+        if collector.is_finished() {
+            // It failed at start (a sink that cannot start, say): say why now, not in 30 s.
+            return match collector.join() {
+                Ok(Err(e)) => Err(format!("the collector stopped at start: {e}")),
+                Ok(Ok(_)) => Err("the collector stopped before it connected".into()),
+                Err(_) => Err("collector thread panicked".into()),
+            };
+        }
         if t0.elapsed() > Duration::from_secs(30) {
             shutdown.store(true, Ordering::Relaxed);
             return Err("the collector did not connect within 30 s".into());

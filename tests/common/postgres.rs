@@ -40,6 +40,30 @@ fn run(tool: &str, args: &[&str]) -> std::process::Output {
     out.unwrap_or_else(|e| panic!("{}: {e}", bin.display()))
 }
 
+/// A new cluster in `data` (superuser `postgres`, trust on 127.0.0.1).
+fn initdb(data: &std::path::Path) {
+    let out = run(
+        "initdb",
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub struct Postgres {
     pub port: u16,
     pub dir: PathBuf,
@@ -66,26 +90,7 @@ impl Postgres {
             assert!(st.success());
         }
         let data = dir.join("data");
-        let out = run(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "--no-sync",
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        initdb(&data);
         prepare(&dir);
         if is_root() {
             let _ = Command::new("chown")
@@ -136,6 +141,18 @@ impl Postgres {
             std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
         }));
         self.running = true;
+    }
+
+    /// The server back as a fresh cluster (its state lost, as after a disk replaced): stopped,
+    /// its data directory made anew by initdb, started on the same port.
+    pub fn recreate(&mut self) {
+        if self.running {
+            self.stop();
+        }
+        let data = self.dir.join("data");
+        std::fs::remove_dir_all(&data).expect("remove the data directory");
+        initdb(&data);
+        self.up();
     }
 
     /// `pg_ctl stop -m fast`: sessions are ended, the server shuts down cleanly.

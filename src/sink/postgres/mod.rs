@@ -1,11 +1,18 @@
-//! `sinks.postgres`: PostgreSQL (plain, TimescaleDB later) for SQL users. Rows go in batches of
-//! binary `COPY` into a per-session staging table, then `INSERT ... ON CONFLICT DO NOTHING` into
-//! the table, in one transaction: a batch is written whole or not at all, and one written twice
-//! (retried after a lost connection, replayed from a spool) adds no row. The sink always runs on
-//! its own thread behind [`crate::sink::threaded`]: a slow database fills only its own queue.
+//! `sinks.postgres`: PostgreSQL (plain or TimescaleDB) for SQL users. The flow, one module each:
+//! `sink` (the sink's own thread, behind [`crate::sink::threaded`], so a slow database fills
+//! only its own queue) turns records into rows (`rows`, reading each JSON Lines object in place
+//! with `fields`; values in PostgreSQL's binary format by `pgbinary`) and hands full batches to
+//! `writer` (a thread holding the connection: one transaction per batch, binary `COPY`, staging
+//! and `INSERT ... ON CONFLICT DO NOTHING` when the batch may be in already), which runs
+//! `migrate` at every connect against the tables of `schema`. A batch is written whole or not at
+//! all, and one written twice adds no row.
 
+mod fields;
+mod migrate;
 mod pgbinary;
+mod rows;
 pub mod schema;
+mod sink;
 mod writer;
 
 use super::threaded::QueuePolicy;
@@ -54,8 +61,19 @@ struct PgConfig {
     backpressure: String,
     #[serde(default = "d_spool")]
     spool: super::spool::SpoolConfig,
+    /// Connections writing batches at once (1 to 8): while one waits for its commit, another
+    /// copies. Batches may then commit out of order.
+    #[serde(default = "d_writers")]
+    writers: usize,
+    /// Fail at start when the database cannot be reached (default: start anyway, not ready, and
+    /// keep trying while rows queue).
+    #[serde(default)]
+    required: bool,
 }
 
+fn d_writers() -> usize {
+    2
+}
 fn d_schema() -> String {
     "marketdata".into()
 }
@@ -178,6 +196,9 @@ impl SinkFactory for Factory {
                 "must be between 1 and 1000000",
             ));
         }
+        if !(1..=8).contains(&cfg.writers) {
+            return Err(ConfigError::new(key("writers"), "must be between 1 and 8"));
+        }
         let batch_interval = duration::parse(&cfg.batch_interval)
             .map_err(|r| ConfigError::new(key("batch_interval"), r))?;
         let connect_timeout = duration::parse(&cfg.connect_timeout)
@@ -242,13 +263,17 @@ impl SinkPlan for PgPlan {
     fn start(&self, metrics: &Arc<Metrics>) -> Result<Box<dyn Sink>, SinkError> {
         let mut pg = self.pg.clone();
         pg.connect_timeout(self.connect_timeout);
-        Ok(Box::new(writer::PgSink::start(
-            pg,
-            self.tls.clone(),
-            redact(&self.cfg.dsn),
-            self.cfg.schema.clone(),
-            self.cfg.batch_rows,
-            self.batch_interval,
+        Ok(Box::new(sink::PgSink::start(
+            sink::Settings {
+                pg,
+                tls: self.tls.clone(),
+                dsn_shown: redact(&self.cfg.dsn),
+                schema: self.cfg.schema.clone(),
+                batch_rows: self.cfg.batch_rows,
+                batch_interval: self.batch_interval,
+                required: self.cfg.required,
+                writers: self.cfg.writers,
+            },
             metrics,
         )?))
     }

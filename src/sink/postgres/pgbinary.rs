@@ -4,7 +4,7 @@
 //! never through a float.
 
 /// Signature, flags and header extension length of a binary COPY stream.
-const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+pub const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// End of a binary COPY stream.
 pub const TRAILER: &[u8] = &[0xff, 0xff];
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
@@ -15,6 +15,8 @@ const PG_EPOCH_US: i64 = 946_684_800_000_000;
 pub struct CopyBuf {
     pub buf: Vec<u8>,
     rows: usize,
+    /// Where each finished row starts (a batch the server refuses is split by rows).
+    starts: Vec<usize>,
     /// Where the current row's field count goes, and how many fields it has so far.
     row_start: usize,
     fields: i16,
@@ -24,6 +26,7 @@ impl CopyBuf {
     pub fn clear(&mut self) {
         self.buf.clear();
         self.rows = 0;
+        self.starts.clear();
     }
 
     pub fn rows(&self) -> usize {
@@ -42,6 +45,7 @@ impl CopyBuf {
     pub fn end_row(&mut self) {
         let n = self.fields.to_be_bytes();
         self.buf[self.row_start..self.row_start + 2].copy_from_slice(&n);
+        self.starts.push(self.row_start);
         self.rows += 1;
     }
 
@@ -53,13 +57,10 @@ impl CopyBuf {
         }
     }
 
-    /// The stream for `COPY`: header and rows, then [`TRAILER`] (kept apart so a batch can be
-    /// sent again as it is).
-    pub fn body(&mut self) -> &[u8] {
-        if self.buf.is_empty() {
-            self.buf.extend_from_slice(HEADER);
-        }
-        &self.buf
+    /// Rows `from..to` as they go between [`HEADER`] and [`TRAILER`].
+    pub fn row_range(&self, from: usize, to: usize) -> &[u8] {
+        let at = |i: usize| self.starts.get(i).copied().unwrap_or(self.buf.len());
+        self.buf.get(at(from)..at(to)).unwrap_or(&[])
     }
 
     fn field(&mut self, bytes: &[u8]) {
@@ -220,11 +221,27 @@ mod tests {
         c.null();
         c.end_row();
         assert_eq!(c.rows(), 1);
-        let mut out = c.body().to_vec();
+        let mut out = c.buf.clone();
         out.extend_from_slice(TRAILER);
         assert!(out.starts_with(HEADER));
         assert_eq!(&out[HEADER.len()..HEADER.len() + 2], &3i16.to_be_bytes());
         assert!(out.ends_with(&(-1i16).to_be_bytes()));
+        c.begin_row();
+        c.int8(8);
+        c.end_row();
+        assert_eq!(c.rows(), 2);
+        let (first, second) = (c.row_range(0, 1).to_vec(), c.row_range(1, 2));
+        assert_eq!(first.len(), 2 + 12 + 4 + 7 + 4);
+        assert_eq!(
+            second,
+            &[
+                &1i16.to_be_bytes()[..],
+                &8i32.to_be_bytes(),
+                &8i64.to_be_bytes()
+            ]
+            .concat()
+        );
+        assert_eq!(c.row_range(0, 2).len(), c.buf.len() - HEADER.len());
         let mut t = CopyBuf::default();
         t.timestamptz_ns(946_684_800_000_000_000 + 1_500);
         assert_eq!(&t.buf[4..], &1i64.to_be_bytes());

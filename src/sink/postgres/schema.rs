@@ -378,9 +378,48 @@ pub fn migration_1(schema: &str, layout: Layout) -> String {
     sql
 }
 
+/// A table's natural key in the order a B-tree compares fastest: the numeric and time columns
+/// first (an id or a time tells rows apart at the first column), then the text columns, most
+/// selective first, compared bytewise (`COLLATE "C"`: the same equality, no locale).
+pub fn key_columns(t: &Table) -> Vec<String> {
+    let is_text = |k: &&str| t.columns.iter().any(|(c, ty)| c == k && *ty == Col::Text);
+    let mut cols: Vec<String> = t
+        .key
+        .iter()
+        .filter(|k| !is_text(k))
+        .map(|k| format!("\"{k}\""))
+        .collect();
+    cols.extend(
+        t.key
+            .iter()
+            .rev()
+            .filter(|k| is_text(k))
+            .map(|k| format!("\"{k}\" COLLATE \"C\"")),
+    );
+    cols
+}
+
+/// Migration 2: each natural-key index of migration 1 (text columns first: every comparison
+/// went through `exchange`, `market` and `symbol`, equal in most rows, before the id; a third
+/// of the server's CPU per row under COPY) replaced by one on [`key_columns`]. Same columns,
+/// same uniqueness.
+pub fn migration_2(schema: &str) -> String {
+    let mut sql = String::new();
+    for t in tables() {
+        sql.push_str(&format!(
+            "DROP INDEX IF EXISTS {};\nCREATE UNIQUE INDEX IF NOT EXISTS \"{n}_key\" ON {} ({});\n",
+            qualified(schema, &format!("{}_natural_key", t.name)),
+            qualified(schema, t.name),
+            key_columns(&t).join(", "),
+            n = t.name
+        ));
+    }
+    sql
+}
+
 /// The migrations in order; `schema_version` records the last applied.
 pub fn migrations(schema: &str, layout: Layout) -> Vec<(i32, String)> {
-    vec![(1, migration_1(schema, layout))]
+    vec![(1, migration_1(schema, layout)), (2, migration_2(schema))]
 }
 
 /// Partitions for the UTC days `from_day`..`from_day + days` (days since the Unix epoch) of every
@@ -452,6 +491,11 @@ mod tests {
         ));
         assert!(ts.contains("add_compression_policy('\"marketdata\".\"gaps\"', INTERVAL '7 days'"));
         assert!(!ts.contains("PARTITION"));
+        let m2 = migration_2("md");
+        assert!(m2.contains("DROP INDEX IF EXISTS \"md\".\"trades_natural_key\";\nCREATE UNIQUE INDEX IF NOT EXISTS \"trades_key\" ON \"md\".\"trades\" (\"trade_id\", \"exchange_ts\", \"symbol\" COLLATE \"C\", \"market\" COLLATE \"C\", \"exchange\" COLLATE \"C\");"), "{m2}");
+        for t in tables() {
+            assert_eq!(key_columns(&t).len(), t.key.len(), "{}", t.name);
+        }
     }
 
     #[test]

@@ -1,90 +1,73 @@
-//! The PostgreSQL sink on its own thread: rows built from each record's JSON Lines object into
-//! one binary COPY buffer per table; a batch (every table with rows) is written in one
-//! transaction, COPY straight into the tables. When the batch may be in already (a unique
-//! violation, or any earlier failure of it) it goes through temporary staging tables and
-//! `INSERT ... ON CONFLICT DO NOTHING` instead. A failed batch is kept as it is and written again
-//! after a reconnect (backoff 100 ms doubling to 5 s): never half-written, never duplicated.
+//! A PostgreSQL writer: a thread of its own holding one connection, so the sink's thread builds
+//! the next batch while this one is in COPY and commit. Several writers (`writers`, default 2)
+//! take batches from the same hand-off: while one waits for its commit to reach the disk, the
+//! other's COPY keeps the server busy. Batches may commit out of order (each row has its times;
+//! none depends on another).
+//!
+//! A batch (every table with rows) is written in one transaction, COPY straight into the tables.
+//! When the batch may be in already (a unique violation, or any earlier failure of it) it goes
+//! through temporary staging tables and `INSERT ... ON CONFLICT DO NOTHING` instead. A failed
+//! batch is kept as it is and written again after a reconnect (backoff 100 ms doubling to 5 s):
+//! never half-written, never duplicated. A row the server refuses for its data (a value it
+//! cannot store, a constraint added by hand) would fail its batch forever: the batch is split
+//! until that row stands alone, which is left out, counted and logged; the rest goes in.
 
-use super::pgbinary::{CopyBuf, TRAILER};
-use super::schema::{self, Col, Layout, Table, qualified};
+use super::migrate::{check_tables, migrate};
+use super::pgbinary::{HEADER, TRAILER};
+use super::rows::Batch;
+use super::schema::{self, Layout, Table, qualified};
 use crate::clock::realtime_ns;
-use crate::encode::record::Record;
 use crate::metrics::{LogThrottle, Metrics, SinkHealth};
-use crate::sink::{Sink, SinkError};
-use serde_json::Value;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Longest the last batch is retried at shutdown.
-const CLOSE_DEADLINE: Duration = Duration::from_secs(30);
+/// How often an idle writer checks the day's partitions.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
 
-pub struct PgSink {
-    pg: postgres::Config,
-    tls: tokio_postgres_rustls::MakeRustlsConnect,
-    dsn_shown: String,
-    schema: String,
-    client: Option<postgres::Client>,
-    tables: Vec<Table>,
-    bufs: Vec<CopyBuf>,
-    pending: usize,
-    oldest_ns: i64,
-    batch_rows: usize,
-    batch_interval_ns: i64,
-    health: SinkHealth,
-    /// Found at connect: TimescaleDB or native partitions.
-    layout: Option<Layout>,
-    /// The UTC day whose partitions were last ensured.
-    partitions_day: i64,
-    /// The pending batch may already be in the tables (a failed attempt, a replay): written
-    /// through staging with `ON CONFLICT DO NOTHING`, not straight.
-    maybe_written: bool,
-    written: Arc<AtomicU64>,
-    duplicates: Arc<AtomicU64>,
-    batches: Arc<AtomicU64>,
-    retries: Arc<AtomicU64>,
-    skipped: Arc<AtomicU64>,
-    error_log: LogThrottle,
+/// Why a write failed.
+enum Fail {
+    /// A row the table already has (the transaction failed whole, nothing written).
+    Duplicate(String),
+    /// A row the server refuses for its data: writing the same rows again fails again.
+    Refused(String),
+    /// The connection, the server's state: worth a retry.
+    Other(String),
 }
 
-/// A failure that configuration, not the network, must fix.
-fn is_config(e: &str) -> bool {
-    e.starts_with("config error:")
+/// SQLSTATE classes of errors that a row's own data causes: 22 data exception, 23 integrity
+/// constraint (but 23505, handled as a duplicate), 54 program limit (a value too large for an
+/// index), 42804 datatype mismatch.
+fn refused_by_data(code: &str) -> bool {
+    code.starts_with("22") || code.starts_with("23") || code.starts_with("54") || code == "42804"
 }
 
-impl PgSink {
-    /// Connects and migrates when the database answers; when it does not, the sink starts anyway
-    /// (not ready) and keeps trying. A schema the tables do not match is an error at once.
-    pub fn start(
-        pg: postgres::Config,
-        tls: tokio_postgres_rustls::MakeRustlsConnect,
-        dsn_shown: String,
-        schema: String,
-        batch_rows: usize,
-        batch_interval: Duration,
-        metrics: &Arc<Metrics>,
-    ) -> Result<PgSink, SinkError> {
+fn fail(what: &str, name: &str, e: postgres::Error) -> Fail {
+    let msg = format!("{what} {name}: {e}");
+    match e.code().map(|c| c.code()) {
+        Some("23505") => Fail::Duplicate(msg),
+        Some(c) if refused_by_data(c) => Fail::Refused(msg),
+        _ => Fail::Other(msg),
+    }
+}
+
+/// Counters the writers keep (`/metrics`), shared by all of them.
+#[derive(Clone)]
+pub struct Counters {
+    pub written: Arc<AtomicU64>,
+    pub duplicates: Arc<AtomicU64>,
+    pub batches: Arc<AtomicU64>,
+    pub retries: Arc<AtomicU64>,
+    pub refused: Arc<AtomicU64>,
+}
+
+impl Counters {
+    pub fn new(metrics: &Metrics) -> Counters {
         let l = [("sink", "postgres")];
-        let tables = schema::tables();
-        let mut s = PgSink {
-            bufs: tables.iter().map(|_| CopyBuf::default()).collect(),
-            tables,
-            pg,
-            tls,
-            dsn_shown,
-            schema,
-            client: None,
-            pending: 0,
-            oldest_ns: 0,
-            batch_rows,
-            batch_interval_ns: batch_interval.as_nanos() as i64,
-            health: metrics.sink_health("postgres"),
-            layout: None,
-            partitions_day: i64::MIN,
-            maybe_written: false,
+        Counters {
             written: metrics.counter(
                 "postgres_rows_written_total",
                 "Rows inserted into PostgreSQL.",
@@ -105,33 +88,64 @@ impl PgSink {
                 "Batches written again after a failure (reconnected first).",
                 &l,
             ),
-            skipped: metrics.counter(
-                "postgres_rows_skipped_total",
-                "Records that could not be made into a row (logged).",
+            refused: metrics.counter(
+                "postgres_rows_refused_total",
+                "Rows the server refused for their data (a value it cannot store, a constraint added by hand): left out and logged, the rest of their batch written.",
                 &l,
             ),
-            error_log: LogThrottle::default(),
-        };
-        match s.connect() {
-            Ok(()) => log::info!(
-                "event=postgres_ready dsn={} schema={}",
-                s.dsn_shown,
-                s.schema
-            ),
-            Err(e) if is_config(&e) => return Err(SinkError(e)),
-            Err(e) => {
-                s.health.down(&e);
-                log::warn!(
-                    "event=postgres_unreachable dsn={} error=\"{e}\" note=\"starting anyway; rows queue until it answers\"",
-                    s.dsn_shown
-                );
-            }
         }
-        Ok(s)
+    }
+}
+
+pub struct Writer {
+    pg: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    schema: String,
+    client: Option<postgres::Client>,
+    tables: Vec<Table>,
+    /// Found at connect: TimescaleDB or native partitions.
+    layout: Option<Layout>,
+    /// The UTC day whose partitions were last ensured.
+    partitions_day: i64,
+    pub health: SinkHealth,
+    counters: Counters,
+    /// Realtime ns after which a failing batch is given up (set at shutdown); 0: never.
+    deadline: Arc<AtomicI64>,
+    error_log: LogThrottle,
+    /// Batches split, rows left out.
+    split_log: LogThrottle,
+    refused_log: LogThrottle,
+}
+
+impl Writer {
+    pub fn new(
+        pg: postgres::Config,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
+        schema: String,
+        health: SinkHealth,
+        counters: Counters,
+        deadline: Arc<AtomicI64>,
+    ) -> Writer {
+        Writer {
+            pg,
+            tls,
+            schema,
+            client: None,
+            tables: schema::tables(),
+            layout: None,
+            partitions_day: i64::MIN,
+            health,
+            counters,
+            deadline,
+            error_log: LogThrottle::default(),
+            split_log: LogThrottle::default(),
+            refused_log: LogThrottle::default(),
+        }
     }
 
-    /// A new connection with the schema migrated and checked.
-    fn connect(&mut self) -> Result<(), String> {
+    /// A new connection with the schema migrated and checked. Run after every reconnect too: a
+    /// server that came back as a fresh cluster gets its tables again.
+    pub fn connect(&mut self) -> Result<(), String> {
         let mut c =
             self.pg
                 .connect(self.tls.clone())
@@ -193,107 +207,161 @@ impl PgSink {
         }
     }
 
-    /// Appends `rec` as a row of its table; `false` when a value cannot be written.
-    fn add_row(&mut self, rec: &Record) -> bool {
-        let json = rec.json.strip_suffix(b"\n").unwrap_or(&rec.json);
-        let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(json) else {
-            return false;
-        };
-        let i = rec.kind as usize;
-        let (Some(table), Some(buf)) = (self.tables.get(i), self.bufs.get_mut(i)) else {
-            return false;
-        };
-        buf.begin_row();
-        for (col, ty) in &table.columns {
-            if *ty == Col::Raw {
-                // JSONB refuses \u0000 in strings: such a message is kept as NULL rather than
-                // failing its batch.
-                if rec.raw.is_empty() || rec.raw.windows(6).any(|w| w == b"\\u0000") {
-                    buf.null();
-                } else {
-                    buf.jsonb(&rec.raw);
-                }
-                continue;
-            }
-            let v = match ty {
-                Col::Time(src) => obj.get(*src),
-                _ => obj.get(*col),
-            };
-            let ok = match (ty, v) {
-                (_, None | Some(Value::Null)) => {
-                    buf.null();
-                    true
-                }
-                (Col::Time(_), Some(v)) => match v.as_i64() {
-                    Some(ns) => {
-                        buf.timestamptz_ns(ns);
-                        true
+    /// The thread's body: writes each batch it is handed and hands it back empty. Ends when the
+    /// sink hangs up; `Err` tells how many rows were given up (at shutdown, past the deadline).
+    pub fn run(
+        mut self,
+        batches: crossbeam_channel::Receiver<Batch>,
+        spare: crossbeam_channel::Sender<Batch>,
+    ) -> Result<(), String> {
+        let mut lost = 0usize;
+        let mut last_error = String::new();
+        loop {
+            match batches.recv_timeout(IDLE_WAKE) {
+                Ok(mut b) => {
+                    self.ensure_partitions();
+                    if let Err(e) = self.flush(&b) {
+                        lost += b.rows;
+                        last_error = e;
                     }
-                    None => false,
-                },
-                (Col::Int8, Some(v)) => match v.as_i64() {
-                    Some(n) => {
-                        buf.int8(n);
-                        true
+                    b.clear();
+                    if spare.send(b).is_err() {
+                        break;
                     }
-                    None => false,
-                },
-                (Col::Numeric, Some(Value::String(s))) if s.is_empty() => {
-                    buf.null();
-                    true
                 }
-                (Col::Numeric, Some(Value::String(s))) => buf.numeric(s),
-                (Col::Numeric, Some(Value::Number(n))) => buf.numeric(&n.to_string()),
-                (Col::Numeric, Some(_)) => false,
-                (Col::Bool, Some(v)) => match v.as_bool() {
-                    Some(b) => {
-                        buf.bool(b);
-                        true
-                    }
-                    None => false,
-                },
-                (Col::Text, Some(Value::String(s))) => {
-                    buf.text(s);
-                    true
-                }
-                (Col::Text, Some(v)) => {
-                    buf.text(&v.to_string());
-                    true
-                }
-                (Col::Jsonb, Some(v)) => {
-                    buf.jsonb(v.to_string().as_bytes());
-                    true
-                }
-                (Col::Raw, Some(_)) => false,
-            };
-            if !ok {
-                buf.abandon_row();
-                return false;
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.ensure_partitions(),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
         }
-        buf.end_row();
-        true
+        self.client = None;
+        if lost > 0 {
+            return Err(format!(
+                "{lost} row(s) not written to PostgreSQL: {last_error}"
+            ));
+        }
+        Ok(())
     }
 
-    /// Writes the batch in one transaction: `direct`, COPY straight into each table (a row the
-    /// table already has fails the whole transaction with a unique violation, nothing written:
-    /// `Err(true, ..)`); else through the staging tables with `ON CONFLICT DO NOTHING`.
-    fn write_batch(&mut self, direct: bool) -> Result<(), (bool, String)> {
-        let other = |e: String| (false, e);
-        let db = |what: &str, name: &str, e: postgres::Error| {
-            let dup = e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION);
-            (dup, format!("{what} {name}: {e}"))
-        };
+    /// Writes the batch, reconnecting and writing it again until it is in (or the deadline).
+    fn flush(&mut self, b: &Batch) -> Result<(), String> {
+        let mut backoff = MIN_BACKOFF;
+        // COPY straight into the tables unless this batch may be (partly) in already.
+        let mut direct = true;
+        loop {
+            let r = match self.write(b, None, direct) {
+                Err(Fail::Duplicate(_)) if direct => {
+                    // Nothing of it was written (the transaction failed whole): the same batch
+                    // again through staging, at once, on the same connection.
+                    direct = false;
+                    continue;
+                }
+                Err(Fail::Refused(e)) => {
+                    if self.split_log.hit() {
+                        log::warn!(
+                            "event=postgres_batch_refused rows={} error=\"{e}\" note=\"splitting it to leave out the rows the server refuses\" count={}",
+                            b.rows,
+                            self.split_log.count()
+                        );
+                    }
+                    self.isolate(b)
+                }
+                Err(Fail::Duplicate(e) | Fail::Other(e)) => Err(e),
+                Ok(()) => Ok(()),
+            };
+            let e = match r {
+                Ok(()) => {
+                    self.health.reachable.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            // The transaction did not commit: nothing of the batch is in the tables. It may
+            // have committed unseen if the connection broke at the commit.
+            direct = false;
+            self.client = None;
+            self.health.down(&e);
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            if self.error_log.hit() {
+                log::warn!(
+                    "event=postgres_batch_failed rows={} error=\"{e}\" retry_in_ms={} count={}",
+                    b.rows,
+                    backoff.as_millis(),
+                    self.error_log.count()
+                );
+            }
+            let deadline = self.deadline.load(Ordering::Relaxed);
+            if deadline != 0 && realtime_ns() + backoff.as_nanos() as i64 > deadline {
+                return Err(e);
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Writes the batch through staging, each table's rows apart and split in halves while the
+    /// server refuses them, until each refused row stands alone and is left out. Committed part
+    /// by part: a part written twice (a failure on the way, then the whole batch again) adds
+    /// nothing. `Err` on a failure other than the data's.
+    fn isolate(&mut self, b: &Batch) -> Result<(), String> {
+        for t in 0..b.bufs.len() {
+            let n = b.bufs[t].rows();
+            if n > 0 {
+                self.isolate_rows(b, t, 0, n)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn isolate_rows(&mut self, b: &Batch, t: usize, from: usize, to: usize) -> Result<(), String> {
+        match self.write(b, Some((t, from, to)), false) {
+            Ok(()) => Ok(()),
+            Err(Fail::Refused(e)) if to - from == 1 => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                if self.refused_log.hit() {
+                    log::warn!(
+                        "event=postgres_row_refused table={} error=\"{e}\" note=\"row left out, the rest of its batch written\" count={}",
+                        self.tables.get(t).map_or("?", |t| t.name),
+                        self.refused_log.count()
+                    );
+                }
+                Ok(())
+            }
+            Err(Fail::Refused(_)) => {
+                let mid = from + (to - from) / 2;
+                self.isolate_rows(b, t, from, mid)?;
+                self.isolate_rows(b, t, mid, to)
+            }
+            Err(Fail::Duplicate(e) | Fail::Other(e)) => Err(e),
+        }
+    }
+
+    /// One transaction: the whole batch, or rows `from..to` of one table (`only`). `direct`:
+    /// COPY straight into each table (a row the table already has fails the whole transaction
+    /// with a unique violation, nothing written); else through the staging tables with
+    /// `ON CONFLICT DO NOTHING`.
+    fn write(
+        &mut self,
+        b: &Batch,
+        only: Option<(usize, usize, usize)>,
+        direct: bool,
+    ) -> Result<(), Fail> {
         if self.client.is_none() {
-            self.connect().map_err(other)?;
+            self.connect().map_err(Fail::Other)?;
         }
         let Some(c) = self.client.as_mut() else {
-            return Err(other("not connected".into()));
+            return Err(Fail::Other("not connected".into()));
         };
-        let mut tx = c.transaction().map_err(|e| other(format!("begin: {e}")))?;
+        let mut tx = c
+            .transaction()
+            .map_err(|e| Fail::Other(format!("begin: {e}")))?;
         let (mut sent, mut inserted) = (0u64, 0u64);
-        for (t, buf) in self.tables.iter().zip(self.bufs.iter_mut()) {
-            if buf.rows() == 0 {
+        for (i, (t, buf)) in self.tables.iter().zip(b.bufs.iter()).enumerate() {
+            let (from, to) = match only {
+                Some((ti, from, to)) if ti == i => (from, to),
+                Some(_) => continue,
+                None => (0, buf.rows()),
+            };
+            if to <= from {
                 continue;
             }
             let stage = format!("mdc_stage_{}", t.name);
@@ -303,15 +371,16 @@ impl PgSink {
                 tx.batch_execute(&format!(
                     "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {target}) ON COMMIT DELETE ROWS"
                 ))
-                .map_err(|e| db("stage", t.name, e))?;
+                .map_err(|e| fail("stage", t.name, e))?;
             }
             let mut w = tx
                 .copy_in(&format!("COPY {into} FROM STDIN (FORMAT binary)"))
-                .map_err(|e| db("copy", t.name, e))?;
-            w.write_all(buf.body())
+                .map_err(|e| fail("copy", t.name, e))?;
+            w.write_all(HEADER)
+                .and_then(|_| w.write_all(buf.row_range(from, to)))
                 .and_then(|_| w.write_all(TRAILER))
-                .map_err(|e| other(format!("copy {}: {e}", t.name)))?;
-            let copied = w.finish().map_err(|e| db("copy", t.name, e))?;
+                .map_err(|e| Fail::Other(format!("copy {}: {e}", t.name)))?;
+            let copied = w.finish().map_err(|e| fail("copy", t.name, e))?;
             let n = if direct {
                 copied
             } else {
@@ -319,213 +388,17 @@ impl PgSink {
                     &format!("INSERT INTO {target} SELECT * FROM {stage} ON CONFLICT DO NOTHING"),
                     &[],
                 )
-                .map_err(|e| db("insert", t.name, e))?
+                .map_err(|e| fail("insert", t.name, e))?
             };
-            sent += buf.rows() as u64;
+            sent += (to - from) as u64;
             inserted += n;
         }
-        tx.commit().map_err(|e| db("commit", "", e))?;
-        self.written.fetch_add(inserted, Ordering::Relaxed);
-        self.duplicates
+        tx.commit().map_err(|e| fail("commit", "", e))?;
+        let c = &self.counters;
+        c.written.fetch_add(inserted, Ordering::Relaxed);
+        c.duplicates
             .fetch_add(sent - inserted.min(sent), Ordering::Relaxed);
-        self.batches.fetch_add(1, Ordering::Relaxed);
+        c.batches.fetch_add(1, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// Writes the batch, reconnecting and writing it again until it is in (or `deadline`).
-    fn flush(&mut self, deadline: Option<Instant>) -> Result<(), SinkError> {
-        if self.pending == 0 {
-            return Ok(());
-        }
-        let mut backoff = MIN_BACKOFF;
-        loop {
-            // COPY straight into the tables unless this batch may be (partly) in already: after a
-            // failure, or when the direct attempt met a row the table has.
-            let direct = !self.maybe_written;
-            match self.write_batch(direct) {
-                Err((true, _)) if direct => {
-                    // Nothing of it was written (the transaction failed whole): the same batch
-                    // again through staging, at once, on the same connection.
-                    self.maybe_written = true;
-                    continue;
-                }
-                Ok(()) => {
-                    self.maybe_written = false;
-                    self.health.reachable.store(true, Ordering::Relaxed);
-                    for b in &mut self.bufs {
-                        b.clear();
-                    }
-                    self.pending = 0;
-                    return Ok(());
-                }
-                Err((_, e)) => {
-                    // The transaction did not commit: nothing of the batch is in the tables. It
-                    // may have committed unseen if the connection broke at the commit.
-                    self.maybe_written = true;
-                    self.client = None;
-                    self.health.down(&e);
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    if self.error_log.hit() {
-                        log::warn!(
-                            "event=postgres_batch_failed rows={} error=\"{e}\" retry_in_ms={} count={}",
-                            self.pending,
-                            backoff.as_millis(),
-                            self.error_log.count()
-                        );
-                    }
-                    if deadline.is_some_and(|d| Instant::now() + backoff > d) {
-                        return Err(SinkError(format!(
-                            "{} row(s) not written to PostgreSQL: {e}",
-                            self.pending
-                        )));
-                    }
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-    }
-}
-
-/// A migration step's error: what the server refused (SQL) needs a person, so it is a config
-/// error; a lost connection is retried.
-fn migration_error(v: i32, e: postgres::Error) -> String {
-    if e.as_db_error().is_some() {
-        format!("config error: sinks.postgres: migration {v}: {e}")
-    } else {
-        format!("migration {v}: {e}")
-    }
-}
-
-/// Applies the migrations not yet recorded in `<schema>.schema_version`, one transaction each,
-/// under an advisory lock (several collectors may start at once).
-fn migrate(c: &mut postgres::Client, schema: &str, layout: Layout) -> Result<(), String> {
-    let versions = qualified(schema, "schema_version");
-    c.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
-         CREATE TABLE IF NOT EXISTS {versions} (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    ))
-    .map_err(|e| format!("schema: {e}"))?;
-    for (v, sql) in schema::migrations(schema, layout) {
-        let mut tx = c.transaction().map_err(|e| migration_error(v, e))?;
-        tx.execute("SELECT pg_advisory_xact_lock(7271996)", &[])
-            .map_err(|e| migration_error(v, e))?;
-        let done = tx
-            .query_opt(
-                &format!("SELECT 1 FROM {versions} WHERE version = $1"),
-                &[&v],
-            )
-            .map_err(|e| migration_error(v, e))?
-            .is_some();
-        if !done {
-            tx.batch_execute(&sql).map_err(|e| migration_error(v, e))?;
-            tx.execute(
-                &format!("INSERT INTO {versions} (version) VALUES ($1)"),
-                &[&v],
-            )
-            .map_err(|e| migration_error(v, e))?;
-            log::info!("event=postgres_migrated schema={schema} version={v}");
-        }
-        tx.commit().map_err(|e| migration_error(v, e))?;
-    }
-    Ok(())
-}
-
-/// Every table has the columns and types the rows carry (someone may have altered one by hand).
-fn check_tables(c: &mut postgres::Client, schema: &str, tables: &[Table]) -> Result<(), String> {
-    let rows = c
-        .query(
-            "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns WHERE table_schema = $1",
-            &[&schema],
-        )
-        .map_err(|e| format!("columns: {e}"))?;
-    let have: Vec<(String, String, String)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    for t in tables {
-        for (col, ty) in &t.columns {
-            let want = match ty {
-                Col::Text => "text",
-                Col::Numeric => "numeric",
-                Col::Int8 => "bigint",
-                Col::Bool => "boolean",
-                Col::Jsonb | Col::Raw => "jsonb",
-                Col::Time(_) => "timestamp with time zone",
-            };
-            match have.iter().find(|(tn, cn, _)| tn == t.name && cn == col) {
-                Some((_, _, dt)) if dt == want => {}
-                Some((_, _, dt)) => {
-                    return Err(format!(
-                        "config error: sinks.postgres: column {schema}.{}.{col} is {dt}, expected {want} (altered by hand? restore it or use another schema)",
-                        t.name
-                    ));
-                }
-                None => {
-                    return Err(format!(
-                        "config error: sinks.postgres: column {schema}.{}.{col} is missing (altered by hand? restore it or use another schema)",
-                        t.name
-                    ));
-                }
-            }
-        }
-        let extra: Vec<&str> = have
-            .iter()
-            .filter(|(tn, cn, _)| tn == t.name && !t.columns.iter().any(|(c, _)| c == cn))
-            .map(|(_, cn, _)| cn.as_str())
-            .collect();
-        if !extra.is_empty() {
-            return Err(format!(
-                "config error: sinks.postgres: table {schema}.{} has columns the sink does not write: {extra:?} (the staging copy would not line up)",
-                t.name
-            ));
-        }
-    }
-    Ok(())
-}
-
-impl Sink for PgSink {
-    fn name(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn write(&mut self, rec: &Record) -> Result<(), SinkError> {
-        if !self.add_row(rec) {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
-            log::warn!(
-                "event=postgres_row_skipped type={} symbol={} note=\"a value does not fit its column\"",
-                rec.kind.as_str(),
-                rec.symbol
-            );
-            return Ok(());
-        }
-        if self.pending == 0 {
-            self.oldest_ns = realtime_ns();
-        }
-        self.pending += 1;
-        if self.pending >= self.batch_rows {
-            self.flush(None)?;
-        }
-        Ok(())
-    }
-
-    fn tick(&mut self, now_ns: i64) -> Result<(), SinkError> {
-        self.ensure_partitions();
-        if self.pending > 0 && now_ns - self.oldest_ns >= self.batch_interval_ns {
-            self.flush(None)?;
-        }
-        Ok(())
-    }
-
-    fn close(&mut self) -> Result<(), SinkError> {
-        let r = self.flush(Some(Instant::now() + CLOSE_DEADLINE));
-        self.client = None;
-        log::info!(
-            "event=postgres_closed written={} duplicates={} batches={}",
-            self.written.load(Ordering::Relaxed),
-            self.duplicates.load(Ordering::Relaxed),
-            self.batches.load(Ordering::Relaxed)
-        );
-        r
     }
 }
