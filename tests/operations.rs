@@ -511,7 +511,7 @@ book:
 /// `log.file` gets every log line (as stderr does), `log.error_file` only the errors (seed E's
 /// `system.log` / `error.log`); a failed connection attempt is logged as an error there.
 #[test]
-fn log_files_as_seed_e() {
+fn log_files_as_seed_e_and_the_status_line() {
     let sim = Simulator::start(SimConfig {
         rate: 200,
         ..SimConfig::default()
@@ -533,6 +533,7 @@ http:
 log:
   file: system.log
   error_file: error.log
+  status_interval: "1s"
 "#,
         sim.ws_url()
     );
@@ -542,6 +543,18 @@ log:
         wait_until(Duration::from_secs(20), || std::fs::read_to_string(&sys)
             .unwrap_or_default()
             .contains("event=started")),
+        "{}",
+        mdc.log_text()
+    );
+    // The periodic status line: events by type with rates, connections, the sink's counts.
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(&sys)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("event=status")
+                && l.contains("types=\"trade ")
+                && l.contains("connections=1/1")
+                && l.contains("sinks=\"file handed="))),
         "{}",
         mdc.log_text()
     );

@@ -264,6 +264,9 @@ pub struct LogConfig {
     pub file: String,
     /// Also append error lines to this file (seed E's `error.log`); `""`: none.
     pub error_file: String,
+    /// How often the `event=status` line is logged (events per type and rate, connections,
+    /// sinks, gaps); `"off"`: never.
+    pub status_interval: String,
 }
 
 /// Log line format.
@@ -281,6 +284,7 @@ impl Default for LogConfig {
             format: LogFormat::Text,
             file: String::new(),
             error_file: String::new(),
+            status_interval: "10s".into(),
         }
     }
 }
@@ -304,6 +308,8 @@ pub struct Config {
     pub reconnect: crate::pipeline::connector::Backoff,
     /// Parsed `runtime.shard` (`None`: this instance collects everything).
     pub shard: Option<shard::Shard>,
+    /// Parsed `log.status_interval` (`None`: off).
+    pub status_interval: Option<Duration>,
     /// The merged tree (file + environment), for `mdc check-config`.
     pub merged: Value,
 }
@@ -434,6 +440,20 @@ impl Config {
         }
         let shutdown_timeout = duration::parse(&rt.shutdown_timeout)
             .map_err(|r| ConfigError::new("runtime.shutdown_timeout", r))?;
+        let status_interval = match raw.log.status_interval.trim() {
+            "off" | "0s" => None,
+            s => Some(
+                duration::parse(s)
+                    .ok()
+                    .filter(|d| *d >= Duration::from_secs(1))
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "log.status_interval",
+                            format!("`{s}` is not a duration of at least 1s, or \"off\""),
+                        )
+                    })?,
+            ),
+        };
         let rc = &rt.reconnect;
         let d = |k: &str, v: &str| {
             duration::parse(v).map_err(|r| ConfigError::new(format!("runtime.reconnect.{k}"), r))
@@ -567,6 +587,7 @@ impl Config {
             shutdown_timeout,
             reconnect,
             shard,
+            status_interval,
             merged: root,
         })
     }

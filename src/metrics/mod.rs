@@ -8,6 +8,7 @@ pub mod alloc;
 pub mod health;
 pub mod latency;
 pub mod server;
+pub mod status;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -652,8 +652,16 @@ pub fn run_with(
         rt.parsers,
         sink_names.join(",")
     );
+    let mut status = crate::metrics::status::StatusLine::new(&metrics);
+    let mut next_status = config.status_interval.map(|d| Instant::now() + d);
     while !shutdown.load(Ordering::Relaxed) {
         thread::sleep(Duration::from_millis(20));
+        if let (Some(at), Some(every)) = (next_status, config.status_interval)
+            && Instant::now() >= at
+        {
+            log::info!("{}", status.line(&metrics));
+            next_status = Some(at + every);
+        }
     }
     let started = Instant::now();
     log::info!(
