@@ -7,6 +7,7 @@
 //! - [`event`]: the normalized, reusable event every decoder fills.
 //! - [`encode`]: event -> JSON Lines / Protobuf bytes.
 //! - [`book`]: local order books kept in the parser threads; REST snapshots off the hot path.
+//! - [`capture`]: the exchanges' frames and REST bodies exactly as received, beside the sinks.
 //! - [`sink`]: where records go (file, null; one folder each, one `REGISTRY` line).
 //! - [`metrics`]: per-thread counters handed over off the hot path; `/metrics`, `/healthz`, `/readyz`.
 //! - [`runtime`]: topology wiring, CPU pinning, idle strategy, shutdown.
@@ -14,6 +15,7 @@
 //! - [`wire`]: Protobuf types generated from `proto/marketdata.proto`.
 
 pub mod book;
+pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod encode;

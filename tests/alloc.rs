@@ -419,4 +419,37 @@ fn hot_path_allocates_nothing_after_warmup() {
         allocs, 0,
         "{allocs} allocations in 100k records handed to a sink's own thread after warm-up"
     );
+
+    // Raw capture: the parser's tap copies each frame into a recycled slot; the capture thread
+    // writes it as a JSON line into the open file. Nothing allocates once every slot exists
+    // (no rotation in the window: one receive hour, a large rotate_bytes).
+    let dir = std::env::temp_dir().join(format!("mdc-alloc-capture-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = mdc::capture::CaptureConfig {
+        enabled: true,
+        path: dir.to_string_lossy().into_owned(),
+        rotate_bytes: 1 << 40,
+        compression: "none".into(),
+        queue_capacity: 1024,
+        ..Default::default()
+    };
+    let (mut tap, mut writer) = mdc::capture::start(&cfg, &metrics).unwrap();
+    tap.add_conn(0, "binance", "spot");
+    let capture = |n: usize| {
+        for i in 0..n {
+            tap.frame(0, 0, 1, &corpus[i % corpus.len()]);
+        }
+    };
+    capture(20_000);
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    capture(100_000);
+    COUNTING.store(false, Ordering::SeqCst);
+    let allocs = ALLOCS.load(Ordering::SeqCst);
+    writer.close();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations in 100k frames captured after warm-up"
+    );
 }

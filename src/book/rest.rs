@@ -188,6 +188,9 @@ pub struct RestStats {
 
 /// One exchange plan's snapshot endpoint: where, how many levels, and its host's budget.
 pub struct PoolSource {
+    /// The plan's exchange and market names (capture lines).
+    pub exchange: &'static str,
+    pub market: &'static str,
     pub source: Arc<dyn SnapshotSource>,
     pub limit: u32,
     pub limiter: Arc<Mutex<Limiter>>,
@@ -199,6 +202,8 @@ pub struct Pool {
     pub sources: Vec<Option<PoolSource>>,
     pub requests: Receiver<SnapshotRequest>,
     pub replies: Vec<Sender<SnapshotResponse>>,
+    /// Raw capture: each snapshot body as received.
+    pub capture: Option<crate::capture::Tap>,
     pub stats: RestStats,
     pub shutdown: Arc<AtomicBool>,
 }
@@ -286,7 +291,19 @@ fn worker(p: &Pool) {
                     });
                     match status {
                         200 => match resp.body_mut().read_to_string() {
-                            Ok(body) => break src.parse(&body),
+                            Ok(body) => {
+                                if let Some(c) = &p.capture {
+                                    c.rest(
+                                        ps.exchange,
+                                        ps.market,
+                                        &url,
+                                        &req.symbol,
+                                        crate::clock::realtime_ns(),
+                                        body.as_bytes(),
+                                    );
+                                }
+                                break src.parse(&body);
+                            }
                             Err(e) => break Err(format!("read body: {e}")),
                         },
                         429 => {

@@ -35,6 +35,8 @@ struct Raw {
     book: crate::book::BookConfig,
     #[serde(default)]
     tracing: TracingConfig,
+    #[serde(default)]
+    capture: crate::capture::CaptureConfig,
 }
 
 /// `tracing:`: OpenTelemetry spans (connect, subscribe, rollover, book re-sync, publish batches)
@@ -302,6 +304,8 @@ pub struct Config {
     pub book: crate::book::BookConfig,
     /// `tracing:`: OTLP spans.
     pub tracing: TracingConfig,
+    /// `capture:`: raw frames and REST bodies as received.
+    pub capture: crate::capture::CaptureConfig,
     /// Parsed `runtime.shutdown_timeout`.
     pub shutdown_timeout: Duration,
     /// Parsed `runtime.reconnect`.
@@ -440,6 +444,9 @@ impl Config {
         }
         let shutdown_timeout = duration::parse(&rt.shutdown_timeout)
             .map_err(|r| ConfigError::new("runtime.shutdown_timeout", r))?;
+        raw.capture
+            .check()
+            .map_err(|(k, r)| ConfigError::new(k, r))?;
         let status_interval = match raw.log.status_interval.trim() {
             "off" | "0s" => None,
             s => Some(
@@ -584,6 +591,7 @@ impl Config {
             log: raw.log,
             book: raw.book,
             tracing: raw.tracing,
+            capture: raw.capture,
             shutdown_timeout,
             reconnect,
             shard,
@@ -614,6 +622,11 @@ impl Config {
                 m,
                 "log",
                 serde_yaml::to_value(&self.log).unwrap_or(Value::Null),
+            );
+            put(
+                m,
+                "capture",
+                serde_yaml::to_value(&self.capture).unwrap_or(Value::Null),
             );
             put(
                 m,

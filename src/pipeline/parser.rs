@@ -61,6 +61,8 @@ pub struct Stage {
     pub probe: Option<Recorder>,
     /// Connections and books added or changed while running (the refresher).
     pub control: Option<crossbeam_channel::Receiver<ToParser>>,
+    /// Raw capture (`capture.enabled`): every data frame, as received, before any decoding.
+    pub capture: Option<crate::capture::Tap>,
 }
 
 /// What the refresher tells a parser when an exchange's instruments change while running.
@@ -118,6 +120,7 @@ impl Stage {
             raw: Vec::new(),
             probe: None,
             control: None,
+            capture: None,
         }
     }
 
@@ -134,6 +137,14 @@ impl Stage {
         let (conn, session, ts) = (frame.conn, frame.session, frame.recv_ts_ns);
         match frame.kind {
             FrameKind::Data => {
+                if let Some(c) = &self.capture {
+                    c.frame(
+                        conn,
+                        session,
+                        ts,
+                        frame.buf.get(..frame.len).unwrap_or_default(),
+                    );
+                }
                 if !self.sessions.wants(conn, session) {
                     return; // a retired session's last frames
                 }
@@ -293,6 +304,9 @@ impl Stage {
                     rollover_timeout,
                     freshness,
                 } => {
+                    if let Some(c) = self.capture.as_mut() {
+                        c.add_conn(conn, exchange, market);
+                    }
                     self.sessions.add(conn, rollover_timeout);
                     if let Some(w) = self.watch.as_mut() {
                         w.add(conn, label, &streams, silence_timeout, freshness);

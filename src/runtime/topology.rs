@@ -256,6 +256,14 @@ pub fn run_with(
         Some(p)
     };
 
+    // Raw capture: started before the parsers and REST workers that feed it.
+    let (capture_tap, mut capture_writer) = if config.capture.enabled {
+        let (t, w) = crate::capture::start(&config.capture, &metrics)?;
+        (Some(t), Some(w))
+    } else {
+        (None, None)
+    };
+
     // Local books: specs per exchange plan, one REST pool shared by all parsers.
     let specs: Vec<Option<BookSpec>> = config
         .exchanges
@@ -279,9 +287,12 @@ pub fn run_with(
                 sources: specs
                     .iter()
                     .zip(&plan_limiters)
-                    .map(|(s, l)| {
+                    .zip(&config.exchanges)
+                    .map(|((s, l), plan)| {
                         let s = s.as_ref()?;
                         Some(rest::PoolSource {
+                            exchange: plan.exchange(),
+                            market: plan.market(),
                             source: s.source.clone()?,
                             limit: s.snapshot_limit.unwrap_or(config.book.rest_snapshot_limit),
                             limiter: l.clone(),
@@ -290,6 +301,7 @@ pub fn run_with(
                     .collect(),
                 requests: snap_req_rx,
                 replies: snap_reply_tx,
+                capture: capture_tap.clone(),
                 stats: rest::RestStats {
                     requests: metrics.counter(
                         "rest_requests_total",
@@ -445,6 +457,7 @@ pub fn run_with(
         let cpu = rt.cpus.parsers.get(i).copied();
         let decoders = config.exchanges.iter().map(|p| p.decoder()).collect();
         let mut stage = Stage::new(decoders, formats, &metrics);
+        stage.capture = capture_tap.clone();
         stage.frame_bytes = rt.frame_bytes;
         stage.shrink_above = crate::pipeline::parser::SHRINK_ABOVE.max(rt.frame_bytes * 4);
         let mut watch = StreamWatch::new(silent.clone(), silence_detected.clone());
@@ -465,6 +478,9 @@ pub fn run_with(
             stage
                 .gaps
                 .add(t.conn, plan.exchange(), plan.market(), &t.spec.streams);
+            if let Some(c) = stage.capture.as_mut() {
+                c.add_conn(t.conn, plan.exchange(), plan.market());
+            }
         }
         stage.watch = Some(watch);
         stage.control = parser_ctl.next();
@@ -676,6 +692,9 @@ pub fn run_with(
             config.shutdown_timeout
         )),
     };
+    if let Some(w) = capture_writer.as_mut() {
+        w.close();
+    }
     stop_aux.store(true, Ordering::Relaxed);
     if let Some(h) = http {
         let _ = h.join();
