@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::kafka::{Broker, consume_all};
+use common::kafka::{Broker, consume_all, consume_with_headers};
 use common::*;
 use mdc::simulator::{SimConfig, Simulator};
 use prost::Message;
@@ -123,6 +123,85 @@ fn run_once(format: &str) {
         mdc.log_text().contains("event=kafka_closed"),
         "closed cleanly"
     );
+}
+
+/// `format: raw` (what `mdc job` publishes, seed D): one record per exchange frame, its value
+/// the frame's payload byte for byte (a combined-stream frame's `data`: Binance's own event
+/// shape), keyed by symbol, with receive time, exchange, market and stream as headers; every
+/// message the simulator sent exactly once, in order per symbol.
+#[test]
+fn raw_is_the_exchange_payload_byte_for_byte() {
+    let broker = Broker::start();
+    broker.create_topic("md.raw", PARTITIONS as u32);
+    let total = 6_000u64;
+    let sim = Simulator::start(SimConfig {
+        rate: 3_000,
+        total: Some(total),
+        record: true,
+        seed: 22,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = temp_dir("kafka-raw");
+    let cfg = config(&sim.ws_url(), &broker.bootstrap(), "raw", "", "")
+        .replace("topic: \"md.{type}\"", "topic: \"md.raw\"");
+    let mut mdc = Collector::start(&dir, &cfg, &[]);
+    let data = dir.join("data");
+    assert!(
+        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
+            >= total),
+        "{}",
+        mdc.log_text()
+    );
+    let (status, _) = mdc.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", mdc.log_text());
+    let got = consume_with_headers(
+        &broker.bootstrap(),
+        "md.raw",
+        PARTITIONS,
+        total as usize,
+        Duration::from_secs(10),
+    );
+    let sent = sim.sent_messages();
+    assert_eq!(got.len(), sent.len(), "one record per frame");
+    // Per symbol (= key = one partition), the payloads in the order sent.
+    let payload_of = |frame: &str| -> (Vec<u8>, String, String) {
+        let v: Value = serde_json::from_str(frame).unwrap();
+        let stream = v["stream"].as_str().unwrap().to_string();
+        let data_start = frame.find(",\"data\":").unwrap() + 8;
+        let body = frame.as_bytes()[data_start..frame.len() - 1].to_vec();
+        let symbol = stream.split('@').next().unwrap().to_uppercase();
+        (body, stream, symbol)
+    };
+    for sym in ["BTCUSDT", "ETHUSDT", "SOLUSDT"] {
+        let want: Vec<(Vec<u8>, String)> = sent
+            .iter()
+            .map(|f| payload_of(f))
+            .filter(|(_, _, s)| s == sym)
+            .map(|(b, st, _)| (b, st))
+            .collect();
+        let have: Vec<&common::kafka::Consumed> = got
+            .iter()
+            .filter(|c| c.key.as_deref() == Some(sym.as_bytes()))
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(have.len(), want.len(), "{sym}: records vs frames sent");
+        assert!(have.iter().all(|c| c.partition == have[0].partition));
+        for (c, (body, stream)) in have.iter().zip(&want) {
+            assert_eq!(&c.payload, body, "{sym}: payload byte for byte");
+            let h = |k: &str| {
+                c.headers
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+                    .unwrap_or_else(|| panic!("header {k}"))
+            };
+            assert_eq!(&h("stream"), stream);
+            assert_eq!(h("exchange"), "binance");
+            assert_eq!(h("market"), "spot");
+            assert!(h("receive_ts_ns").parse::<i64>().unwrap() > 1_700_000_000_000_000_000);
+        }
+    }
 }
 
 /// Protobuf (default format): every trade, aggTrade, depth diff and book ticker exactly once, in

@@ -28,6 +28,9 @@ pub struct Record {
     /// The exchange's message the event came from, as received (empty unless a sink keeps it,
     /// and for events of our own: gaps, book snapshots).
     pub raw: Vec<u8>,
+    /// The first record of the frame in `raw` (a frame that yields several events carries the
+    /// same `raw` in each): a sink keeping one copy per frame (Kafka `format: raw`) uses it.
+    pub raw_first: bool,
 }
 
 impl Record {
@@ -46,6 +49,7 @@ impl Record {
             position_unique: false,
             variant: "",
             raw: Vec::new(),
+            raw_first: false,
         }
     }
 
@@ -68,6 +72,7 @@ impl Record {
         self.variant = other.variant;
         self.raw.clear();
         self.raw.extend_from_slice(&other.raw);
+        self.raw_first = other.raw_first;
     }
 
     /// Gives back memory after an outsized event (see `Frame::shrink_if_above`).

@@ -182,14 +182,14 @@ impl Stage {
                 }
                 let events = &mut self.events;
                 self.gaps.on_connected(conn, ts, &mut |ev: &Event| {
-                    emit(out, formats, events, idle, ev, &[])
+                    emit(out, formats, events, idle, ev, &[], false)
                 });
                 return;
             }
             FrameKind::Dropped => {
                 let events = &mut self.events;
                 self.gaps.on_dropped(conn, ts, &mut |ev: &Event| {
-                    emit(out, formats, events, idle, ev, &[])
+                    emit(out, formats, events, idle, ev, &[], false)
                 });
                 return;
             }
@@ -211,6 +211,7 @@ impl Stage {
                 .extend_from_slice(frame.buf.get(..len).unwrap_or_default());
         }
         let raw = &self.raw[..];
+        let mut raw_first = true;
         let res = decoder.decode(&mut frame.buf, len, recv_ts, &mut |ev: &mut Event| {
             if !sessions.admit(conn, session, ev) {
                 return; // the other session of a rollover delivers (or delivered) this one
@@ -226,16 +227,17 @@ impl Stage {
             };
             if let Some(from) = books.as_mut().and_then(|b| b.take_gap()) {
                 gaps.on_book_gap(conn, &ev.header.symbol, from, recv_ts, &mut |g: &Event| {
-                    emit(out, formats, events, idle, g, &[])
+                    emit(out, formats, events, idle, g, &[], false)
                 });
             }
-            emit(out, formats, events, idle, ev, raw);
+            emit(out, formats, events, idle, ev, raw, raw_first);
+            raw_first = false;
             if due
                 && let Some(b) = books.as_mut()
                 && let Some(snap) =
                     b.snapshot(source, &ev.header.symbol, ev.header.exchange_ts_ns, recv_ts)
             {
-                emit(out, formats, events, idle, snap, &[]);
+                emit(out, formats, events, idle, snap, &[], false);
             }
         });
         if let Some(b) = self.books.as_mut() {
@@ -358,7 +360,7 @@ impl Stage {
         let events = &mut self.events;
         if let Some(b) = self.books.as_mut() {
             b.poll(realtime_ns(), &mut |ev: &Event| {
-                emit(out, formats, events, idle, ev, &[])
+                emit(out, formats, events, idle, ev, &[], false)
             });
             while let Some(o) = b.take_outbox() {
                 self.sessions.send(o.conn, o.messages);
@@ -379,7 +381,7 @@ impl Stage {
                 reason,
                 u.from_ts_ns,
                 u.to_ts_ns,
-                &mut |g: &Event| emit(out, formats, events, idle, g, &[]),
+                &mut |g: &Event| emit(out, formats, events, idle, g, &[], false),
             );
         }
     }
@@ -434,6 +436,7 @@ fn emit<W: FullWait>(
     idle: &mut W,
     ev: &Event,
     raw: &[u8],
+    raw_first: bool,
 ) {
     if let Some(kind) = ev.kind {
         tally.events.add(kind as usize, 1);
@@ -443,6 +446,7 @@ fn emit<W: FullWait>(
             fill(r, ev, formats);
             if formats.raw {
                 r.raw.extend_from_slice(raw);
+                r.raw_first = raw_first && !raw.is_empty();
             }
             r.parsed_ts_ns - r.recv_ts_ns
         });
@@ -486,6 +490,7 @@ pub fn fill(r: &mut Record, ev: &Event, formats: Formats) {
         protobuf::write_event(ev, &mut r.proto);
     }
     r.raw.clear();
+    r.raw_first = false;
     r.parsed_ts_ns = realtime_ns();
 }
 

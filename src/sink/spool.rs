@@ -212,7 +212,9 @@ impl RecordSpool {
         self.head.extend_from_slice(&rec.recv_ts_ns.to_le_bytes());
         self.head.extend_from_slice(&rec.parsed_ts_ns.to_le_bytes());
         self.head.extend_from_slice(&rec.position.to_le_bytes());
-        self.head.push(rec.position_unique as u8);
+        // Bit 0: position_unique; bit 1: raw_first (older spools have 0 there).
+        self.head
+            .push(rec.position_unique as u8 | (rec.raw_first as u8) << 1);
         self.spool.push(&[
             &self.head,
             rec.exchange.as_bytes(),
@@ -260,7 +262,8 @@ impl RecordSpool {
         rec.recv_ts_ns = i64_at(1);
         rec.parsed_ts_ns = i64_at(9);
         rec.position = i64_at(17) as u64;
-        rec.position_unique = h[25] != 0;
+        rec.position_unique = h[25] & 1 != 0;
+        rec.raw_first = h[25] & 2 != 0;
         let name = |b: &[u8]| {
             std::str::from_utf8(b)
                 .map(super::intern::intern)

@@ -132,6 +132,29 @@ pub fn consume_all(
     expected: usize,
     idle: Duration,
 ) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    consume_with_headers(bootstrap, topic, partitions, expected, idle)
+        .into_iter()
+        .map(|r| (r.key, r.payload))
+        .collect()
+}
+
+/// One consumed record.
+pub struct Consumed {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// As [`consume_all`], with each record's partition and headers.
+pub fn consume_with_headers(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    idle: Duration,
+) -> Vec<Consumed> {
+    use rdkafka::message::Headers;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set(
@@ -148,17 +171,28 @@ pub fn consume_all(
             .unwrap();
     }
     consumer.assign(&tpl).expect("assign");
-    type Consumed = (i64, Option<Vec<u8>>, Vec<u8>);
-    let mut by_partition: Vec<Vec<Consumed>> = vec![Vec::new(); partitions as usize];
+    let mut by_partition: Vec<Vec<(i64, Consumed)>> = (0..partitions).map(|_| Vec::new()).collect();
     let mut n = 0;
     let mut last = Instant::now();
     while n < expected && last.elapsed() < idle {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| (x.key.to_string(), x.value.unwrap_or(&[]).to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 by_partition[m.partition() as usize].push((
                     m.offset(),
-                    m.key().map(<[u8]>::to_vec),
-                    m.payload().unwrap_or_default().to_vec(),
+                    Consumed {
+                        partition: m.partition(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        headers,
+                    },
                 ));
                 n += 1;
                 last = Instant::now();
@@ -170,8 +204,8 @@ pub fn consume_all(
     by_partition
         .into_iter()
         .flat_map(|mut v| {
-            v.sort_by_key(|(o, _, _)| *o);
-            v.into_iter().map(|(_, k, p)| (k, p))
+            v.sort_by_key(|(o, _)| *o);
+            v.into_iter().map(|(_, c)| c)
         })
         .collect()
 }

@@ -193,6 +193,8 @@ fn d_protocol() -> String {
 pub enum KafkaFormat {
     Protobuf,
     Json,
+    /// The exchange's payload byte for byte (`mdc job`, seed D), names in record headers.
+    Raw,
 }
 
 /// The validated section.
@@ -264,10 +266,11 @@ impl KafkaSettings {
         let format = match raw.format.as_str() {
             "protobuf" => KafkaFormat::Protobuf,
             "json" => KafkaFormat::Json,
+            "raw" => KafkaFormat::Raw,
             o => {
                 return Err(ConfigError::new(
                     k("format"),
-                    format!("`{o}` is not one of protobuf, json"),
+                    format!("`{o}` is not one of protobuf, json, raw"),
                 ));
             }
         };

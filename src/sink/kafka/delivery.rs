@@ -16,7 +16,7 @@ use crate::metrics::LogThrottle;
 use hdrhistogram::Histogram;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::statistics::Statistics;
 use std::collections::{HashMap, VecDeque};
@@ -33,6 +33,8 @@ pub struct Retry {
     pub topic: String,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// Record headers (`format: raw`), kept for the re-enqueue.
+    pub headers: Vec<(String, Vec<u8>)>,
     pub first_failure_ns: i64,
     pub attempts: u32,
     pub next_at_ns: i64,
@@ -342,6 +344,14 @@ impl ProducerContext for Ctx {
                     topic: msg.topic().to_string(),
                     key: msg.key().map(<[u8]>::to_vec),
                     payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers: msg
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|x| (x.key.to_string(), x.value.unwrap_or(&[]).to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                     first_failure_ns: now,
                     attempts: 0,
                     next_at_ns: now,

@@ -33,6 +33,7 @@ use config::{KafkaFormat, KafkaSettings};
 use delivery::{Ctx, Delivery, RETRY_FLAG};
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,6 +70,12 @@ impl SinkPlan for KafkaPlan {
         match self.0.format {
             KafkaFormat::Protobuf => Formats::PROTOBUF,
             KafkaFormat::Json => Formats::JSON,
+            // The exchange's frame only; keys and topics come from the record's names.
+            KafkaFormat::Raw => Formats {
+                json: false,
+                protobuf: false,
+                raw: true,
+            },
         }
     }
 
@@ -441,6 +448,7 @@ impl KafkaSink {
                 &r.topic,
                 r.key.as_deref(),
                 &r.payload,
+                headers_of(&r.headers),
                 id | RETRY_FLAG,
                 true,
             );
@@ -484,14 +492,18 @@ fn produce(
     topic: &str,
     key: Option<&[u8]>,
     payload: &[u8],
+    headers: Option<OwnedHeaders>,
     opaque: usize,
     block: bool,
 ) -> Result<bool, KafkaError> {
+    let mut rec = BaseRecord::with_opaque_to(topic, opaque).payload(payload);
+    if let Some(k) = key {
+        rec = rec.key(k);
+    }
+    if let Some(h) = headers {
+        rec = rec.headers(h);
+    }
     loop {
-        let mut rec = BaseRecord::with_opaque_to(topic, opaque).payload(payload);
-        if let Some(k) = key {
-            rec = rec.key(k);
-        }
         match producer.send(rec) {
             Ok(()) => {
                 enqueued.fetch_add(1, Ordering::Relaxed);
@@ -500,13 +512,45 @@ fn produce(
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !block => {
                 return Ok(false);
             }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 waits.fetch_add(1, Ordering::Relaxed);
                 producer.poll(Duration::from_millis(1));
+                rec = back;
             }
             Err((e, _)) => return Err(e),
         }
     }
+}
+
+/// `format: raw`: the exchange's payload in a frame, byte for byte. A Binance combined-stream
+/// frame (`{"stream":"<name>","data":<payload>}`) gives its `data` (Binance's own event shape)
+/// and its stream name; any other frame is the payload whole.
+pub fn raw_payload(frame: &[u8]) -> (&[u8], &[u8]) {
+    const HEAD: &[u8] = b"{\"stream\":\"";
+    const DATA: &[u8] = b"\",\"data\":";
+    if let Some(rest) = frame.strip_prefix(HEAD)
+        && let Some(end) = rest.iter().position(|&b| b == b'"' || b == b'\\')
+        && rest[end..].starts_with(DATA)
+        && let Some(body) = rest[end + DATA.len()..].strip_suffix(b"}")
+    {
+        return (body, &rest[..end]);
+    }
+    (frame, b"")
+}
+
+/// Headers of a retry copy, as the first attempt had them.
+fn headers_of(kept: &[(String, Vec<u8>)]) -> Option<OwnedHeaders> {
+    if kept.is_empty() {
+        return None;
+    }
+    let mut h = OwnedHeaders::new_with_capacity(kept.len());
+    for (k, v) in kept {
+        h = h.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    Some(h)
 }
 
 /// A new producer on the shared delivery state.
@@ -614,6 +658,7 @@ impl KafkaSink {
     fn payload<'r>(&self, rec: &'r Record) -> &'r [u8] {
         match self.format {
             KafkaFormat::Protobuf => &rec.proto,
+            KafkaFormat::Raw => raw_payload(&rec.raw).0,
             // The JSON Lines object without its newline.
             KafkaFormat::Json => rec.json.strip_suffix(b"\n").unwrap_or(&rec.json),
         }
@@ -749,6 +794,7 @@ impl KafkaSink {
         // Only towards brokers that answer, and with room for a copy should it fail: a gap
         // announcement must not itself be lost to the outage it reports.
         if self.drops.is_empty()
+            || self.format == KafkaFormat::Raw
             || !self.health.reachable.load(Ordering::Relaxed)
             || self.delivery.retries_full()
         {
@@ -764,7 +810,7 @@ impl KafkaSink {
                 let key = key.map(str::as_bytes);
                 matches!(
                     produce(
-                        producer, enqueued, waits, topic, key, payload, opaque, false
+                        producer, enqueued, waits, topic, key, payload, None, opaque, false
                     ),
                     Ok(true)
                 )
@@ -782,6 +828,31 @@ impl KafkaSink {
             .topics
             .resolve(rec.exchange, rec.market, &rec.symbol, rec.kind);
         let opaque = realtime_ns().max(0) as usize & !RETRY_FLAG;
+        let headers = (self.format == KafkaFormat::Raw).then(|| {
+            let mut ts = itoa::Buffer::new();
+            let stream = raw_payload(&rec.raw).1;
+            let h = OwnedHeaders::new_with_capacity(4)
+                .insert(Header {
+                    key: "receive_ts_ns",
+                    value: Some(ts.format(rec.recv_ts_ns).as_bytes()),
+                })
+                .insert(Header {
+                    key: "exchange",
+                    value: Some(rec.exchange.as_bytes()),
+                })
+                .insert(Header {
+                    key: "market",
+                    value: Some(rec.market.as_bytes()),
+                });
+            if stream.is_empty() {
+                h
+            } else {
+                h.insert(Header {
+                    key: "stream",
+                    value: Some(stream),
+                })
+            }
+        });
         produce(
             &self.producer,
             &self.enqueued,
@@ -789,6 +860,7 @@ impl KafkaSink {
             topic,
             key.map(str::as_bytes),
             payload,
+            headers,
             opaque,
             block,
         )
@@ -810,6 +882,11 @@ impl Sink for KafkaSink {
     }
 
     fn write(&mut self, rec: &Record) -> Result<(), SinkError> {
+        if self.format == KafkaFormat::Raw && !rec.raw_first {
+            // One message per exchange frame: the frame's other events, and events of our own
+            // (gaps, book snapshots), have no payload of their own.
+            return Ok(());
+        }
         if self.spool.is_some() {
             return self.write_spooling(rec);
         }
@@ -913,5 +990,30 @@ impl Sink for KafkaSink {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raw_payload;
+
+    #[test]
+    fn raw_payload_is_the_data_of_a_combined_frame_byte_for_byte() {
+        let f = br#"{"stream":"btcusdt@depth","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","b":[["1.0","2"]]}}"#;
+        let (p, s) = raw_payload(f);
+        assert_eq!(
+            p,
+            br#"{"e":"depthUpdate","E":1,"s":"BTCUSDT","b":[["1.0","2"]]}"#
+        );
+        assert_eq!(s, b"btcusdt@depth");
+        // Anything else is the payload whole (a single-stream frame, OKX, Deribit).
+        for f in [
+            &br#"{"e":"trade","s":"BTCUSDT"}"#[..],
+            br#"{"arg":{"channel":"trades"},"data":[]}"#,
+            br#"{"stream":"x","result":null}"#,
+            br#"{"stream":"a\"b","data":{}}"#,
+        ] {
+            assert_eq!(raw_payload(f), (f, &b""[..]));
+        }
     }
 }
