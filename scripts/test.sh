@@ -40,9 +40,10 @@ PG_BIN=$(./scripts/install-postgres.sh)
 export PG_BIN
 
 if command -v kubectl >/dev/null 2>&1; then
-  log "kubernetes manifests render (deploy/k8s, deploy/k8s/sharded)"
+  log "kubernetes manifests render (deploy/k8s, deploy/k8s/sharded, deploy/k8s/job)"
   kubectl kustomize --load-restrictor LoadRestrictionsNone deploy/k8s >/dev/null
   kubectl kustomize --load-restrictor LoadRestrictionsNone deploy/k8s/sharded >/dev/null
+  kubectl kustomize deploy/k8s/job >/dev/null
 fi
 
 # One build on a fresh machine: incremental state would only add ~800 MB to target/.

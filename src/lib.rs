@@ -10,6 +10,7 @@
 //! - [`capture`]: the exchanges' frames and REST bodies exactly as received, beside the sinks.
 //! - [`sink`]: where records go (file, null; one folder each, one `REGISTRY` line).
 //! - [`metrics`]: per-thread counters handed over off the hot path; `/metrics`, `/healthz`, `/readyz`.
+//! - [`job`]: `mdc job`, seed D's Kubernetes Job (environment, control and events topics).
 //! - [`runtime`]: topology wiring, CPU pinning, idle strategy, shutdown.
 //! - [`simulator`]: a Binance-format exchange simulator for tests and benchmarks.
 //! - [`wire`]: Protobuf types generated from `proto/marketdata.proto`.
@@ -24,6 +25,7 @@ pub mod event;
 pub mod exchange;
 pub mod fnv;
 pub mod harness;
+pub mod job;
 pub mod metrics;
 pub mod pipeline;
 pub mod runtime;

@@ -68,6 +68,10 @@ enum Command {
     /// Benchmark: simulator + collector in one process over loopback; writes a report to
     /// perf/runs/<date>-<host>/.
     Bench(mdc::harness::BenchOptions),
+    /// Kubernetes Job mode (seed D): one symbol and stream from the environment (QUEUE_ID,
+    /// SYMBOL, TYPE, KAFKA_TOPIC, ...) to Kafka as the exchange sent it; stopped by a command on
+    /// QUEUE_CONTROL_TOPIC, reporting on QUEUE_EVENTS_TOPIC.
+    Job,
 }
 
 /// Counts allocations per thread (`thread_allocations_total`), proving the hot path allocates
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config),
         Command::CheckConfig => check_config(&cli.config),
+        Command::Job => job(),
         Command::Bench(mut opts) => {
             init_stderr_logging("warn");
             opts.command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -292,6 +297,46 @@ fn run(path: &std::path::Path) -> ExitCode {
             log::error!("event=start_failed error=\"{e}\"");
             ExitCode::from(1)
         }
+    }
+}
+
+fn job() -> ExitCode {
+    let env = match mdc::job::env::JobEnv::from_vars(|k| std::env::var(k).ok()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::from_yaml(&env.collector_yaml(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = init_logging(&config.log) {
+        eprintln!("config error: {e}");
+        return ExitCode::from(2);
+    }
+    log::info!(
+        "event=job_config queue_id={} symbol={} type={} topic={} version={}",
+        env.queue_id,
+        env.symbol,
+        env.kind,
+        env.kafka_topic,
+        env!("CARGO_PKG_VERSION")
+    );
+    let flag = match shutdown::install() {
+        Ok(f) => f,
+        Err(e) => {
+            log::error!("event=signal_setup_failed error=\"{e}\"");
+            return ExitCode::from(1);
+        }
+    };
+    match mdc::job::run(&env, config, flag) {
+        mdc::job::End::Finished | mdc::job::End::Interrupted => ExitCode::SUCCESS,
+        mdc::job::End::Error => ExitCode::from(1),
     }
 }
 

@@ -161,6 +161,7 @@ fn raw_is_the_exchange_payload_byte_for_byte() {
         PARTITIONS,
         total as usize,
         Duration::from_secs(10),
+        None,
     );
     let sent = sim.sent_messages();
     assert_eq!(got.len(), sent.len(), "one record per frame");

@@ -132,7 +132,7 @@ pub fn consume_all(
     expected: usize,
     idle: Duration,
 ) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
-    consume_with_headers(bootstrap, topic, partitions, expected, idle)
+    consume_with_headers(bootstrap, topic, partitions, expected, idle, None)
         .into_iter()
         .map(|r| (r.key, r.payload))
         .collect()
@@ -146,13 +146,15 @@ pub struct Consumed {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-/// As [`consume_all`], with each record's partition and headers.
+/// As [`consume_all`], with each record's partition and headers; reading also ends after
+/// `limit` in all (`None`: no limit), for a topic that never goes quiet.
 pub fn consume_with_headers(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
     expected: usize,
     idle: Duration,
+    limit: Option<Duration>,
 ) -> Vec<Consumed> {
     use rdkafka::message::Headers;
     let consumer: BaseConsumer = ClientConfig::new()
@@ -174,7 +176,8 @@ pub fn consume_with_headers(
     let mut by_partition: Vec<Vec<(i64, Consumed)>> = (0..partitions).map(|_| Vec::new()).collect();
     let mut n = 0;
     let mut last = Instant::now();
-    while n < expected && last.elapsed() < idle {
+    let start = Instant::now();
+    while n < expected && last.elapsed() < idle && limit.is_none_or(|l| start.elapsed() < l) {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 let headers = m
@@ -208,4 +211,18 @@ pub fn consume_with_headers(
             v.into_iter().map(|(_, c)| c)
         })
         .collect()
+}
+
+/// Produces one record (`payload`, no key) to `topic` and waits for its acknowledgement.
+#[allow(dead_code)]
+pub fn produce_one(bootstrap: &str, topic: &str, payload: &[u8]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    p.send(BaseRecord::<(), [u8]>::to(topic).payload(payload))
+        .map_err(|(e, _)| e)
+        .expect("send");
+    p.flush(Duration::from_secs(10)).expect("flush");
 }

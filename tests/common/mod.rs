@@ -42,11 +42,19 @@ impl Collector {
     pub fn start(dir: &Path, config: &str, env: &[(&str, String)]) -> Collector {
         let cfg = dir.join("config.yaml");
         std::fs::write(&cfg, config).unwrap();
+        Collector::spawn(dir, &["run", "--config", cfg.to_str().unwrap()], env)
+    }
+
+    /// `mdc job` in `dir`, configured by `env` only.
+    #[allow(dead_code)]
+    pub fn start_job(dir: &Path, env: &[(&str, String)]) -> Collector {
+        Collector::spawn(dir, &["job"], env)
+    }
+
+    fn spawn(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Collector {
         let log = dir.join("mdc.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mdc"));
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&cfg)
+        cmd.args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.join("mdc.out")).unwrap())
