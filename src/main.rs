@@ -271,12 +271,9 @@ fn run(path: &std::path::Path) -> ExitCode {
         path.display(),
         env!("CARGO_PKG_VERSION")
     );
-    let flag = match shutdown::install() {
+    let flag = match signals() {
         Ok(f) => f,
-        Err(e) => {
-            log::error!("event=signal_setup_failed error=\"{e}\"");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let outcome = topology::run(config, flag);
     mdc::trace::flush();
@@ -298,6 +295,14 @@ fn run(path: &std::path::Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The SIGINT/SIGTERM flag (exit 1 when the handlers cannot be installed).
+fn signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, ExitCode> {
+    shutdown::install().map_err(|e| {
+        log::error!("event=signal_setup_failed error=\"{e}\"");
+        ExitCode::from(1)
+    })
 }
 
 fn job() -> ExitCode {
@@ -327,12 +332,9 @@ fn job() -> ExitCode {
         env.kafka_topic,
         env!("CARGO_PKG_VERSION")
     );
-    let flag = match shutdown::install() {
+    let flag = match signals() {
         Ok(f) => f,
-        Err(e) => {
-            log::error!("event=signal_setup_failed error=\"{e}\"");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match mdc::job::run(&env, config, flag) {
         mdc::job::End::Finished | mdc::job::End::Interrupted => ExitCode::SUCCESS,
@@ -372,9 +374,9 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 
 fn simulate_okx(cfg: mdc::simulator::okx::OkxSimConfig) -> ExitCode {
     init_stderr_logging("info");
-    let flag = match shutdown::install() {
+    let flag = match signals() {
         Ok(f) => f,
-        Err(_) => return ExitCode::from(1),
+        Err(code) => return code,
     };
     let sim = match mdc::simulator::okx::OkxSimulator::start(cfg) {
         Ok(s) => s,
@@ -393,9 +395,9 @@ fn simulate_okx(cfg: mdc::simulator::okx::OkxSimConfig) -> ExitCode {
 
 fn simulate_deribit(mut cfg: mdc::simulator::deribit::DeribitSimConfig) -> ExitCode {
     init_stderr_logging("info");
-    let flag = match shutdown::install() {
+    let flag = match signals() {
         Ok(f) => f,
-        Err(_) => return ExitCode::from(1),
+        Err(code) => return code,
     };
     // `public/get_instruments` on the next port.
     cfg.rest_listen = cfg.listen.rsplit_once(':').and_then(|(h, p)| {
@@ -423,9 +425,9 @@ fn simulate_deribit(mut cfg: mdc::simulator::deribit::DeribitSimConfig) -> ExitC
 
 fn simulate(cfg: SimConfig) -> ExitCode {
     init_stderr_logging("info");
-    let flag = match shutdown::install() {
+    let flag = match signals() {
         Ok(f) => f,
-        Err(_) => return ExitCode::from(1),
+        Err(code) => return code,
     };
     let sim = match Simulator::start(cfg) {
         Ok(s) => s,

@@ -147,12 +147,7 @@ fn raw_is_the_exchange_payload_byte_for_byte() {
         .replace("topic: \"md.{type}\"", "topic: \"md.raw\"");
     let mut mdc = Collector::start(&dir, &cfg, &[]);
     let data = dir.join("data");
-    assert!(
-        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
-            >= total),
-        "{}",
-        mdc.log_text()
-    );
+    await_lines(&mdc, &data, total, Duration::from_secs(60));
     let (status, _) = mdc.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", mdc.log_text());
     let got = consume_with_headers(
@@ -535,12 +530,7 @@ book:
             "the file sink stalled during the outage: {counts:?}"
         );
     }
-    assert!(
-        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
-            >= total),
-        "{}",
-        mdc.log_text()
-    );
+    await_lines(&mdc, &data, total, Duration::from_secs(60));
     assert!(
         wait_until(Duration::from_secs(90), || metric(spooled) == 0.0),
         "the spool drains; metrics:\n{}\nlog:\n{}",

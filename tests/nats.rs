@@ -306,12 +306,7 @@ book:
     );
     std::thread::sleep(Duration::from_secs(3));
     let nats = NatsServer::start_at(port, store);
-    assert!(
-        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
-            >= total),
-        "{}",
-        mdc.log_text()
-    );
+    await_lines(&mdc, &data, total, Duration::from_secs(60));
     assert!(wait_until(Duration::from_secs(30), || http_get(
         http, "/readyz"
     )
@@ -385,18 +380,8 @@ book:
     let (port, old_store) = nats.kill();
     std::thread::sleep(Duration::from_secs(2));
     let nats = NatsServer::start_at(port, temp_dir("nats-store-new"));
-    assert!(
-        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
-            >= total),
-        "{}",
-        mdc.log_text()
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || http_get(http, "/readyz").0
-            == 200),
-        "{}",
-        mdc.log_text()
-    );
+    await_lines(&mdc, &data, total, Duration::from_secs(60));
+    await_readyz(&mdc, http, 200, Duration::from_secs(30));
     let metrics = http_get(http, "/metrics").1;
     let (status, _) = mdc.terminate(Duration::from_secs(30));
     assert!(status.success(), "log:\n{}", mdc.log_text());
@@ -494,12 +479,7 @@ book:
         );
     }
     let nats = NatsServer::start_at(port, store);
-    assert!(
-        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
-            >= total),
-        "{}",
-        mdc.log_text()
-    );
+    await_lines(&mdc, &data, total, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2));
     let metrics = http_get(http, "/metrics").1;
     let (status, _) = mdc.terminate(Duration::from_secs(30));
@@ -599,12 +579,7 @@ book:
         );
     }
     let nats = NatsServer::start_at(port, store);
-    assert!(
-        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
-            >= total),
-        "{}",
-        mdc.log_text()
-    );
+    await_lines(&mdc, &data, total, Duration::from_secs(60));
     assert!(
         wait_until(Duration::from_secs(60), || gauge("nats_spool_bytes") == 0),
         "the spool drains"

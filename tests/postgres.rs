@@ -126,12 +126,7 @@ fn every_event_once_with_the_exchanges_digits() {
     let http = free_port();
     let mut mdc = Collector::start(&dir, &config(&sim, &pg, http), &[]);
     let data = dir.join("data");
-    assert!(
-        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
-            >= total),
-        "{}",
-        mdc.log_text()
-    );
+    await_lines(&mdc, &data, total, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(500));
     let (status, _) = mdc.terminate(Duration::from_secs(30));
     assert!(status.success(), "log:\n{}", mdc.log_text());
@@ -233,18 +228,8 @@ fn a_database_stopped_for_20s_loses_and_duplicates_nothing() {
         "the file sink kept writing"
     );
     pg.up();
-    assert!(
-        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
-            >= total),
-        "{}",
-        mdc.log_text()
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || http_get(http, "/readyz").0
-            == 200),
-        "{}",
-        mdc.log_text()
-    );
+    await_lines(&mdc, &data, total, Duration::from_secs(60));
+    await_readyz(&mdc, http, 200, Duration::from_secs(30));
     let (status, _) = mdc.terminate(Duration::from_secs(60));
     assert!(status.success(), "log:\n{}", mdc.log_text());
     let files = read_jsonl(&data);
@@ -530,18 +515,8 @@ fn a_server_back_as_a_fresh_cluster_gets_its_tables_again() {
         .unwrap()
         .as_nanos() as i64;
     pg.recreate();
-    assert!(
-        wait_until(Duration::from_secs(60), || count_lines(&data) as u64
-            >= total),
-        "{}",
-        mdc.log_text()
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || http_get(http, "/readyz").0
-            == 200),
-        "{}",
-        mdc.log_text()
-    );
+    await_lines(&mdc, &data, total, Duration::from_secs(60));
+    await_readyz(&mdc, http, 200, Duration::from_secs(30));
     let (status, _) = mdc.terminate(Duration::from_secs(60));
     assert!(status.success(), "log:\n{}", mdc.log_text());
     let files = read_jsonl(&data);

@@ -195,6 +195,27 @@ pub fn count_lines(dir: &Path) -> usize {
 }
 
 /// Polls `f` every 50 ms until true or `limit`; true if it became true.
+/// Waits until the file sink under `data` holds `n` lines; fails with the collector's log.
+#[allow(dead_code)]
+pub fn await_lines(mdc: &Collector, data: &Path, n: u64, limit: Duration) {
+    assert!(
+        wait_until(limit, || count_lines(data) as u64 >= n),
+        "{} of {n} lines; log:\n{}",
+        count_lines(data),
+        mdc.log_text()
+    );
+}
+
+/// Waits until `/readyz` on `http` answers `code`; fails with the collector's log.
+#[allow(dead_code)]
+pub fn await_readyz(mdc: &Collector, http: u16, code: u16, limit: Duration) {
+    assert!(
+        wait_until(limit, || http_get(http, "/readyz").0 == code),
+        "/readyz is not {code}; log:\n{}",
+        mdc.log_text()
+    );
+}
+
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
     while t0.elapsed() < limit {
