@@ -69,6 +69,9 @@ pub struct HttpConfig {
     /// `depth`, `trade`; `default` for the rest; "off" for none) makes the process unhealthy.
     /// Entries given here replace the built-in ones of the same channel.
     pub stale_after: std::collections::BTreeMap<String, String>,
+    /// `POST /admin/reload` re-reads the configuration file (as SIGHUP does). Off by default:
+    /// whoever reaches the port could trigger it.
+    pub admin: bool,
 }
 
 impl Default for HttpConfig {
@@ -76,6 +79,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8086".into(),
             stale_after: Self::default_stale_after(),
+            admin: false,
         }
     }
 }
@@ -316,6 +320,8 @@ pub struct Config {
     pub status_interval: Option<Duration>,
     /// The merged tree (file + environment), for `mdc check-config`.
     pub merged: Value,
+    /// The file it was loaded from (re-read on a reload); `None` when built from text.
+    pub path: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -327,7 +333,9 @@ impl Config {
                 format!("cannot read the config file: {e}"),
             )
         })?;
-        Self::from_yaml(&text, std::env::vars())
+        let mut c = Self::from_yaml(&text, std::env::vars())?;
+        c.path = Some(path.to_path_buf());
+        Ok(c)
     }
 
     /// Parses YAML text with the given environment (tests pass their own).
@@ -597,6 +605,7 @@ impl Config {
             shard,
             status_interval,
             merged: root,
+            path: None,
         })
     }
 

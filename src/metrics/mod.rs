@@ -138,6 +138,8 @@ pub struct Metrics {
     pub info: Mutex<serde_json::Value>,
     /// Process start (ns, realtime).
     pub started_ns: i64,
+    /// Set by `POST /admin/reload` (`http.admin: true`); the main thread re-reads the config.
+    pub reload_requested: AtomicBool,
 }
 
 /// A value a component exports under its own name, read at scrape time.
@@ -297,6 +299,7 @@ impl Metrics {
             board: health::StatusBoard::default(),
             info: Mutex::new(serde_json::Value::Null),
             started_ns: crate::clock::realtime_ns(),
+            reload_requested: AtomicBool::new(false),
             latency: latency::LatencyFamily::new(
                 "pipeline_stage_latency_seconds",
                 "Latency per pipeline stage (hdrhistogram since start): receive_to_parsed (socket read to encoded), parsed_to_sink (encoded to handed to every sink), receive_to_sink (socket read to handed to every sink), sink_to_ack (handed to Kafka to acknowledged).",

@@ -217,10 +217,12 @@ pub fn rss_bytes() -> i64 {
 }
 
 /// Starts the endpoint; returns `None` when `listen` is empty.
+/// `admin`: the configuration file `POST /admin/reload` re-reads (`http.admin: true`).
 pub fn start(
     listen: &str,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
+    admin: Option<std::path::PathBuf>,
 ) -> Result<Option<JoinHandle<()>>, String> {
     if listen.is_empty() {
         return Ok(None);
@@ -263,6 +265,30 @@ pub fn start(
                         json_bytes(&metrics.board.connections_json(realtime_ns())),
                         "application/json",
                     ),
+                    "/admin/reload" => match (&admin, req.method()) {
+                        (None, _) => (404, b"not found (http.admin is off)\n".to_vec(), "text/plain"),
+                        (Some(_), m) if *m != tiny_http::Method::Post => {
+                            (405, b"POST only\n".to_vec(), "text/plain")
+                        }
+                        // Checked here so the caller gets the reason; applied by the main thread.
+                        (Some(path), _) => match crate::config::Config::load(path) {
+                            Err(e) => (
+                                400,
+                                format!("rejected: {e}\nthe running configuration stays\n")
+                                    .into_bytes(),
+                                "text/plain",
+                            ),
+                            Ok(_) => {
+                                metrics.reload_requested.store(true, Ordering::Relaxed);
+                                (
+                                    202,
+                                    b"reload requested: exchanges' symbols and channels are applied (log: event=reload_applied)\n"
+                                        .to_vec(),
+                                    "text/plain",
+                                )
+                            }
+                        },
+                    },
                     _ => (404, b"not found\n".to_vec(), "text/plain"),
                 };
                 let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes());

@@ -25,13 +25,14 @@ pub struct Planned {
     pub spec: ConnectionSpec,
 }
 
-/// One refreshed plan and its connections.
+/// One plan and its connections.
 pub struct Refreshed {
     pub source: usize,
     pub plan: Box<dyn ExchangePlan>,
     pub conns: Vec<Planned>,
-    pub interval: Duration,
-    pub next: Instant,
+    /// How often the plan is resolved again (Deribit selections); `None`: only on a reload.
+    pub interval: Option<Duration>,
+    pub next: Option<Instant>,
 }
 
 /// The refresher thread's state.
@@ -48,6 +49,8 @@ pub struct Refresher {
     pub books: bool,
     pub stale_after_ns: Box<dyn Fn(&str) -> i64 + Send>,
     pub shutdown: Arc<AtomicBool>,
+    /// Plans of a configuration re-read while running (SIGHUP, `POST /admin/reload`).
+    pub reloads: Option<crossbeam_channel::Receiver<Vec<Box<dyn ExchangePlan>>>>,
 }
 
 /// What one refresh changed.
@@ -62,16 +65,37 @@ impl Refresher {
     pub fn run(mut self) {
         while !self.shutdown.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
+            if let Some(plans) = self.reloads.as_ref().and_then(|r| r.try_recv().ok()) {
+                match self.reload(plans) {
+                    Ok(changes) => {
+                        for (name, c) in changes {
+                            log::info!(
+                                "event=reload_applied exchange={name} added_streams={} removed_streams={} new_connections={}",
+                                c.added,
+                                c.removed,
+                                c.new_connections
+                            );
+                        }
+                    }
+                    Err(e) => log::error!(
+                        "event=reload_rejected error=\"{e}\" note=\"the running configuration stays\""
+                    ),
+                }
+            }
             let now = Instant::now();
             for i in 0..self.plans.len() {
-                if self.plans[i].next > now {
+                let (Some(next), Some(interval)) = (self.plans[i].next, self.plans[i].interval)
+                else {
+                    continue;
+                };
+                if next > now {
                     continue;
                 }
                 let started = Instant::now();
                 match self.refresh(i) {
                     Ok(c) => {
                         let p = &mut self.plans[i];
-                        p.next = Instant::now() + p.interval;
+                        p.next = Some(Instant::now() + interval);
                         log::info!(
                             "event=instruments_refreshed exchange={} added_streams={} removed_streams={} new_connections={} elapsed_ms={}",
                             p.plan.name(),
@@ -84,8 +108,8 @@ impl Refresher {
                     Err(e) => {
                         // The current set keeps being collected; try again soon.
                         let p = &mut self.plans[i];
-                        let retry = p.interval.min(Duration::from_secs(60));
-                        p.next = Instant::now() + retry;
+                        let retry = interval.min(Duration::from_secs(60));
+                        p.next = Some(Instant::now() + retry);
                         log::warn!(
                             "event=instruments_refresh_failed exchange={} error=\"{e}\" retry_in_s={}",
                             p.plan.name(),
@@ -95,6 +119,75 @@ impl Refresher {
                 }
             }
         }
+    }
+
+    /// Takes the plans of a configuration re-read while running: each replaces the running plan
+    /// of its section, and the difference in streams is applied as a refresh applies it
+    /// (removed streams unsubscribed on their connection, added ones on new connections;
+    /// nothing else restarts). Sections added or removed need a restart: rejected whole.
+    pub fn reload(
+        &mut self,
+        mut plans: Vec<Box<dyn ExchangePlan>>,
+    ) -> Result<Vec<(&'static str, Change)>, String> {
+        if let Some(sh) = self.shard {
+            for plan in plans.iter_mut() {
+                let name = plan.name();
+                plan.retain(&|key| sh.owns(name, key));
+            }
+        }
+        let mut running: Vec<&str> = self.plans.iter().map(|p| p.plan.name()).collect();
+        let mut wanted: Vec<&str> = plans
+            .iter()
+            .filter(|p| !p.connections().is_empty() || p.refresh_interval().is_some())
+            .map(|p| p.name())
+            .collect();
+        running.sort_unstable();
+        wanted.sort_unstable();
+        if running != wanted {
+            return Err(format!(
+                "exchange sections {wanted:?} differ from the running {running:?}: adding or removing an exchange (or all of its symbols) needs a restart"
+            ));
+        }
+        // An exchange whose plan cannot lay out a subset of its streams (nor stop them on an
+        // open connection) cannot change them while running: rejected before anything changes.
+        for plan in &plans {
+            let Some(p) = self.plans.iter().find(|p| p.plan.name() == plan.name()) else {
+                continue;
+            };
+            let names = |conns: Vec<ConnectionSpec>| -> HashSet<String> {
+                conns
+                    .into_iter()
+                    .flat_map(|c| c.streams.into_iter().map(|s| s.name))
+                    .collect()
+            };
+            let running: HashSet<String> = p
+                .conns
+                .iter()
+                .flat_map(|c| c.spec.streams.iter().map(|s| s.name.clone()))
+                .collect();
+            let conns = plan.connections();
+            let sample: Vec<StreamSpec> =
+                conns.first().map(|c| c.streams.clone()).unwrap_or_default();
+            if names(conns) != running && plan.connections_for(sample).is_empty() {
+                return Err(format!(
+                    "exchanges.{}: its streams cannot change while running; restart to apply",
+                    plan.name()
+                ));
+            }
+        }
+        let mut changes = Vec::new();
+        for plan in plans {
+            let Some(i) = self.plans.iter().position(|p| p.plan.name() == plan.name()) else {
+                continue;
+            };
+            let name = plan.name();
+            let p = &mut self.plans[i];
+            p.interval = plan.refresh_interval();
+            p.next = p.interval.map(|d| Instant::now() + d);
+            p.plan = plan;
+            changes.push((name, self.refresh(i)?));
+        }
+        Ok(changes)
     }
 
     /// Resolves plan `i` again and applies the difference.

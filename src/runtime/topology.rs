@@ -6,6 +6,7 @@ use crate::book::{self, BookSpec, Books, rest};
 use crate::config::{Config, IdlePolicy};
 use crate::encode::Formats;
 use crate::encode::record::Record;
+use crate::exchange::ExchangePlan;
 use crate::metrics::{self, Metrics};
 use crate::pipeline::connector::{ConnTarget, Connector};
 use crate::pipeline::frame::Frame;
@@ -360,7 +361,13 @@ pub fn run_with(
     );
 
     let stop_aux = Arc::new(AtomicBool::new(false));
-    let http = metrics::server::start(&config.http.listen, metrics.clone(), stop_aux.clone())?;
+    let admin = config.http.admin.then(|| config.path.clone()).flatten();
+    let http = metrics::server::start(
+        &config.http.listen,
+        metrics.clone(),
+        stop_aux.clone(),
+        admin,
+    )?;
 
     let occupancy = |ring: &str| {
         metrics.gauge(
@@ -563,14 +570,17 @@ pub fn run_with(
         })?;
     }
     // Plans that follow the exchange's listings while running (Deribit selections).
-    let refreshed: Vec<(usize, std::time::Duration)> = config
+    // Every plan is followed by the refresher: resolved again on its interval (Deribit
+    // selections) and replaced by a configuration re-read while running (reload).
+    let refreshed: Vec<(usize, Option<std::time::Duration>)> = config
         .exchanges
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| Some((i, p.refresh_interval()?)))
+        .map(|(i, p)| (i, p.refresh_interval()))
         .collect();
-    let refresher_reports = (!refreshed.is_empty()).then(|| ended_tx.clone());
+    let refresher_reports = Some(ended_tx.clone());
     drop(ended_tx);
+    let (reload_tx, reload_rx) = crossbeam_channel::bounded::<Vec<Box<dyn ExchangePlan>>>(4);
     // Only the publisher (or the inline reader) holds it now: a panic there ends the wait at once.
     drop(done_tx);
     let planned: Vec<(u16, crate::runtime::refresh::Planned)> = targets
@@ -644,7 +654,7 @@ pub fn run_with(
                         plan,
                         conns,
                         interval,
-                        next: Instant::now() + interval,
+                        next: interval.map(|d| Instant::now() + d),
                     })
                 })
                 .collect(),
@@ -658,6 +668,7 @@ pub fn run_with(
             books: with_books,
             stale_after_ns: Box::new(move |ch: &str| http_cfg.stale_after_ns(ch)),
             shutdown: shutdown.clone(),
+            reloads: Some(reload_rx),
         };
         planned.clear();
         spawn("refresher", move || refresher.run())?;
@@ -668,6 +679,11 @@ pub fn run_with(
         rt.parsers,
         sink_names.join(",")
     );
+    // SIGHUP re-reads the configuration file (as `POST /admin/reload` does).
+    let hup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()) {
+        log::warn!("event=reload_signal_unavailable error=\"{e}\"");
+    }
     let mut status = crate::metrics::status::StatusLine::new(&metrics);
     let mut next_status = config.status_interval.map(|d| Instant::now() + d);
     while !shutdown.load(Ordering::Relaxed) {
@@ -677,6 +693,11 @@ pub fn run_with(
         {
             log::info!("{}", status.line(&metrics));
             next_status = Some(at + every);
+        }
+        if hup.swap(false, Ordering::Relaxed)
+            || metrics.reload_requested.swap(false, Ordering::Relaxed)
+        {
+            reload(config.path.as_deref(), shard, &reload_tx);
         }
     }
     let started = Instant::now();
@@ -705,6 +726,52 @@ pub fn run_with(
         outcome
     );
     Ok(outcome)
+}
+
+/// Re-reads the configuration file and hands its exchange plans to the refresher; a file that
+/// does not load or validate is rejected with the reason, and the running configuration stays.
+fn reload(
+    path: Option<&std::path::Path>,
+    shard: Option<crate::setting::shard::Shard>,
+    to_refresher: &crossbeam_channel::Sender<Vec<Box<dyn ExchangePlan>>>,
+) {
+    let Some(path) = path else {
+        log::warn!("event=reload_rejected error=\"no configuration file to re-read\"");
+        return;
+    };
+    let mut new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!(
+                "event=reload_rejected error=\"{e}\" note=\"the running configuration stays\""
+            );
+            return;
+        }
+    };
+    if new.shard != shard {
+        log::warn!(
+            "event=reload_note note=\"runtime.shard changes need a restart; the running shard stays\""
+        );
+    }
+    for plan in new.exchanges.iter_mut() {
+        if let Err(e) = plan.resolve() {
+            log::error!(
+                "event=reload_rejected error=\"exchanges.{}: {e}\" note=\"the running configuration stays\"",
+                plan.name()
+            );
+            return;
+        }
+    }
+    log::info!(
+        "event=reload_requested path={} note=\"exchanges' symbols and channels are applied; other changes need a restart\"",
+        path.display()
+    );
+    if to_refresher
+        .try_send(std::mem::take(&mut new.exchanges))
+        .is_err()
+    {
+        log::warn!("event=reload_rejected error=\"a reload is already pending\"");
+    }
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {

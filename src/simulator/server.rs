@@ -142,7 +142,26 @@ fn serve(stream: TcpStream, index: usize, shared: Arc<Shared>) -> Result<(), WsE
             }
             match msg {
                 Ok(Message::Text(t)) => {
-                    if let Some((id, streams)) = parse_subscribe(t.as_str()) {
+                    if let Some((id, streams)) = parse_unsubscribe(t.as_str()) {
+                        // Binance stops the streams on this connection and answers.
+                        subscribed.retain(|s| !streams.contains(s));
+                        if let Ok(mut m) = shared.subscribed.lock()
+                            && let Some(list) = m.get_mut(&index)
+                        {
+                            list.retain(|s| !streams.contains(s));
+                        }
+                        if let Ok(mut subs) = shared.subscribers.lock() {
+                            for s in &streams {
+                                if let Some(list) = subs.get_mut(s) {
+                                    list.retain(|(i, _)| *i != index);
+                                }
+                            }
+                        }
+                        queue(
+                            &mut ws,
+                            Message::text(format!("{{\"result\":null,\"id\":{id}}}")),
+                        )?;
+                    } else if let Some((id, streams)) = parse_subscribe(t.as_str()) {
                         shared.subscribe_messages.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut l) = shared.subscribe_log.lock() {
                             l.push((index, Instant::now()));
@@ -697,8 +716,17 @@ impl Drop for Membership {
 }
 
 fn parse_subscribe(text: &str) -> Option<(u64, Vec<String>)> {
+    parse_method(text, "SUBSCRIBE")
+}
+
+fn parse_unsubscribe(text: &str) -> Option<(u64, Vec<String>)> {
+    parse_method(text, "UNSUBSCRIBE")
+}
+
+/// `{"method":<method>,"params":[streams],"id":N}` -> (id, streams).
+fn parse_method(text: &str, method: &str) -> Option<(u64, Vec<String>)> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    if v.get("method")?.as_str()? != "SUBSCRIBE" {
+    if v.get("method")?.as_str()? != method {
         return None;
     }
     let id = v.get("id").and_then(|i| i.as_u64()).unwrap_or(0);

@@ -599,12 +599,20 @@ pub fn envelope_json(env: &mdc::wire::Envelope) -> Value {
 
 /// `GET path` on 127.0.0.1:`port`: `(status, body)`; `(0, "")` when nothing answers.
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_request(port, "GET", path)
+}
+
+/// `method path` over HTTP/1.0 (no body); (status, body), (0, "") when nothing answers.
+pub fn http_request(port: u16, method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+    let _ = write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    );
     let mut resp = String::new();
     let _ = s.read_to_string(&mut resp);
     let code = resp

@@ -413,29 +413,16 @@ impl BinancePlan {
     }
 }
 
-impl ExchangePlan for BinancePlan {
-    fn name(&self) -> &'static str {
-        self.profile.name
-    }
-
-    fn exchange(&self) -> &'static str {
-        "binance"
-    }
-
-    fn market(&self) -> &'static str {
-        self.profile.market
-    }
-
-    fn symbols(&self) -> &[String] {
-        &self.symbols
-    }
-
-    fn connections(&self) -> Vec<ConnectionSpec> {
+impl BinancePlan {
+    /// Connections carrying `streams`: one group per routed path, each split under
+    /// `max_streams_per_connection`; as many names as fit go into the URL, the rest are
+    /// subscribed by paced messages.
+    fn layout(&self, streams: Vec<String>) -> Vec<ConnectionSpec> {
         let mut id = 0u64;
         // One group of connections per routed path (a single group without routing).
         let mut groups: std::collections::BTreeMap<String, Vec<String>> =
             std::collections::BTreeMap::new();
-        for s in self.streams() {
+        for s in streams {
             groups
                 .entry(self.route_of(&s).to_string())
                 .or_default()
@@ -489,6 +476,42 @@ impl ExchangePlan for BinancePlan {
             }));
         }
         out
+    }
+}
+
+impl ExchangePlan for BinancePlan {
+    fn name(&self) -> &'static str {
+        self.profile.name
+    }
+
+    fn exchange(&self) -> &'static str {
+        "binance"
+    }
+
+    fn market(&self) -> &'static str {
+        self.profile.market
+    }
+
+    fn symbols(&self) -> &[String] {
+        &self.symbols
+    }
+
+    fn connections(&self) -> Vec<ConnectionSpec> {
+        self.layout(self.streams())
+    }
+
+    fn connections_for(&self, streams: Vec<StreamSpec>) -> Vec<ConnectionSpec> {
+        self.layout(streams.into_iter().map(|s| s.name).collect())
+    }
+
+    /// `UNSUBSCRIBE` messages of at most [`STREAMS_PER_SUBSCRIBE`] names.
+    fn unsubscribe(&self, streams: &[StreamSpec]) -> Vec<String> {
+        let names: Vec<String> = streams.iter().map(|s| s.name.clone()).collect();
+        names
+            .chunks(STREAMS_PER_SUBSCRIBE)
+            .enumerate()
+            .map(|(i, chunk)| method_message("UNSUBSCRIBE", chunk, 1_000_000 + i as u64))
+            .collect()
     }
 
     fn retain(&mut self, keep: &dyn Fn(&str) -> bool) {
@@ -596,9 +619,14 @@ impl ExchangePlan for BinancePlan {
 
 /// `{"method":"SUBSCRIBE","params":[...],"id":N}`.
 pub fn subscribe_message(streams: &[String], id: u64) -> String {
+    method_message("SUBSCRIBE", streams, id)
+}
+
+/// `{"method":<method>,"params":[...],"id":N}`.
+fn method_message(method: &str, streams: &[String], id: u64) -> String {
     let params: Vec<String> = streams.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
-        "{{\"method\":\"SUBSCRIBE\",\"params\":[{}],\"id\":{id}}}",
+        "{{\"method\":\"{method}\",\"params\":[{}],\"id\":{id}}}",
         params.join(",")
     )
 }
