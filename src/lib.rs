@@ -11,6 +11,7 @@
 //! - [`sink`]: where records go (file, null; one folder each, one `REGISTRY` line).
 //! - [`metrics`]: per-thread counters handed over off the hot path; `/metrics`, `/healthz`, `/readyz`.
 //! - [`job`]: `mdc job`, seed D's Kubernetes Job (environment, control and events topics).
+//! - [`replay`]: `mdc replay`, raw captures through the decoders again into the sinks.
 //! - [`runtime`]: topology wiring, CPU pinning, idle strategy, shutdown.
 //! - [`simulator`]: a Binance-format exchange simulator for tests and benchmarks.
 //! - [`wire`]: Protobuf types generated from `proto/marketdata.proto`.
@@ -28,6 +29,7 @@ pub mod harness;
 pub mod job;
 pub mod metrics;
 pub mod pipeline;
+pub mod replay;
 pub mod runtime;
 pub mod setting;
 pub mod simulator;

@@ -72,6 +72,16 @@ enum Command {
     /// SYMBOL, TYPE, KAFKA_TOPIC, ...) to Kafka as the exchange sent it; stopped by a command on
     /// QUEUE_CONTROL_TOPIC, reporting on QUEUE_EVENTS_TOPIC.
     Job,
+    /// Feeds raw captures (`capture:`) through the decoders and encoders again into the sinks
+    /// of --config, keeping each frame's captured receive time.
+    Replay {
+        /// A capture directory (its capture-*.jsonl[.zst] files in order) or one file.
+        #[arg(long)]
+        from: PathBuf,
+        /// 0: as fast as possible; 1: the recorded pace; 2: twice as fast.
+        #[arg(long, default_value_t = 0.0)]
+        speed: f64,
+    },
 }
 
 /// Counts allocations per thread (`thread_allocations_total`), proving the hot path allocates
@@ -86,6 +96,7 @@ fn main() -> ExitCode {
         Command::Run => run(&cli.config),
         Command::CheckConfig => check_config(&cli.config),
         Command::Job => job(),
+        Command::Replay { from, speed } => replay(&cli.config, &from, speed),
         Command::Bench(mut opts) => {
             init_stderr_logging("warn");
             opts.command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -303,6 +314,45 @@ fn signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, ExitCode> 
         log::error!("event=signal_setup_failed error=\"{e}\"");
         ExitCode::from(1)
     })
+}
+
+fn replay(path: &std::path::Path, from: &std::path::Path, speed: f64) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(e) = init_logging(&config.log) {
+        eprintln!("config error: {e}");
+        return ExitCode::from(2);
+    }
+    if !(speed >= 0.0 && speed.is_finite()) {
+        eprintln!("config error: --speed must be 0 or more");
+        return ExitCode::from(2);
+    }
+    let flag = match signals() {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    match mdc::replay::run(config, from, speed, flag) {
+        Ok(s) => {
+            log::info!(
+                "event=replay_finished files={} frames={} rest_bodies={} events={} duplicates={} unmatched={} bad={}",
+                s.files,
+                s.frames,
+                s.rest_bodies,
+                s.events,
+                s.duplicates,
+                s.unmatched,
+                s.bad
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("event=replay_failed error=\"{e}\"");
+            eprintln!("replay: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn job() -> ExitCode {
