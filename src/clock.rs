@@ -43,6 +43,12 @@ mod tests {
         assert_eq!(utc_ymdh(0), (1970, 1, 1, 0));
         assert_eq!(utc_ymdh(1_723_161_255), (2024, 8, 8, 23));
         assert_eq!(utc_ymdh(951_782_400), (2000, 2, 29, 0));
+        // Day numbers as the PostgreSQL partitions and capture files use them.
+        let day = |d: i64| utc_ymdh(d * 86_400);
+        assert_eq!(day(20_793), (2026, 12, 6, 0));
+        assert_eq!(day(20_818), (2026, 12, 31, 0));
+        assert_eq!(day(20_819), (2027, 1, 1, 0));
+        assert_eq!(day(11_016), (2000, 2, 29, 0));
         assert!(realtime_ns() > 1_700_000_000_000_000_000);
     }
 }

@@ -173,6 +173,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The config at `path`, with logging set up as it says (exit 2 on either failing).
+fn load_with_logging(path: &std::path::Path) -> Result<Config, ExitCode> {
+    let config = load(path)?;
+    if let Err(e) = init_logging(&config.log) {
+        eprintln!("config error: {e}");
+        return Err(ExitCode::from(2));
+    }
+    Ok(config)
+}
+
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("{e}");
@@ -262,14 +272,10 @@ fn init_logging(log: &mdc::config::LogConfig) -> Result<(), String> {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    let config = match load(path) {
+    let config = match load_with_logging(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Err(e) = init_logging(&config.log) {
-        eprintln!("config error: {e}");
-        return ExitCode::from(2);
-    }
     if !config.tracing.otlp_endpoint.is_empty()
         && let Err(e) =
             mdc::trace::start(&config.tracing.otlp_endpoint, &config.tracing.service_name)
@@ -317,14 +323,10 @@ fn signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, ExitCode> 
 }
 
 fn replay(path: &std::path::Path, from: &std::path::Path, speed: f64) -> ExitCode {
-    let config = match load(path) {
+    let config = match load_with_logging(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Err(e) = init_logging(&config.log) {
-        eprintln!("config error: {e}");
-        return ExitCode::from(2);
-    }
     if !(speed >= 0.0 && speed.is_finite()) {
         eprintln!("config error: --speed must be 0 or more");
         return ExitCode::from(2);

@@ -176,9 +176,7 @@ fn every_event_once_with_the_exchanges_digits() {
         .unwrap()
         .get(0);
     assert!(parts >= 5, "{parts} partitions");
-    let (y, m, d) = mdc::sink::postgres::schema::civil(
-        mdc::clock::realtime_ns().div_euclid(86_400_000_000_000),
-    );
+    let (y, m, d, _) = mdc::clock::utc_ymdh(mdc::clock::realtime_ns().div_euclid(1_000_000_000));
     let today: i64 = c
         .query_one(
             &format!("SELECT count(*) FROM marketdata.trades_p{y:04}{m:02}{d:02}"),

@@ -64,8 +64,8 @@ pub fn line_of(it: &Item, out: &mut Vec<u8>) {
 
 /// `capture-YYYYMMDDTHH-` of the UTC hour `hour` (hours since the epoch).
 fn hour_prefix(hour: i64) -> String {
-    let (y, m, d) = crate::sink::postgres::schema::civil(hour.div_euclid(24));
-    format!("capture-{y:04}{m:02}{d:02}T{:02}-", hour.rem_euclid(24))
+    let (y, m, d, h) = crate::clock::utc_ymdh(hour * 3600);
+    format!("capture-{y:04}{m:02}{d:02}T{h:02}-")
 }
 
 struct Open {

@@ -56,16 +56,8 @@ pub fn git_revision() -> String {
 
 /// Today's UTC date as `YYYY-MM-DD` (civil-from-days, no time zone database needed).
 pub fn utc_date() -> String {
-    let days = crate::clock::realtime_ns() / 86_400_000_000_000;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    let (y, m, d, _) =
+        crate::clock::utc_ymdh(crate::clock::realtime_ns().div_euclid(1_000_000_000));
     format!("{y:04}-{m:02}-{d:02}")
 }
 

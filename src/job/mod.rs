@@ -50,12 +50,11 @@ fn client(e: &JobEnv) -> ClientConfig {
 fn rfc3339(ns: i64) -> String {
     let ms = ns.div_euclid(1_000_000);
     let secs = ms.div_euclid(1000);
-    let (y, mo, d) = crate::sink::postgres::schema::civil(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
+    let (y, mo, d, h) = crate::clock::utc_ymdh(secs);
+    let s = secs.rem_euclid(3600);
     format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        s / 3600,
-        s / 60 % 60,
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{:02}:{:02}.{:03}Z",
+        s / 60,
         s % 60,
         ms.rem_euclid(1000)
     )

@@ -428,8 +428,8 @@ pub fn day_partitions(schema: &str, from_day: i64, days: i64) -> String {
     let mut sql = String::new();
     for t in tables() {
         for d in from_day..from_day + days {
-            let (y, m, dd) = civil(d);
-            let (y2, m2, d2) = civil(d + 1);
+            let (y, m, dd, _) = crate::clock::utc_ymdh(d * 86_400);
+            let (y2, m2, d2, _) = crate::clock::utc_ymdh((d + 1) * 86_400);
             sql.push_str(&format!(
                 "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ('{y:04}-{m:02}-{dd:02} 00:00:00+00') TO ('{y2:04}-{m2:02}-{d2:02} 00:00:00+00');\n",
                 qualified(schema, &format!("{}_p{y:04}{m:02}{dd:02}", t.name)),
@@ -438,21 +438,6 @@ pub fn day_partitions(schema: &str, from_day: i64, days: i64) -> String {
         }
     }
     sql
-}
-
-/// (year, month, day) of a day number since 1970-01-01 (proleptic Gregorian, Howard Hinnant's
-/// algorithm).
-pub fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -500,11 +485,6 @@ mod tests {
 
     #[test]
     fn day_partitions_cover_whole_utc_days() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(20_793), (2026, 12, 6));
-        assert_eq!(civil(20_818), (2026, 12, 31));
-        assert_eq!(civil(20_819), (2027, 1, 1));
-        assert_eq!(civil(11_016), (2000, 2, 29));
         let sql = day_partitions("md", 20_818, 2);
         assert!(sql.contains(
             "CREATE TABLE IF NOT EXISTS \"md\".\"trades_p20261231\" PARTITION OF \"md\".\"trades\" FOR VALUES FROM ('2026-12-31 00:00:00+00') TO ('2027-01-01 00:00:00+00');"
