@@ -58,12 +58,14 @@ fn hot_path_allocates_nothing_after_warmup() {
         "ethusdt@aggTrade",
         "solusdt@bookTicker",
         "solusdt@depth@100ms",
+        // The partial book (no `e`: simd-json's general path).
+        "bnbbtc@depth20@100ms",
     ];
     let mut gens: Vec<StreamGen> = streams
         .iter()
         .map(|s| StreamGen::new(s, 42).unwrap())
         .collect();
-    let weights = [30usize, 20, 15, 15, 10, 10];
+    let weights = [25usize, 20, 15, 15, 10, 10, 5];
     let mut corpus = Vec::new();
     for i in 0..2_000usize {
         let mut pick = i * 7919 % 100;
@@ -434,7 +436,7 @@ fn hot_path_allocates_nothing_after_warmup() {
         ..Default::default()
     };
     let (mut tap, mut writer) = mdc::capture::start(&cfg, &metrics).unwrap();
-    tap.add_conn(0, "binance", "spot");
+    tap.add_conn(0, "binance", "spot", &[], std::time::Duration::from_secs(5));
     let capture = |n: usize| {
         for i in 0..n {
             tap.frame(0, 0, 1, &corpus[i % corpus.len()]);

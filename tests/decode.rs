@@ -267,3 +267,70 @@ fn bad_input_is_reported() {
     );
     assert_eq!(v["ask_qty"], "4.0");
 }
+
+/// Partial-book streams (`<symbol>@depth5|10|20[@speed]`): spot's `{"lastUpdateId","bids","asks"}`
+/// (the documented example; the symbol comes from the stream name) and USD-M's depthUpdate-shaped
+/// top of book both become `book_snapshot` events with the stream's depth, on the fast path and
+/// on the general one alike.
+#[test]
+fn partial_book_streams_are_book_snapshots() {
+    let spot = r#"{"stream":"bnbbtc@depth5@100ms","data":{"lastUpdateId":160,"bids":[["0.0024","10"]],"asks":[["0.0026","100"]]}}"#;
+    let usdm = r#"{"stream":"btcusdt@depth10","data":{"e":"depthUpdate","E":1571889248277,"T":1571889248276,"s":"BTCUSDT","U":390497796,"u":390497878,"pu":390497794,"b":[["7403.89","0.002"],["7403.90","3.906"]],"a":[["7405.96","3.340"],["7406.63","4.525"]]}}"#;
+    for general in [false, true] {
+        let mk = |m: &'static str| {
+            if general {
+                BinanceDecoder::general_only(m)
+            } else {
+                BinanceDecoder::new(m)
+            }
+        };
+        let (v, env) = decode(&mut mk("spot"), spot);
+        assert_eq!(
+            v,
+            json!({"exchange":"binance","market":"spot","symbol":"BNBBTC","type":"book_snapshot",
+                "exchange_ts_ns":0,"receive_ts_ns":RECV_TS,"update_id":160,"depth":5,
+                "bids":[["0.0024","10"]],"asks":[["0.0026","100"]]}),
+            "general path: {general}"
+        );
+        match env.payload {
+            Some(Payload::BookSnapshot(b)) => {
+                assert_eq!(
+                    (b.update_id, b.depth, b.bids.len(), b.asks.len()),
+                    (160, 5, 1, 1)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let (v, _) = decode(&mut mk("usdm"), usdm);
+        assert_eq!(
+            v,
+            json!({"exchange":"binance","market":"usdm","symbol":"BTCUSDT","type":"book_snapshot",
+                "exchange_ts_ns":1571889248277000000i64,"transaction_ts_ns":1571889248276000000i64,
+                "receive_ts_ns":RECV_TS,"update_id":390497878,"depth":10,
+                "bids":[["7403.89","0.002"],["7403.90","3.906"]],
+                "asks":[["7405.96","3.340"],["7406.63","4.525"]]}),
+            "general path: {general}"
+        );
+    }
+    // A diff-depth stream right after stays a diff (nothing carries over from the last stream).
+    let mut dec = BinanceDecoder::new("usdm");
+    decode(&mut dec, usdm);
+    let diff = usdm.replace("btcusdt@depth10", "btcusdt@depth@100ms");
+    assert_eq!(decode(&mut dec, &diff).0["type"], "depth_diff");
+    // Bad partial books are errors, not panics.
+    for bad in [
+        r#"{"stream":"bnbbtc@depth5","data":{"lastUpdateId":"x","bids":[],"asks":[]}}"#,
+        r#"{"stream":"bnbbtc@depth5","data":{"lastUpdateId":1,"bids":[["1"]],"asks":[]}}"#,
+        r#"{"stream":"bnbbtc@depth5","data":{"lastUpdateId":1,"bids":[["1e3","1"]],"asks":[]}}"#,
+        r#"{"stream":"@depth5","data":{"lastUpdateId":1,"bids":[],"asks":[]}}"#,
+        r#"{"stream":"btcusdt@depth20","data":{"e":"trade","E":1,"s":"X","t":1,"p":"1","q":"1","T":1,"m":true}}"#,
+    ] {
+        let mut frame = Frame::with_capacity(64);
+        frame.fill(bad.as_bytes());
+        let len = frame.len;
+        let r = BinanceDecoder::new("spot").decode(&mut frame.buf, len, 1, &mut |_| {
+            panic!("no event expected for {bad}")
+        });
+        assert!(r.is_err(), "{bad}: {r:?}");
+    }
+}

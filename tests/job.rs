@@ -155,11 +155,18 @@ fn a_job_streams_raw_reports_its_life_and_stops_on_its_own_command() {
     }
 }
 
+/// Also `TYPE ws_depth`: the partial book (`depth20@100ms`), byte for byte.
 #[test]
 fn sigterm_is_interrupted_and_missing_variables_exit_2() {
     let (broker, sim) = setup();
     let dir = temp_dir("job-term");
-    let mut job = Collector::start_job(&dir, &job_env(&broker, &sim, "q-8"));
+    let mut env = job_env(&broker, &sim, "q-8");
+    for (k, v) in env.iter_mut() {
+        if *k == "TYPE" {
+            *v = "ws_depth".into();
+        }
+    }
+    let mut job = Collector::start_job(&dir, &env);
     assert!(
         wait_until(Duration::from_secs(30), || events(&broker, "q-8")
             .iter()
@@ -172,6 +179,33 @@ fn sigterm_is_interrupted_and_missing_variables_exit_2() {
     assert!(took < Duration::from_secs(5));
     let ev = events(&broker, "q-8");
     assert_eq!(ev.last().unwrap()["status"], "interrupted", "{ev:?}");
+    assert_eq!(ev[0]["type"], "ws_depth");
+    let data = consume_all(
+        &broker.bootstrap(),
+        "md.job.q-8",
+        1,
+        usize::MAX,
+        Duration::from_secs(3),
+    );
+    let sent: Vec<String> = sim
+        .sent_messages()
+        .iter()
+        .filter(|m| m.starts_with("{\"stream\":\"btcusdt@depth20@100ms\""))
+        .map(|m| m[m.find(",\"data\":").unwrap() + 8..m.len() - 1].to_string())
+        .collect();
+    assert!(data.len() > 10, "{} records", data.len());
+    assert_eq!(
+        ev.last().unwrap()["records_written"].as_u64(),
+        Some(data.len() as u64)
+    );
+    let first = sent
+        .iter()
+        .position(|s| s.as_bytes() == data[0].1.as_slice())
+        .expect("first record is a sent partial book");
+    for (i, (key, payload)) in data.iter().enumerate() {
+        assert_eq!(key.as_deref(), Some(&b"BTCUSDT"[..]));
+        assert_eq!(payload.as_slice(), sent[first + i].as_bytes(), "record {i}");
+    }
     // Each missing variable: exit 2, one line naming it.
     let full = job_env(&broker, &sim, "q-9");
     for (name, _) in &full {

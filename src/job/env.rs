@@ -29,6 +29,8 @@ pub struct JobEnv {
 
 /// `TYPE` -> Binance stream channel.
 pub const TYPES: &[(&str, &str)] = &[
+    // The partial book: the top 20 levels every 100 ms (Binance's most complete partial stream).
+    ("ws_depth", "depth20@100ms"),
     ("ws_diff_depth", "depth@100ms"),
     ("ws_trade", "trade"),
     ("ws_agg_trade", "aggTrade"),
@@ -65,11 +67,6 @@ impl JobEnv {
         let kind = need("TYPE")?;
         let channel = match TYPES.iter().find(|(t, _)| *t == kind) {
             Some((_, ch)) => *ch,
-            None if kind == "ws_depth" => {
-                return Err(
-                    "TYPE ws_depth (the partial-book stream) is not collected by mdc yet; ws_diff_depth carries every book change".into(),
-                );
-            }
             None => {
                 let known: Vec<&str> = TYPES.iter().map(|(t, _)| *t).collect();
                 return Err(format!("TYPE `{kind}` is not one of {}", known.join(", ")));

@@ -48,6 +48,8 @@ pub enum Channel {
     MarkPriceArr,
     /// USD-M `!forceOrder@arr`.
     ForceOrderArr,
+    /// `depth5`, `depth10`, `depth20` (any speed): the top levels of the book, pushed whole.
+    PartialDepth(u8),
 }
 
 /// Symbols of the simulated all-market USD-M streams.
@@ -65,14 +67,21 @@ impl Channel {
             "!markPrice@arr" | "!markPrice@arr@1s" => Some(Channel::MarkPriceArr),
             "!forceOrder@arr" => Some(Channel::ForceOrderArr),
             s if s == "depth" || s.starts_with("depth@") => Some(Channel::Depth),
-            _ => None,
+            s => match s.split('@').next() {
+                Some("depth5") => Some(Channel::PartialDepth(5)),
+                Some("depth10") => Some(Channel::PartialDepth(10)),
+                Some("depth20") => Some(Channel::PartialDepth(20)),
+                _ => None,
+            },
         }
     }
 
     /// USD-M routed path serving this channel (Binance: `/public` for depth, bookTicker, trade).
     pub fn route(self) -> &'static str {
         match self {
-            Channel::Depth | Channel::BookTicker | Channel::Trade => "public",
+            Channel::Depth | Channel::PartialDepth(_) | Channel::BookTicker | Channel::Trade => {
+                "public"
+            }
             _ => "market",
         }
     }
@@ -80,7 +89,7 @@ impl Channel {
     /// Relative frequency in the generated mix (about 60% depth, 30% trades, 10% other).
     pub fn weight(self) -> u64 {
         match self {
-            Channel::Depth => 60,
+            Channel::Depth | Channel::PartialDepth(_) => 60,
             Channel::Trade | Channel::AggTrade => 15,
             Channel::BookTicker => 10,
             Channel::MarkPrice | Channel::MarkPriceArr => 4,
@@ -157,7 +166,7 @@ impl StreamGen {
             futures,
             stamp_trade_ids: false,
         };
-        if channel == Channel::Depth {
+        if matches!(channel, Channel::Depth | Channel::PartialDepth(_)) {
             // A resting book to start from; its state is update id `next_id - 1`.
             for i in 0..50 {
                 let q = g.rng.range(1, 2_000_000_000);
@@ -332,6 +341,44 @@ impl StreamGen {
                 out.push_str("],\"a\":[");
                 let asks = self.side_changes(true);
                 write_levels(out, &asks, f);
+                out.push_str("]}");
+            }
+            Channel::PartialDepth(n) => {
+                // The book moves as for the diff stream; the message is its top `n` levels:
+                // spot `{"lastUpdateId","bids","asks"}` (no symbol, no time), USD-M a
+                // depthUpdate-shaped message carrying the top levels.
+                let prev = self.last_update_id;
+                let first = self.next_id;
+                let last = first + self.rng.range(0, 5);
+                self.next_id = last + 1;
+                self.last_update_id = last;
+                self.last_first_id = first;
+                self.undo.clear();
+                self.side_changes(false);
+                self.side_changes(true);
+                let n = usize::from(n);
+                let b: Vec<(u64, u64)> = self
+                    .bids
+                    .iter()
+                    .rev()
+                    .take(n)
+                    .map(|(p, q)| (*p, *q))
+                    .collect();
+                let a: Vec<(u64, u64)> = self.asks.iter().take(n).map(|(p, q)| (*p, *q)).collect();
+                let s = &self.symbol;
+                if f {
+                    let _ = write!(
+                        out,
+                        "{{\"e\":\"depthUpdate\",\"E\":{now_ms},\"T\":{t},\"s\":\"{s}\",\"U\":{first},\"u\":{last},\"pu\":{prev},\"b\":["
+                    );
+                    write_levels(out, &b, f);
+                    out.push_str("],\"a\":[");
+                } else {
+                    let _ = write!(out, "{{\"lastUpdateId\":{last},\"bids\":[");
+                    write_levels(out, &b, f);
+                    out.push_str("],\"asks\":[");
+                }
+                write_levels(out, &a, f);
                 out.push_str("]}");
             }
             Channel::BookTicker => {

@@ -27,6 +27,17 @@ pub static PROFILE: Profile = Profile {
         "!markPrice@arr",
         "!markPrice@arr@1s",
         "!forceOrder@arr",
+        // The partial book (top 5/10/20 levels) every 250 ms (or 500/100 ms), published as
+        // `book_snapshot` events.
+        "depth5",
+        "depth10",
+        "depth20",
+        "depth5@100ms",
+        "depth10@100ms",
+        "depth20@100ms",
+        "depth5@500ms",
+        "depth10@500ms",
+        "depth20@500ms",
     ],
     default_channels: &[
         "trade",
@@ -43,6 +54,9 @@ pub static PROFILE: Profile = Profile {
     server_ping_interval: std::time::Duration::from_secs(180),
     routes: &[
         ("depth", "public"),
+        ("depth5", "public"),
+        ("depth10", "public"),
+        ("depth20", "public"),
         ("bookTicker", "public"),
         ("trade", "public"),
         ("aggTrade", "market"),

@@ -7,6 +7,11 @@
 //! Each payload object is scanned once; its (mostly one-letter) keys are collected into [`Fields`] and
 //! then interpreted by event type. Works for raw `/ws` payloads and combined-stream wrappers
 //! `{"stream":..,"data":..}`, and for array payloads (`!markPrice@arr` style) element by element.
+//!
+//! Partial-book streams (`<symbol>@depth5|10|20[@speed]`) are told apart by their stream name:
+//! spot sends `{"lastUpdateId","bids","asks"}` (no symbol, no time: the symbol comes from the
+//! stream name), USD-M a `depthUpdate`-shaped message whose levels are the top of the book, not
+//! changes. Both become `book_snapshot` events with `depth` = the stream's level count.
 
 use crate::event::{Event, EventKind, set};
 use crate::exchange::tape::{self, decimal, decimal_or_empty, levels, millis, text};
@@ -80,6 +85,9 @@ impl Decoder for BinanceDecoder {
             )
         {
             if let Decoded::Events(_) = d {
+                if let Some(n) = partial_depth(&self.stream) {
+                    top_of_book(&mut self.event, n)?;
+                }
                 emit(&mut self.event);
             }
             return Ok(d);
@@ -141,6 +149,21 @@ fn decode_root(
         None => root,
     };
     ev.header.receive_ts_ns = recv_ts_ns;
+    if let Some(n) = partial_depth(stream) {
+        if payload
+            .as_object()
+            .is_some_and(|o| o.get("lastUpdateId").is_some())
+        {
+            spot_partial_book(payload, ev, stream, n)?;
+        } else {
+            match decode_payload(payload, ev, keep_non_trade)? {
+                Decoded::Events(_) => top_of_book(ev, n)?,
+                other => return Ok(other),
+            }
+        }
+        emit(ev);
+        return Ok(Decoded::Events(1));
+    }
     if let Some(items) = payload.as_array() {
         let mut n = 0;
         for item in items.iter() {
@@ -160,6 +183,62 @@ fn decode_root(
         emit(ev);
     }
     Ok(d)
+}
+
+/// Levels of a partial-book stream (`btcusdt@depth20@100ms` -> 20); `None` for any other stream.
+#[inline]
+fn partial_depth(stream: &str) -> Option<u32> {
+    match stream.split('@').nth(1)? {
+        "depth5" => Some(5),
+        "depth10" => Some(10),
+        "depth20" => Some(20),
+        _ => None,
+    }
+}
+
+/// A USD-M partial-book message (decoded as a `depthUpdate`) into the `book_snapshot` it is:
+/// its levels are the top `n` of the book, its `u` the book's update id. The level lists are
+/// swapped, not copied (no allocation once both have grown).
+fn top_of_book(ev: &mut Event, n: u32) -> Result<(), DecodeError> {
+    if ev.kind != Some(EventKind::DepthDiff) {
+        return Err(DecodeError::UnknownEvent);
+    }
+    ev.clear_book();
+    std::mem::swap(&mut ev.book.bids, &mut ev.depth.bids);
+    std::mem::swap(&mut ev.book.asks, &mut ev.depth.asks);
+    ev.book.update_id = ev.depth.last_update_id;
+    ev.book.depth = n;
+    ev.kind = Some(EventKind::BookSnapshot);
+    Ok(())
+}
+
+/// A spot partial-book message `{"lastUpdateId","bids","asks"}`: the symbol is the stream's
+/// (upper case); the message carries no event time (`exchange_ts_ns` 0).
+fn spot_partial_book(
+    payload: Value<'_, '_>,
+    ev: &mut Event,
+    stream: &str,
+    n: u32,
+) -> Result<(), DecodeError> {
+    let obj = payload.as_object().ok_or(DecodeError::Shape("data"))?;
+    let sym = stream.split('@').next().unwrap_or("");
+    if sym.is_empty() || sym.len() > 64 {
+        return Err(DecodeError::Shape("stream"));
+    }
+    set(&mut ev.header.symbol, sym);
+    ev.header.symbol.make_ascii_uppercase();
+    ev.header.exchange_ts_ns = 0;
+    ev.header.transaction_ts_ns = 0;
+    ev.clear_book();
+    ev.book.update_id = obj
+        .get("lastUpdateId")
+        .and_then(|v| v.as_u64())
+        .ok_or(DecodeError::Shape("lastUpdateId"))?;
+    levels(&mut ev.book.bids, obj.get("bids"), "bids")?;
+    levels(&mut ev.book.asks, obj.get("asks"), "asks")?;
+    ev.book.depth = n;
+    ev.kind = Some(EventKind::BookSnapshot);
+    Ok(())
 }
 
 /// A payload's members on the tape. Unknown keys are ignored (forward compatible); a repeated
