@@ -338,14 +338,16 @@ fn replay(path: &std::path::Path, from: &std::path::Path, speed: f64) -> ExitCod
     match mdc::replay::run(config, from, speed, flag) {
         Ok(s) => {
             log::info!(
-                "event=replay_finished files={} frames={} rest_bodies={} events={} duplicates={} unmatched={} bad={}",
+                "event=replay_finished files={} frames={} rest_bodies={} markers={} events={} duplicates={} unmatched={} bad={} missing_bodies={}",
                 s.files,
                 s.frames,
                 s.rest_bodies,
+                s.markers,
                 s.events,
                 s.duplicates,
                 s.unmatched,
-                s.bad
+                s.bad,
+                s.missing_bodies
             );
             ExitCode::SUCCESS
         }

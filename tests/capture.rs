@@ -95,7 +95,16 @@ capture:
         "every closed file compressed, the plain one removed"
     );
     assert!(zst >= 10, "rotated by size: {zst} files");
-    let frames: Vec<&Value> = lines.iter().filter(|l| l.get("conn").is_some()).collect();
+    let frames: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("conn").is_some() && l.get("event").is_none())
+        .collect();
+    // What the parser saw besides frames: the connection's streams at the top of every file,
+    // its markers, and when each snapshot body was applied.
+    let conn_lines = lines.iter().filter(|l| l["event"] == "conn").count();
+    assert!(conn_lines >= zst, "{conn_lines} conn lines in {zst} files");
+    assert!(lines.iter().any(|l| l["event"] == "connected"));
+    assert!(lines.iter().any(|l| l["event"] == "subscribed"));
     let sent = sim.sent_messages();
     // Every data message once, byte for byte, in the order sent (one connection). Control
     // replies (the subscription's answer) are captured too: they are frames the exchange sent.
@@ -127,6 +136,15 @@ capture:
         assert!(body["rest"].as_str().unwrap().contains("/api/v3/depth"));
         let snap: Value = serde_json::from_str(body["raw"].as_str().unwrap()).unwrap();
         assert!(snap["lastUpdateId"].as_u64().is_some(), "{snap}");
+        // Applied after it arrived, naming it.
+        let at = body["receive_ts_ns"].as_i64().unwrap();
+        assert!(
+            lines.iter().any(|l| l["event"] == "book_loaded"
+                && l["symbol"] == sym
+                && l["rest_ts"].as_i64() == Some(at)
+                && l["receive_ts_ns"].as_i64().unwrap() >= at),
+            "a book_loaded line for the body of {sym}"
+        );
     }
 }
 

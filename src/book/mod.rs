@@ -183,6 +183,7 @@ struct SourceBooks {
     rest: bool,
     resubscribe: Option<Arc<dyn Resubscribe>>,
     exchange: &'static str,
+    market: &'static str,
     symbols: HashMap<String, SymbolState>,
 }
 
@@ -202,6 +203,8 @@ pub struct Books {
     outbox: Vec<Outgoing>,
     /// Last look for re-subscriptions that brought no snapshot.
     last_retry_check_ns: i64,
+    /// Raw capture: records when each REST snapshot is applied (`mdc replay` applies it there).
+    pub capture: Option<crate::capture::Tap>,
 }
 
 impl Books {
@@ -225,6 +228,7 @@ impl Books {
             gap_from_ns: None,
             outbox: Vec::new(),
             last_retry_check_ns: 0,
+            capture: None,
         };
         for (i, (spec, c)) in specs.iter().zip(counters).enumerate() {
             if let (Some(spec), Some(c)) = (spec, c) {
@@ -249,6 +253,7 @@ impl Books {
             rest: spec.source.is_some(),
             resubscribe: spec.resubscribe.clone(),
             exchange: spec.exchange,
+            market: spec.market,
             symbols: HashMap::new(),
         });
         for (sym, c) in counters {
@@ -497,6 +502,17 @@ impl Books {
     pub fn poll(&mut self, now_ns: i64, emit: &mut dyn FnMut(&Event)) {
         self.retry_resubscribes(now_ns);
         while let Ok(resp) = self.responses.try_recv() {
+            if let Some(c) = &self.capture
+                && let Some(Some(sb)) = self.sources.get(resp.source as usize)
+            {
+                c.book_loaded(
+                    sb.exchange,
+                    sb.market,
+                    &resp.symbol,
+                    now_ns,
+                    resp.receive_ts_ns,
+                );
+            }
             self.load(
                 resp.source,
                 &resp.symbol,

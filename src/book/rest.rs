@@ -41,6 +41,8 @@ pub struct SnapshotResponse {
     pub source: u16,
     pub symbol: String,
     pub result: Result<Snapshot, String>,
+    /// When the body arrived (ns, realtime; 0 when none did): names the capture's body line.
+    pub receive_ts_ns: i64,
 }
 
 /// Longest pause an exchange's `Retry-After` can impose (Binance IP bans last 2 minutes to 3
@@ -245,6 +247,7 @@ fn worker(p: &Pool) {
         let url = src.url(&req.symbol, ps.limit);
         let weight = src.weight(ps.limit);
         let mut attempts = 0u32;
+        let mut receive_ts_ns = 0;
         let result = loop {
             if p.shutdown.load(Ordering::Relaxed) {
                 return;
@@ -292,13 +295,14 @@ fn worker(p: &Pool) {
                     match status {
                         200 => match resp.body_mut().read_to_string() {
                             Ok(body) => {
+                                receive_ts_ns = crate::clock::realtime_ns();
                                 if let Some(c) = &p.capture {
                                     c.rest(
                                         ps.exchange,
                                         ps.market,
                                         &url,
                                         &req.symbol,
-                                        crate::clock::realtime_ns(),
+                                        receive_ts_ns,
                                         body.as_bytes(),
                                     );
                                 }
@@ -341,6 +345,7 @@ fn worker(p: &Pool) {
                 source: req.source,
                 symbol: req.symbol,
                 result,
+                receive_ts_ns,
             });
         }
     }

@@ -7,6 +7,13 @@
 //! and per REST body `{"receive_ts_ns":…,"exchange":…,"market":…,"rest":"<url>","symbol":…,
 //! "raw":"<body>"}`, in hourly and size-rotated files, each zstd-compressed once closed.
 //!
+//! So that `mdc replay` can give exactly the live run's output (books and gaps included), the
+//! parser also records what it saw besides data, in the order it saw it (`"event"` lines):
+//! a connection's streams (`conn`, repeated at the top of every file so each file replays on its
+//! own), the connection markers (`connected`, `disconnected`, `subscribed`, `dropped`), and the
+//! moment a REST snapshot was applied to a book (`book_loaded`, with `rest_ts`: the
+//! `receive_ts_ns` of the body line it applied, 0 when the request failed).
+//!
 //! The parsers (and REST workers) only copy the frame into a recycled slot of a bounded queue
 //! ([`Tap`]); the writer thread (`capture`) formats and writes, and a compressor thread
 //! (`capture-zstd`) compresses closed files, so neither disk nor compression sits on the hot
@@ -101,8 +108,15 @@ pub struct Item {
     pub session: u32,
     /// REST: the URL requested (empty for a WebSocket frame).
     pub rest: String,
-    /// REST: the symbol whose snapshot it is.
+    /// REST: the symbol whose snapshot it is (`book_loaded`: whose book loaded it).
     pub symbol: String,
+    /// Not a frame nor a REST body: `conn`, `connected`, `disconnected`, `subscribed`, `dropped`,
+    /// `book_loaded` (empty for frames and REST bodies).
+    pub event: &'static str,
+    /// `book_loaded`: the body's `receive_ts_ns` (0: the request failed); `conn`: the rollover
+    /// timeout in ms.
+    pub aux: i64,
+    /// A frame's or body's bytes; `conn`: its streams as a JSON array.
     pub bytes: Vec<u8>,
 }
 
@@ -116,8 +130,35 @@ impl Item {
             session: 0,
             rest: String::new(),
             symbol: String::new(),
+            event: "",
+            aux: 0,
             bytes: Vec::with_capacity(4096),
         }
+    }
+
+    fn reset(&mut self, receive_ts_ns: i64, exchange: &'static str, market: &'static str) {
+        self.receive_ts_ns = receive_ts_ns;
+        self.exchange = exchange;
+        self.market = market;
+        self.conn = 0;
+        self.session = 0;
+        self.rest.clear();
+        self.symbol.clear();
+        self.event = "";
+        self.aux = 0;
+        self.bytes.clear();
+    }
+}
+
+/// The capture `event` of a connection marker.
+pub fn marker_name(kind: crate::pipeline::frame::FrameKind) -> &'static str {
+    use crate::pipeline::frame::FrameKind;
+    match kind {
+        FrameKind::Data => "",
+        FrameKind::Connected => "connected",
+        FrameKind::Disconnected => "disconnected",
+        FrameKind::Subscribed => "subscribed",
+        FrameKind::Dropped => "dropped",
     }
 }
 
@@ -142,13 +183,66 @@ pub struct Tap {
 }
 
 impl Tap {
-    /// Registers the connection `conn` (before its first frame).
-    pub fn add_conn(&mut self, conn: u32, exchange: &'static str, market: &'static str) {
+    /// Registers the connection `conn` (before its first frame) and records its streams (a
+    /// `conn` line, which the writer repeats at the top of every file).
+    pub fn add_conn(
+        &mut self,
+        conn: u32,
+        exchange: &'static str,
+        market: &'static str,
+        streams: &[crate::exchange::StreamSpec],
+        rollover_timeout: Duration,
+    ) {
         let i = conn as usize;
         if self.conns.len() <= i {
             self.conns.resize(i + 1, ("", ""));
         }
         self.conns[i] = (exchange, market);
+        let Some(mut it) = self.slot() else {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        it.reset(crate::clock::realtime_ns(), exchange, market);
+        it.conn = conn;
+        it.event = "conn";
+        it.aux = rollover_timeout.as_millis().min(i64::MAX as u128) as i64;
+        streams_json(streams, &mut it.bytes);
+        self.send(it);
+    }
+
+    /// A connection marker (`connected`, …) of `conn`'s session `session`, in frame order.
+    pub fn marker(&self, conn: u32, session: u32, receive_ts_ns: i64, event: &'static str) {
+        let Some(mut it) = self.slot() else {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let (exchange, market) = self.conns.get(conn as usize).copied().unwrap_or(("", ""));
+        it.reset(receive_ts_ns, exchange, market);
+        it.conn = conn;
+        it.session = session;
+        it.event = event;
+        self.send(it);
+    }
+
+    /// A REST snapshot (the body received at `rest_ts`, 0: the request failed) was applied to
+    /// `symbol`'s book at `now_ns`, in frame order.
+    pub fn book_loaded(
+        &self,
+        exchange: &'static str,
+        market: &'static str,
+        symbol: &str,
+        now_ns: i64,
+        rest_ts: i64,
+    ) {
+        let Some(mut it) = self.slot() else {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        it.reset(now_ns, exchange, market);
+        it.event = "book_loaded";
+        it.symbol.push_str(symbol);
+        it.aux = rest_ts;
+        self.send(it);
     }
 
     /// A free slot: recycled, new while fewer than the queue's capacity exist, or (`block`)
@@ -185,14 +279,9 @@ impl Tap {
             return;
         };
         let (exchange, market) = self.conns.get(conn as usize).copied().unwrap_or(("", ""));
-        it.receive_ts_ns = receive_ts_ns;
-        it.exchange = exchange;
-        it.market = market;
+        it.reset(receive_ts_ns, exchange, market);
         it.conn = conn;
         it.session = session;
-        it.rest.clear();
-        it.symbol.clear();
-        it.bytes.clear();
         it.bytes.extend_from_slice(bytes);
         self.send(it);
     }
@@ -211,19 +300,42 @@ impl Tap {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        it.receive_ts_ns = receive_ts_ns;
-        it.exchange = exchange;
-        it.market = market;
-        it.conn = 0;
-        it.session = 0;
-        it.rest.clear();
+        it.reset(receive_ts_ns, exchange, market);
         it.rest.push_str(url);
-        it.symbol.clear();
         it.symbol.push_str(symbol);
-        it.bytes.clear();
         it.bytes.extend_from_slice(body);
         self.send(it);
     }
+}
+
+/// `streams` as the JSON array a `conn` line carries (read back by `mdc replay`).
+fn streams_json(streams: &[crate::exchange::StreamSpec], out: &mut Vec<u8>) {
+    use crate::encode::json::string;
+    out.push(b'[');
+    for (i, s) in streams.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        string(out, &s.name);
+        out.extend_from_slice(b",\"channel\":");
+        string(out, &s.channel);
+        out.extend_from_slice(b",\"symbol\":");
+        string(out, &s.symbol);
+        out.extend_from_slice(b",\"market\":");
+        string(out, s.market);
+        out.extend_from_slice(if s.book {
+            b",\"book\":true"
+        } else {
+            b",\"book\":false"
+        });
+        out.extend_from_slice(if s.watched {
+            b",\"watched\":true}"
+        } else {
+            b",\"watched\":false}"
+        });
+    }
+    out.push(b']');
 }
 
 /// Starts the writer and compressor threads; returns the first tap (clone it per producer) and

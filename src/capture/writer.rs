@@ -32,6 +32,37 @@ pub fn line_of(it: &Item, out: &mut Vec<u8>) {
     string(out, it.exchange);
     out.extend_from_slice(b",\"market\":");
     string(out, it.market);
+    match it.event {
+        "" => {}
+        "conn" => {
+            out.extend_from_slice(b",\"conn\":");
+            out.extend_from_slice(num.format(it.conn).as_bytes());
+            out.extend_from_slice(b",\"event\":\"conn\",\"rollover_timeout_ms\":");
+            out.extend_from_slice(num.format(it.aux).as_bytes());
+            out.extend_from_slice(b",\"streams\":");
+            out.extend_from_slice(&it.bytes);
+            out.extend_from_slice(b"}\n");
+            return;
+        }
+        "book_loaded" => {
+            out.extend_from_slice(b",\"event\":\"book_loaded\",\"symbol\":");
+            string(out, &it.symbol);
+            out.extend_from_slice(b",\"rest_ts\":");
+            out.extend_from_slice(num.format(it.aux).as_bytes());
+            out.extend_from_slice(b"}\n");
+            return;
+        }
+        marker => {
+            out.extend_from_slice(b",\"conn\":");
+            out.extend_from_slice(num.format(it.conn).as_bytes());
+            out.extend_from_slice(b",\"session\":");
+            out.extend_from_slice(num.format(it.session).as_bytes());
+            out.extend_from_slice(b",\"event\":");
+            string(out, marker);
+            out.extend_from_slice(b"}\n");
+            return;
+        }
+    }
     if it.rest.is_empty() {
         out.extend_from_slice(b",\"conn\":");
         out.extend_from_slice(num.format(it.conn).as_bytes());
@@ -229,6 +260,8 @@ fn run(
 ) {
     let mut open: Option<Open> = None;
     let mut line = Vec::with_capacity(1 << 16);
+    // The `conn` lines by connection, repeated at the top of every file.
+    let mut headers: Vec<Vec<u8>> = Vec::new();
     let mut last_flush = Instant::now();
     let mut failures = crate::metrics::LogThrottle::default();
     let close = |o: Open| {
@@ -254,8 +287,25 @@ fn run(
                     line.clear();
                     line_of(&it, &mut line);
                     let hour = it.receive_ts_ns.div_euclid(HOUR_NS);
+                    let header = it.event == "conn";
+                    let frame = it.event.is_empty();
+                    if header {
+                        let i = it.conn as usize;
+                        if headers.len() <= i {
+                            headers.resize_with(i + 1, Vec::new);
+                        }
+                        headers[i].clear();
+                        headers[i].extend_from_slice(&line);
+                    }
                     let _ = free.try_send(it);
                     took += 1;
+                    if header {
+                        // Written into the open file (a later one starts with it anyway).
+                        if let Some(o) = open.as_mut() {
+                            write_line(o, &line, false, c, &mut failures);
+                        }
+                        continue;
+                    }
                     if open
                         .as_ref()
                         .is_some_and(|o| o.hour != hour || o.bytes >= rotate_bytes)
@@ -265,7 +315,12 @@ fn run(
                     }
                     if open.is_none() {
                         match new_file(dir, hour) {
-                            Ok(o) => open = Some(o),
+                            Ok(mut o) => {
+                                for h in headers.iter().filter(|h| !h.is_empty()) {
+                                    write_line(&mut o, h, false, c, &mut failures);
+                                }
+                                open = Some(o);
+                            }
                             Err(e) => {
                                 if failures.hit() {
                                     log::error!(
@@ -279,22 +334,7 @@ fn run(
                         }
                     }
                     if let Some(o) = open.as_mut() {
-                        match o.out.write_all(&line) {
-                            Ok(()) => {
-                                o.bytes += line.len() as u64;
-                                c.frames.fetch_add(1, Ordering::Relaxed);
-                                c.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                if failures.hit() {
-                                    log::error!(
-                                        "event=capture_write_failed file={} error=\"{e}\" count={}",
-                                        o.path.display(),
-                                        failures.count()
-                                    );
-                                }
-                            }
-                        }
+                        write_line(o, &line, frame, c, &mut failures);
                     }
                     if took >= 4096 {
                         break;
@@ -329,6 +369,35 @@ fn run(
         c.frames.load(Ordering::Relaxed),
         c.bytes.load(Ordering::Relaxed)
     );
+}
+
+/// Appends `line` to `o`; `frame`: it counts in `capture_frames_total` (a frame or REST body,
+/// not a marker).
+fn write_line(
+    o: &mut Open,
+    line: &[u8],
+    frame: bool,
+    c: &Counters,
+    failures: &mut crate::metrics::LogThrottle,
+) {
+    match o.out.write_all(line) {
+        Ok(()) => {
+            o.bytes += line.len() as u64;
+            if frame {
+                c.frames.fetch_add(1, Ordering::Relaxed);
+            }
+            c.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            if failures.hit() {
+                log::error!(
+                    "event=capture_write_failed file={} error=\"{e}\" count={}",
+                    o.path.display(),
+                    failures.count()
+                );
+            }
+        }
+    }
 }
 
 /// A new file for `hour`: the next sequence number not taken (plain or compressed).

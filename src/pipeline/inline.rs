@@ -62,14 +62,25 @@ impl Inline {
     /// Periodic work of the parser and publisher: REST snapshots, silent streams, rollovers,
     /// counters, sink ticks.
     pub fn tick(&mut self) {
+        self.tick_at(crate::clock::realtime_ns())
+    }
+
+    /// [`Inline::tick`] at the time `now_ns` (`mdc replay`: the captured one).
+    pub fn tick_at(&mut self, now_ns: i64) {
         if let Some(out) = self.output.as_mut() {
-            self.stage.poll_books(out, &mut Drain(&mut self.publisher));
+            self.stage
+                .poll_books_at(now_ns, out, &mut Drain(&mut self.publisher));
         }
         if self.last_publish.elapsed() >= Duration::from_millis(10) {
             self.last_publish = Instant::now();
             self.stage.publish();
         }
         self.publisher.step();
+    }
+
+    /// The parser stage (`mdc replay` registers connections and books on it).
+    pub fn stage_mut(&mut self) -> &mut Stage {
+        &mut self.stage
     }
 
     /// Drains what is left, closes (flushes) the sinks and reports to the topology.

@@ -135,6 +135,15 @@ impl Stage {
     ) {
         let formats = self.formats;
         let (conn, session, ts) = (frame.conn, frame.session, frame.recv_ts_ns);
+        if frame.kind == FrameKind::Connected {
+            // A connection added while running was announced before it was opened.
+            self.poll_control();
+        }
+        if frame.kind != FrameKind::Data
+            && let Some(c) = &self.capture
+        {
+            c.marker(conn, session, ts, crate::capture::marker_name(frame.kind));
+        }
         match frame.kind {
             FrameKind::Data => {
                 if let Some(c) = &self.capture {
@@ -172,8 +181,6 @@ impl Stage {
                 return;
             }
             FrameKind::Connected => {
-                // A connection added while running was announced before it was opened.
-                self.poll_control();
                 if self.sessions.on_connected(conn, session, ts) != Marker::Live {
                     return; // a rollover's replacement: no gap, the old session still delivers
                 }
@@ -275,8 +282,6 @@ impl Stage {
         frame.shrink_if_above(self.shrink_above, self.frame_bytes);
     }
 
-    /// Applies REST snapshots that arrived for this parser's books and checks for silent streams
-    /// (off the per-frame path).
     /// Applies what the refresher sent (connections and books added or changed while running).
     pub fn poll_control(&mut self) {
         let Some(rx) = self.control.as_ref() else {
@@ -307,7 +312,7 @@ impl Stage {
                     freshness,
                 } => {
                     if let Some(c) = self.capture.as_mut() {
-                        c.add_conn(conn, exchange, market);
+                        c.add_conn(conn, exchange, market, &streams, rollover_timeout);
                     }
                     self.sessions.add(conn, rollover_timeout);
                     if let Some(w) = self.watch.as_mut() {
@@ -339,27 +344,35 @@ impl Stage {
         }
     }
 
+    /// Applies REST snapshots that arrived for this parser's books and checks for silent streams
+    /// and rollovers (off the per-frame path).
     pub fn poll_books<W: FullWait>(&mut self, out: &mut Producer<Record>, idle: &mut W) {
+        self.poll_books_at(realtime_ns(), out, idle)
+    }
+
+    /// [`Stage::poll_books`] at the time `now` (`mdc replay`: the captured one).
+    pub fn poll_books_at<W: FullWait>(
+        &mut self,
+        now: i64,
+        out: &mut Producer<Record>,
+        idle: &mut W,
+    ) {
         self.poll_control();
-        if let Some(w) = self.watch.as_mut() {
-            let now = realtime_ns();
-            if now - self.last_watch_check_ns >= 500_000_000 {
-                self.last_watch_check_ns = now;
-                w.check(now);
-            }
+        if let Some(w) = self.watch.as_mut()
+            && now - self.last_watch_check_ns >= 500_000_000
+        {
+            self.last_watch_check_ns = now;
+            w.check(now);
         }
-        if self.sessions.rolling() {
-            let now = realtime_ns();
-            if now - self.last_rollover_check_ns >= 10_000_000 {
-                self.last_rollover_check_ns = now;
-                self.sessions.check(now);
-                self.unproven(out, idle, "rollover");
-            }
+        if self.sessions.rolling() && now - self.last_rollover_check_ns >= 10_000_000 {
+            self.last_rollover_check_ns = now;
+            self.sessions.check(now);
+            self.unproven(out, idle, "rollover");
         }
         let formats = self.formats;
         let events = &mut self.events;
         if let Some(b) = self.books.as_mut() {
-            b.poll(realtime_ns(), &mut |ev: &Event| {
+            b.poll(now, &mut |ev: &Event| {
                 emit(out, formats, events, idle, ev, &[], false)
             });
             while let Some(o) = b.take_outbox() {

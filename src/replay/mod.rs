@@ -1,23 +1,33 @@
 //! `mdc replay --from <capture> [--config] [--speed S]`: feeds raw captures (`capture:`) through
-//! the same decoders and encoders as a live run into the configured sinks, so history can be
-//! normalized again with a newer `mdc`. Each frame keeps its captured receive time, so the
-//! events are the live run's, `receive_ts_ns` included. Frames of a planned rollover's two
-//! sessions overlap in a capture; as live, an event whose stream position was already written
-//! is left out.
+//! the same parser stage as a live run (decoders, sessions, gaps, books) and the same publisher
+//! into the configured sinks, so history can be normalized again with a newer `mdc`.
 //!
-//! Not yet replayed: local books (`book_snapshot` events from the captured REST bodies), and the
-//! `gap` events of live connection losses (a capture holds frames, not disconnects).
+//! A capture holds what the live parser saw, in its order: frames with their receive time and
+//! session, the connection markers (connects, disconnects, subscriptions), each connection's
+//! streams, and the moment each REST snapshot was applied to a book. Replayed in that order with
+//! the captured times, the stage makes the live run's decisions again: a rollover's overlapping
+//! sessions are deduplicated as live, a reconnection gives its `gap` events, and each book loads
+//! the same REST body at the same point of its diff stream, so `book_snapshot` events are the
+//! live ones, `receive_ts_ns` included.
+//!
+//! What replay cannot redo exactly: decisions the live run took on wall-clock timeouts alone (a
+//! rollover forced by `rollover_timeout` is re-decided on the captured clock, checked every 10 ms
+//! of it), and silent-stream detection (a live-only alarm; it emits no events).
 
+use crate::book::rest::SnapshotResponse;
+use crate::book::{BookSpec, Books};
 use crate::config::Config;
 use crate::encode::Formats;
 use crate::encode::record::Record;
-use crate::event::{Event, EventKind};
-use crate::exchange::Decoder;
+use crate::exchange::StreamSpec;
 use crate::metrics::Metrics;
-use crate::pipeline::frame::PADDING;
-use crate::pipeline::parser::fill;
-use crate::sink::Sink;
-use std::collections::HashMap;
+use crate::pipeline::frame::{Frame, FrameKind};
+use crate::pipeline::idle::{Idle, IdlePolicy};
+use crate::pipeline::inline::Inline;
+use crate::pipeline::parser::Stage;
+use crate::pipeline::publisher::Publisher;
+use crate::pipeline::ring::ring;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,13 +40,18 @@ pub struct Stats {
     pub files: usize,
     pub frames: u64,
     pub rest_bodies: u64,
+    /// Connection markers and book loads replayed.
+    pub markers: u64,
     pub events: u64,
-    /// Events left out because their stream position was already written (rollover overlap).
+    /// Events left out as copies delivered by both sessions of a rollover (as live).
     pub duplicates: u64,
     /// Frames of an exchange and market no configured section decodes.
     pub unmatched: u64,
     /// Lines that are not capture lines, and frames the decoder refused.
     pub bad: u64,
+    /// Book loads whose REST body is not in the capture (dropped by a `drop_newest` capture, or
+    /// the replay started after it): the book re-syncs at the next body instead.
+    pub missing_bodies: u64,
 }
 
 /// Capture files under `from` (a file or a directory), in name order: rotation order.
@@ -83,9 +98,73 @@ struct Line {
     #[serde(default)]
     conn: u32,
     #[serde(default)]
+    session: u32,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
     rest: Option<String>,
     #[serde(default)]
+    symbol: Option<String>,
+    #[serde(default)]
     raw: Option<String>,
+    #[serde(default)]
+    rest_ts: i64,
+    #[serde(default)]
+    rollover_timeout_ms: u64,
+    #[serde(default)]
+    streams: Vec<CapturedStream>,
+}
+
+/// A stream of a `conn` line.
+#[derive(serde::Deserialize)]
+struct CapturedStream {
+    name: String,
+    channel: String,
+    symbol: String,
+    #[serde(default)]
+    market: String,
+    #[serde(default)]
+    book: bool,
+    #[serde(default)]
+    watched: bool,
+}
+
+/// Names read from a capture, kept for the process (the stage's types hold `&'static str`);
+/// bounded by the distinct exchange, market and stream-market names, a handful.
+#[derive(Default)]
+struct Names(HashSet<&'static str>);
+
+impl Names {
+    fn get(&mut self, s: &str) -> &'static str {
+        if let Some(n) = self.0.get(s) {
+            return n;
+        }
+        let n: &'static str = Box::leak(s.to_string().into_boxed_str());
+        self.0.insert(n);
+        n
+    }
+}
+
+/// The configured sections and the capture's connections.
+struct Routes {
+    /// (exchange, market) of each configured section, in config order (= decoder index).
+    plans: Vec<(&'static str, &'static str)>,
+    /// Connection -> section, from the capture's `conn` lines.
+    conns: HashMap<u32, u16>,
+    /// Connections that connected in this replay.
+    connected: HashSet<u32>,
+}
+
+impl Routes {
+    /// The section that decodes `exchange`/`market`: exact, else by exchange alone (one OKX
+    /// section spans spot, swap, futures and options).
+    fn plan(&self, exchange: &str, market: &str) -> Option<u16> {
+        self.plans
+            .iter()
+            .position(|(e, m)| *e == exchange && *m == market)
+            .or_else(|| self.plans.iter().position(|(e, _)| *e == exchange))
+            .map(|i| i as u16)
+    }
 }
 
 /// Replays every file under `from` into the sinks of `config`; `speed` 0 is as fast as
@@ -100,7 +179,7 @@ pub fn run(
     let names: Vec<&'static str> = config.sinks.iter().map(|s| s.name()).collect();
     let metrics = Metrics::new(&names);
     let mut formats = Formats::NONE;
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let mut sinks = Vec::new();
     for plan in &config.sinks {
         formats = formats.union(plan.formats());
         sinks.push(
@@ -108,22 +187,58 @@ pub fn run(
                 .map_err(|e| format!("sink {}: {e}", plan.name()))?,
         );
     }
-    // Decoders by (exchange, market) of the configured sections; a section spanning several
-    // markets (OKX) is found by its exchange alone.
-    let mut decoders: Vec<(&'static str, &'static str, Box<dyn Decoder>)> = config
+    let decoders = config.exchanges.iter().map(|p| p.decoder()).collect();
+    let mut stage = Stage::new(decoders, formats, &metrics);
+    // Books as the live run kept them: the configured symbols, and those a `conn` line shows
+    // (instruments the live run resolved or listed while running). Their snapshot requests go
+    // nowhere: each one's answer is the captured body, applied at its `book_loaded` line.
+    let specs: Vec<Option<BookSpec>> = config
         .exchanges
         .iter()
-        .map(|p| (p.exchange(), p.market(), p.decoder()))
+        .map(|p| if config.book.enabled { p.books() } else { None })
         .collect();
+    let (replies, replies_rx) = crossbeam_channel::unbounded::<SnapshotResponse>();
+    if specs.iter().any(Option::is_some) {
+        let (requests, _) = crossbeam_channel::unbounded();
+        stage.books = Some(Books::new(
+            config.book.clone(),
+            0,
+            &specs,
+            &crate::book::counters(&specs, &metrics),
+            requests,
+            replies_rx,
+        ));
+    }
+    let (output, input) = ring(4096, || Record::with_capacity(4096));
+    let publisher = Publisher {
+        inputs: vec![input],
+        sinks,
+        metrics: metrics.clone(),
+        idle: Idle::new(IdlePolicy::Park, 0),
+        occupancy: Vec::new(),
+        allocations: None,
+    };
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let mut inline = Inline::new(stage, output, publisher.start(), 1 << 16, done_tx);
+
+    let mut routes = Routes {
+        plans: config
+            .exchanges
+            .iter()
+            .map(|p| (p.exchange(), p.market()))
+            .collect(),
+        conns: HashMap::new(),
+        connected: HashSet::new(),
+    };
+    let mut interned = Names::default();
+    // REST bodies by (exchange, market, symbol): the latest, with its receive time.
+    let mut bodies: HashMap<(String, String, String), (i64, String)> = HashMap::new();
     let mut stats = Stats {
         files: files.len(),
         ..Stats::default()
     };
-    let mut rec = Record::with_capacity(4096);
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut last: HashMap<(u32, EventKind, String), u64> = HashMap::new();
     let mut first_ts: Option<(i64, Instant)> = None;
-    let mut last_tick = Instant::now();
+    let mut last_tick_ns = i64::MIN;
     let mut bad_log = crate::metrics::LogThrottle::default();
     'files: for path in &files {
         let mut r = open(path)?;
@@ -152,85 +267,202 @@ pub fn run(
                     continue;
                 }
             };
-            if line.rest.is_some() {
-                stats.rest_bodies += 1;
-                continue;
-            }
-            let Some(raw) = line.raw else {
-                stats.bad += 1;
-                continue;
-            };
-            stats.frames += 1;
-            if speed > 0.0 {
-                let (t0, at) = *first_ts.get_or_insert((line.receive_ts_ns, Instant::now()));
-                let due =
-                    Duration::from_nanos(((line.receive_ts_ns - t0).max(0) as f64 / speed) as u64);
+            let ts = line.receive_ts_ns;
+            if speed > 0.0 && line.event.as_deref() != Some("conn") {
+                let (t0, at) = *first_ts.get_or_insert((ts, Instant::now()));
+                let due = Duration::from_nanos(((ts - t0).max(0) as f64 / speed) as u64);
                 if let Some(wait) = due.checked_sub(at.elapsed()) {
                     std::thread::sleep(wait);
                 }
             }
-            let at = decoders
-                .iter()
-                .position(|(e, m, _)| *e == line.exchange && *m == line.market)
-                .or_else(|| decoders.iter().position(|(e, _, _)| *e == line.exchange));
-            let Some(dec) = at.and_then(|i| decoders.get_mut(i)).map(|(_, _, d)| d) else {
-                stats.unmatched += 1;
+            // The stage's periodic work (rollover checks) on the captured clock.
+            if ts.saturating_sub(last_tick_ns) >= 10_000_000
+                && line.event.as_deref() != Some("conn")
+            {
+                last_tick_ns = ts;
+                inline.tick_at(ts);
+            }
+            match line.event.as_deref() {
+                Some("conn") => {
+                    register(
+                        &mut inline,
+                        &mut routes,
+                        &mut interned,
+                        &specs,
+                        &metrics,
+                        line,
+                    );
+                    continue;
+                }
+                Some("book_loaded") => {
+                    stats.markers += 1;
+                    let Some(source) = routes.plan(&line.exchange, &line.market) else {
+                        stats.unmatched += 1;
+                        continue;
+                    };
+                    let symbol = line.symbol.unwrap_or_default();
+                    let result = if line.rest_ts == 0 {
+                        Err("the live request failed".to_string())
+                    } else {
+                        let key = (line.exchange, line.market, symbol.clone());
+                        match (bodies.remove(&key), &specs[source as usize]) {
+                            (Some((at, body)), Some(spec)) if at == line.rest_ts => {
+                                match spec.source.as_ref() {
+                                    Some(src) => src.parse(&body),
+                                    None => Err("no REST source".to_string()),
+                                }
+                            }
+                            _ => {
+                                stats.missing_bodies += 1;
+                                Err("REST body not in the capture".to_string())
+                            }
+                        }
+                    };
+                    let _ = replies.send(SnapshotResponse {
+                        source,
+                        symbol,
+                        result,
+                        receive_ts_ns: line.rest_ts,
+                    });
+                    inline.tick_at(ts);
+                    continue;
+                }
+                _ => {}
+            }
+            if line.rest.is_some() {
+                stats.rest_bodies += 1;
+                if let (Some(symbol), Some(raw)) = (line.symbol, line.raw) {
+                    bodies.insert((line.exchange, line.market, symbol), (ts, raw));
+                }
                 continue;
+            }
+            let kind = match line.event.as_deref() {
+                None => FrameKind::Data,
+                Some("connected") => FrameKind::Connected,
+                Some("disconnected") => FrameKind::Disconnected,
+                Some("subscribed") => FrameKind::Subscribed,
+                Some("dropped") => FrameKind::Dropped,
+                Some(_) => {
+                    stats.bad += 1;
+                    continue;
+                }
             };
-            buf.clear();
-            buf.extend_from_slice(raw.as_bytes());
-            let len = buf.len();
-            buf.resize(len + PADDING, 0);
-            let mut first = true;
-            let mut failed: Option<String> = None;
-            let res = dec.decode(&mut buf, len, line.receive_ts_ns, &mut |ev: &mut Event| {
-                let Some(kind) = ev.kind else { return };
-                if ev.position_is_unique()
-                    && let Some(pos) = ev.position()
-                {
-                    let key = (line.conn, kind, ev.header.symbol.to_string());
-                    match last.get_mut(&key) {
-                        Some(p) if pos <= *p => {
-                            stats.duplicates += 1;
-                            return;
-                        }
-                        Some(p) => *p = pos,
-                        None => {
-                            last.insert(key, pos);
-                        }
+            let source = match routes.conns.get(&line.conn) {
+                Some(s) => *s,
+                None => match routes.plan(&line.exchange, &line.market) {
+                    Some(s) => s,
+                    None => {
+                        stats.unmatched += 1;
+                        continue;
                     }
+                },
+            };
+            let (conn, session) = (line.conn, line.session);
+            if kind == FrameKind::Data {
+                let Some(raw) = line.raw else {
+                    stats.bad += 1;
+                    continue;
+                };
+                stats.frames += 1;
+                // A capture that starts mid-connection (a later file of a rotation): the
+                // connection is live from its first frame, as it was.
+                if routes.connected.insert(conn) {
+                    inline.process(&mut |f: &mut Frame| {
+                        marker(f, conn, session, source, FrameKind::Connected, ts)
+                    });
                 }
-                fill(&mut rec, ev, formats);
-                if formats.raw {
-                    rec.raw.extend_from_slice(raw.as_bytes());
-                    rec.raw_first = first;
+                inline.process(&mut |f: &mut Frame| {
+                    f.fill(raw.as_bytes());
+                    f.conn = conn;
+                    f.session = session;
+                    f.source = source;
+                    f.recv_ts_ns = ts;
+                });
+            } else {
+                stats.markers += 1;
+                if kind == FrameKind::Connected {
+                    routes.connected.insert(conn);
                 }
-                first = false;
-                rec.recv_ts_ns = line.receive_ts_ns;
-                stats.events += 1;
-                for s in sinks.iter_mut() {
-                    if let Err(e) = s.write(&rec) {
-                        failed = Some(format!("sink {}: {e}", s.name()));
-                    }
-                }
-            });
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            if res.is_err() {
-                stats.bad += 1;
-            }
-            if last_tick.elapsed() >= Duration::from_millis(1) {
-                last_tick = Instant::now();
-                let now = crate::clock::realtime_ns();
-                for s in sinks.iter_mut() {
-                    s.tick(now).map_err(|e| format!("sink {}: {e}", s.name()))?;
-                }
+                inline.process(&mut |f: &mut Frame| marker(f, conn, session, source, kind, ts));
             }
         }
     }
-    for s in sinks.iter_mut() {
-        s.close().map_err(|e| format!("sink {}: {e}", s.name()))?;
+    inline.stage_mut().publish();
+    stats.duplicates = inline.stage_mut().sessions.duplicates;
+    inline.finish();
+    let failed_close = done_rx.recv().unwrap_or(0);
+    stats.events = metrics.events.totals().iter().sum();
+    stats.bad += metrics.parse_errors.totals().iter().sum::<u64>();
+    let failed_writes: u64 = metrics.publish_errors.totals().iter().sum();
+    if failed_writes > 0 || failed_close > 0 {
+        return Err(format!(
+            "{failed_writes} records could not be written and {failed_close} sinks failed to close (see the log)"
+        ));
     }
     Ok(stats)
+}
+
+/// A connection marker in `f`.
+fn marker(f: &mut Frame, conn: u32, session: u32, source: u16, kind: FrameKind, ts: i64) {
+    f.buf.clear();
+    f.len = 0;
+    f.conn = conn;
+    f.session = session;
+    f.source = source;
+    f.kind = kind;
+    f.recv_ts_ns = ts;
+}
+
+/// A `conn` line: the connection's streams for its sessions and gaps, and books for the
+/// symbols it carried.
+fn register(
+    inline: &mut Inline,
+    routes: &mut Routes,
+    interned: &mut Names,
+    specs: &[Option<BookSpec>],
+    metrics: &Metrics,
+    line: Line,
+) {
+    let Some(source) = routes.plan(&line.exchange, &line.market) else {
+        return;
+    };
+    routes.conns.insert(line.conn, source);
+    let (exchange, market) = routes.plans[source as usize];
+    let streams: Vec<StreamSpec> = line
+        .streams
+        .into_iter()
+        .map(|s| StreamSpec {
+            market: if s.market.is_empty() {
+                ""
+            } else {
+                interned.get(&s.market)
+            },
+            name: s.name,
+            channel: s.channel,
+            symbol: s.symbol,
+            book: s.book,
+            watched: s.watched,
+        })
+        .collect();
+    let stage = inline.stage_mut();
+    stage.sessions.add(
+        line.conn,
+        Duration::from_millis(line.rollover_timeout_ms.max(1)),
+    );
+    stage.gaps.add(line.conn, exchange, market, &streams);
+    if let (Some(books), Some(Some(spec))) = (stage.books.as_mut(), specs.get(source as usize)) {
+        let mut spec = spec.clone();
+        spec.symbols = streams
+            .iter()
+            .filter(|s| s.book && !s.symbol.is_empty())
+            .map(|s| s.symbol.clone())
+            .collect();
+        if !spec.symbols.is_empty()
+            && let Some(Some(counters)) = crate::book::counters(&[Some(spec.clone())], metrics)
+                .into_iter()
+                .next()
+        {
+            books.add_symbols(source as usize, &spec, &counters);
+        }
+    }
 }

@@ -486,7 +486,13 @@ pub fn run_with(
                 .gaps
                 .add(t.conn, plan.exchange(), plan.market(), &t.spec.streams);
             if let Some(c) = stage.capture.as_mut() {
-                c.add_conn(t.conn, plan.exchange(), plan.market());
+                c.add_conn(
+                    t.conn,
+                    plan.exchange(),
+                    plan.market(),
+                    &t.spec.streams,
+                    t.spec.rollover_timeout,
+                );
             }
         }
         stage.watch = Some(watch);
@@ -500,14 +506,16 @@ pub fn run_with(
         }
         let replies = snap_reply_rx.next();
         if with_books && let Some(replies) = replies {
-            stage.books = Some(Books::new(
+            let mut books = Books::new(
                 config.book.clone(),
                 i,
                 &specs,
                 &book_counters,
                 snap_req_tx.clone(),
                 replies,
-            ));
+            );
+            books.capture = capture_tap.clone();
+            stage.books = Some(books);
         }
         let parser = Parser {
             name: name.clone(),
