@@ -1,6 +1,9 @@
 # Multi-stage build: compile with the toolchain image, run on a slim Debian as a non-root user.
 # Build: docker build -t mdc .    Run: docker run --rm -p 8086:8086 -v $PWD/data:/data mdc
 FROM rust:1-bookworm AS build
+# librdkafka's TLS and SASL SCRAM link OpenSSL.
+RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto proto
@@ -9,7 +12,7 @@ COPY bench bench
 RUN cargo build --release --locked --bin mdc
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home /nonexistent mdc \
     && mkdir -p /data && chown mdc /data

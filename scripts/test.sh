@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 # Debian packages: a C toolchain for crates with C parts (ring; librdkafka, zlib and zstd are
-# built from source by their -sys crates), Python's pip to fetch the test broker.
+# built from source by their -sys crates), OpenSSL's headers (librdkafka's TLS), Python's pip to
+# fetch the test broker.
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
@@ -16,6 +17,9 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v perl >/dev/null 2>&1 || need+=(perl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # certificates for the PostgreSQL TLS test
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# librdkafka's TLS and SASL SCRAM link the system's OpenSSL.
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
@@ -55,7 +59,10 @@ cargo fmt --all -- --check
 log "lint"
 cargo clippy --locked --all-targets -- -D warnings
 
-log "test"
+log "test (the fuzz targets run MDC_FUZZ_SECS each, 10 s by default)"
 cargo test --locked --no-fail-fast -- --test-threads 2
+
+log "loom models of the ring and the idle bell (feature loom: only the mdc crate is rebuilt)"
+cargo test --locked --features loom --test loom
 
 log "all tests passed"

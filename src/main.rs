@@ -180,6 +180,9 @@ fn load_with_logging(path: &std::path::Path) -> Result<Config, ExitCode> {
         eprintln!("config error: {e}");
         return Err(ExitCode::from(2));
     }
+    for (key, why) in config.insecure_settings() {
+        log::warn!("event=insecure_setting key={key} why=\"{why}\"");
+    }
     Ok(config)
 }
 
@@ -378,6 +381,9 @@ fn job() -> ExitCode {
         eprintln!("config error: {e}");
         return ExitCode::from(2);
     }
+    for (key, why) in config.insecure_settings() {
+        log::warn!("event=insecure_setting key={key} why=\"{why}\"");
+    }
     log::info!(
         "event=job_config queue_id={} symbol={} type={} topic={} version={}",
         env.queue_id,
@@ -406,6 +412,9 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         path.display()
     );
     print!("{}", config.effective_yaml());
+    for (key, why) in config.insecure_settings() {
+        eprintln!("warning: {key}: {why}");
+    }
     for plan in &config.exchanges {
         let conns = plan.connections();
         let streams: usize = conns.iter().map(|c| c.streams.len()).sum();

@@ -136,7 +136,10 @@ mod imp {
             .name("otlp".into())
             .spawn(move || export_loop(&url, &service, rx))
             .map_err(|e| format!("spawn otlp thread: {e}"))?;
-        log::info!("event=tracing_started endpoint={endpoint}");
+        log::info!(
+            "event=tracing_started endpoint={}",
+            crate::setting::secret::url_shown(endpoint)
+        );
         Ok(())
     }
 

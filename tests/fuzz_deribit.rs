@@ -4,72 +4,18 @@
 //! push decodes right after any bad one), and whatever depth events they yield go through the
 //! book's sequence and checksum procedure without a panic either.
 
+mod common;
+
+use common::fuzz::{Rng, mutate};
 use mdc::book::sync::{DiffRef, Snapshot, SymbolBook};
 use mdc::exchange::deribit::decode::DeribitDecoder;
 use mdc::exchange::deribit::sequence::RULES;
 use mdc::exchange::{Decoded, Decoder};
 use mdc::pipeline::frame::Frame;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-const ALPHABET: &[u8] = b"{}[]\":,-.0123456789eE+ \\nulltruefalse\x00\xff\xc3\xa9abcXYZ";
-
-fn mutate(rng: &mut Rng, msg: &[u8]) -> Vec<u8> {
-    let mut m = msg.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        let i = rng.below(m.len() + 1);
-        match rng.below(6) {
-            0 if i < m.len() => m[i] = ALPHABET[rng.below(ALPHABET.len())],
-            1 if i < m.len() => {
-                let n = 1 + rng.below(8).min(m.len() - i - 1);
-                m.drain(i..i + n);
-            }
-            2 => m.insert(i, ALPHABET[rng.below(ALPHABET.len())]),
-            3 => m.truncate(i),
-            4 if i < m.len() => {
-                let end = (i + 1 + rng.below(40)).min(m.len());
-                let slice = m[i..end].to_vec();
-                m.splice(i..i, slice);
-            }
-            _ => {
-                // A digit run made huge (ids, seqIds, checksums beyond their types).
-                if i < m.len() && m[i].is_ascii_digit() {
-                    m.splice(i..i, b"99999999999999999999".iter().copied());
-                }
-            }
-        }
-    }
-    m
-}
-
 fn corpus() -> Vec<Vec<u8>> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/deribit");
-    let mut out = Vec::new();
-    let mut dirs = vec![std::path::PathBuf::from(root)];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "jsonl") {
-                let text = std::fs::read_to_string(&p).unwrap();
-                // The long replays: their first lines are enough shapes.
-                out.extend(text.lines().take(40).map(|l| l.as_bytes().to_vec()));
-            }
-        }
-    }
+    // The long replays: their first lines are enough shapes.
+    let mut out = common::fuzz::fixture_lines("deribit", 40);
     let sim = mdc::simulator::deribit::generate(
         mdc::simulator::deribit::DeribitSimConfig::default(),
         &[

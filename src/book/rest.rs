@@ -264,7 +264,8 @@ fn worker(p: &Pool) {
                 p.stats.errors.fetch_add(1, Ordering::Relaxed);
                 attempts += 1;
                 log::warn!(
-                    "event=rest_error url={url} error=\"{why}\" attempt={attempts}/{MAX_ATTEMPTS}"
+                    "event=rest_error url={} error=\"{why}\" attempt={attempts}/{MAX_ATTEMPTS}",
+                    crate::setting::secret::url_shown(&url)
                 );
                 if attempts >= MAX_ATTEMPTS {
                     return Some(Err(format!("{why} ({attempts} attempts)")));

@@ -1,6 +1,9 @@
 //! Environment overrides: `MDC_` + the key path upper-cased, `__` between levels, e.g.
 //! `MDC_SINKS__FILE__PATH=./out` or `MDC_EXCHANGES__BINANCE_SPOT__SYMBOLS='[BTCUSDT, ETHUSDT]'`.
-//! Values are read as YAML scalars or flow collections, so numbers, booleans and lists work.
+//! Values are read as YAML scalars or flow collections, so numbers, booleans and lists work;
+//! except the values of secret keys (passwords, tokens, the PostgreSQL DSN) and of URLs, which are
+//! taken as raw strings: `123456` stays the string "123456" (no type error that would print it),
+//! a quoted or `#`-prefixed password stays exactly as given.
 
 use super::ConfigError;
 use serde_yaml::{Mapping, Value};
@@ -63,10 +66,20 @@ pub fn apply(
                 "empty key segment (use `__` only between levels)",
             ));
         }
-        let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+        let last = path.last().map(String::as_str).unwrap_or("");
+        let value: Value = if raw_string_key(last) {
+            Value::String(raw)
+        } else {
+            serde_yaml::from_str(&raw).unwrap_or(Value::String(raw))
+        };
         set(root, &path, value).map_err(|reason| ConfigError::new(name.clone(), reason))?;
     }
     Ok(())
+}
+
+/// Keys whose override is the variable's text as it is, never YAML: secrets and URLs.
+fn raw_string_key(key: &str) -> bool {
+    crate::setting::secret::is_secret_key(key) || key.ends_with("url") || key.ends_with("endpoint")
 }
 
 fn set(root: &mut Value, path: &[String], value: Value) -> Result<(), String> {

@@ -6,6 +6,7 @@
 //! (see `exchange::REGISTRY`, `sink::REGISTRY`), so adding one never touches this module.
 
 pub mod env;
+pub mod insecure;
 
 pub use crate::pipeline::idle::IdlePolicy;
 pub use crate::setting::{ConfigError, duration, section, shard};
@@ -72,6 +73,8 @@ pub struct HttpConfig {
     /// `POST /admin/reload` re-reads the configuration file (as SIGHUP does). Off by default:
     /// whoever reaches the port could trigger it.
     pub admin: bool,
+    /// Admin endpoints answer clients other than loopback too (off: 403 for them).
+    pub admin_remote: bool,
 }
 
 impl Default for HttpConfig {
@@ -80,6 +83,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8086".into(),
             stale_after: Self::default_stale_after(),
             admin: false,
+            admin_remote: false,
         }
     }
 }
@@ -502,7 +506,10 @@ impl Config {
             if !(otlp.starts_with("http://") || otlp.starts_with("https://")) {
                 return Err(ConfigError::new(
                     "tracing.otlp_endpoint",
-                    format!("`{otlp}` is not an http(s):// URL like http://127.0.0.1:4318"),
+                    format!(
+                        "`{}` is not an http(s):// URL like http://127.0.0.1:4318",
+                        crate::setting::secret::url_shown(otlp)
+                    ),
                 ));
             }
             if !cfg!(feature = "otlp") {
@@ -609,6 +616,11 @@ impl Config {
         })
     }
 
+    /// Settings that weaken security, `(key, why)` ([`insecure::findings`]).
+    pub fn insecure_settings(&self) -> Vec<(String, String)> {
+        insecure::findings(&self.merged)
+    }
+
     /// The effective configuration as YAML with secrets redacted: the merged tree with every
     /// defaulted top-level section filled in.
     pub fn effective_yaml(&self) -> String {
@@ -668,26 +680,25 @@ fn key_name(k: &Value, parent: &str) -> Result<String, ConfigError> {
         .ok_or_else(|| ConfigError::new(parent, "section names must be strings"))
 }
 
-/// Replaces the value of every key that looks like a secret with `"***"`.
+/// Replaces the value of every key that names a secret with `"***"`
+/// ([`crate::setting::secret::is_secret_key`]; a PostgreSQL DSN keeps its host and database, only
+/// its password goes), and removes the user info of URLs (`*url`, `*endpoint` keys).
 pub fn redact(v: &mut Value) {
+    use crate::setting::secret::{REDACTED, is_secret_key, url_shown};
     match v {
         Value::Mapping(m) => {
             for (k, val) in m.iter_mut() {
-                let secret = k.as_str().is_some_and(|k| {
-                    let k = k.to_ascii_lowercase();
-                    [
-                        "password",
-                        "secret",
-                        "token",
-                        "api_key",
-                        "private_key",
-                        "credentials",
-                    ]
-                    .iter()
-                    .any(|s| k.contains(s))
-                });
-                if secret && !val.is_null() {
-                    *val = Value::String("***".into());
+                let key = k.as_str().unwrap_or("").to_ascii_lowercase();
+                if key == "dsn"
+                    && let Value::String(dsn) = val
+                {
+                    *dsn = crate::sink::postgres::redact(dsn);
+                } else if is_secret_key(&key) && !val.is_null() {
+                    *val = Value::String(REDACTED.into());
+                } else if (key.ends_with("url") || key.ends_with("endpoint"))
+                    && let Value::String(u) = val
+                {
+                    *u = url_shown(u).into_owned();
                 } else {
                     redact(val);
                 }

@@ -125,7 +125,9 @@ pub struct RestBudget {
 /// The host part of `http(s)://host[:port]/path` (for budgets per host).
 pub fn url_host(url: &str) -> &str {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    rest.split(['/', '?']).next().unwrap_or(rest)
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    // Without user info: the host keys limits and appears in logs.
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
 }
 
 /// One stream of a connection, named and classified by its adapter, so that nothing outside the
@@ -364,13 +366,23 @@ pub fn check_url(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigErr
     let Some(scheme) = schemes.iter().find(|s| url.starts_with(**s)) else {
         return Err(ConfigError::new(
             key,
-            format!("`{url}` must start with {}", schemes.join(" or ")),
+            format!(
+                "`{}` must start with {}",
+                crate::setting::secret::url_shown(url),
+                schemes.join(" or ")
+            ),
         ));
     };
     let rest = &url[scheme.len()..];
     let host = rest.split(['/', '?']).next().unwrap_or("");
     if host.is_empty() || tungstenite::http::Uri::try_from(url).is_err() {
-        return Err(ConfigError::new(key, format!("`{url}` is not a valid URL")));
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "`{}` is not a valid URL",
+                crate::setting::secret::url_shown(url)
+            ),
+        ));
     }
     Ok(())
 }

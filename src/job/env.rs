@@ -15,7 +15,7 @@ pub struct JobEnv {
     pub producer_id: String,
     pub bootstrap: String,
     /// SASL user and password (`KAFKA_USER_PRODUCER` / `KAFKA_PASSWORD_PRODUCER`).
-    pub sasl: Option<(String, String)>,
+    pub sasl: Option<(String, crate::setting::secret::Secret)>,
     /// SASL mechanism (`KAFKA_SASL_MECHANISM`, default SCRAM-SHA-512).
     pub sasl_mechanism: String,
     /// PEM CA of the brokers' certificates (`CA_PATH`): TLS on.
@@ -76,7 +76,7 @@ impl JobEnv {
         let producer_id = need("TELEMETRY_PRODUCER_ID")?;
         let bootstrap = need("KAFKA_BOOTSTRAP_SERVERS")?;
         let sasl = match (opt("KAFKA_USER_PRODUCER"), opt("KAFKA_PASSWORD_PRODUCER")) {
-            (Some(u), Some(p)) => Some((u, p)),
+            (Some(u), Some(p)) => Some((u, crate::setting::secret::Secret::new(p))),
             (None, None) => None,
             (Some(_), None) => {
                 return Err("KAFKA_PASSWORD_PRODUCER is not set (KAFKA_USER_PRODUCER is)".into());
@@ -164,7 +164,7 @@ impl JobEnv {
         if let Some((u, p)) = &self.sasl {
             kafka["sasl_mechanism"] = self.sasl_mechanism.clone().into();
             kafka["sasl_username"] = u.clone().into();
-            kafka["sasl_password"] = p.clone().into();
+            kafka["sasl_password"] = p.expose().into();
         }
         let mut exchanges = serde_json::Map::new();
         exchanges.insert(

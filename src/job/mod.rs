@@ -41,7 +41,7 @@ fn client(e: &JobEnv) -> ClientConfig {
     if let Some((u, p)) = &e.sasl {
         c.set("sasl.mechanism", &e.sasl_mechanism)
             .set("sasl.username", u)
-            .set("sasl.password", p);
+            .set("sasl.password", p.expose());
     }
     c
 }

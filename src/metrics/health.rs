@@ -117,7 +117,8 @@ impl StatusBoard {
         let s = Arc::new(ConnStatus {
             conn,
             exchange,
-            url: url.to_string(),
+            // Shown by `/connections`: without user info.
+            url: crate::setting::secret::url_shown(url).into_owned(),
             streams: streams.to_vec(),
             state: AtomicU8::new(ConnState::Connecting as u8),
             session: AtomicU32::new(0),

@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod health;
+pub mod http;
 pub mod latency;
 pub mod server;
 pub mod status;

@@ -1,4 +1,4 @@
-//! The operations endpoint on `http.listen` (tiny_http, its own thread, off the hot path):
+//! The operations endpoint on `http.listen` ([`super::http`], its own threads, off the hot path):
 //! `/metrics` (Prometheus text), `/healthz` (200 while the process lives), `/readyz` (200 when every
 //! configured connection is open and subscribed and every sink reachable, else 503), `/health` (the
 //! deep JSON report: connections, sinks, per-stream freshness; 503 with reasons), `/status`
@@ -6,12 +6,12 @@
 //! error).
 
 use super::Metrics;
+use super::http::{Request, Response};
 use crate::clock::realtime_ns;
 use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 /// Prometheus mirrors of our counters, brought up to date at every scrape.
 struct Exporter {
@@ -216,89 +216,82 @@ pub fn rss_bytes() -> i64 {
     pages * page.max(1)
 }
 
+/// `POST /admin/reload` access: off (`None`), or the config file it re-reads and whether
+/// clients other than loopback may ask (`http.admin_remote`).
+pub struct Admin {
+    pub config: std::path::PathBuf,
+    pub remote: bool,
+}
+
 /// Starts the endpoint; returns `None` when `listen` is empty.
-/// `admin`: the configuration file `POST /admin/reload` re-reads (`http.admin: true`).
 pub fn start(
     listen: &str,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-    admin: Option<std::path::PathBuf>,
+    admin: Option<Admin>,
 ) -> Result<Option<JoinHandle<()>>, String> {
     if listen.is_empty() {
         return Ok(None);
     }
-    let server =
-        tiny_http::Server::http(listen).map_err(|e| format!("http.listen {listen}: {e}"))?;
-    let exporter = Exporter::new(&metrics).map_err(|e| format!("metrics: {e}"))?;
+    let listener =
+        std::net::TcpListener::bind(listen).map_err(|e| format!("http.listen {listen}: {e}"))?;
+    let exporter =
+        std::sync::Mutex::new(Exporter::new(&metrics).map_err(|e| format!("metrics: {e}"))?);
     log::info!("event=http_listening addr={listen}");
+    let handler = move |req: &Request| -> Response {
+        let json = |code, v: &serde_json::Value| Response {
+            code,
+            content_type: "application/json",
+            body: json_bytes(v),
+        };
+        match req.path.as_str() {
+            "/metrics" => Response {
+                code: 200,
+                content_type: "text/plain; version=0.0.4",
+                body: exporter
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .render(&metrics),
+            },
+            "/healthz" => Response::text(200, "ok\n"),
+            "/readyz" => match metrics.not_ready() {
+                None => Response::text(200, "ready\n"),
+                Some(why) => Response::text(503, format!("not ready: {why}\n")),
+            },
+            "/health" => {
+                let (code, doc) = health(&metrics);
+                json(code, &doc)
+            }
+            "/status" => json(200, &status(&metrics)),
+            "/connections" => json(200, &metrics.board.connections_json(realtime_ns())),
+            "/admin/reload" => match &admin {
+                None => Response::text(404, "not found (http.admin is off)\n"),
+                Some(a) if !a.remote && !req.peer.ip().is_loopback() => Response::text(
+                    403,
+                    "admin endpoints answer loopback clients only (http.admin_remote)\n",
+                ),
+                Some(_) if req.method != "POST" => Response::text(405, "POST only\n"),
+                // Checked here so the caller gets the reason; applied by the main thread.
+                Some(a) => match crate::config::Config::load(&a.config) {
+                    Err(e) => Response::text(
+                        400,
+                        format!("rejected: {e}\nthe running configuration stays\n"),
+                    ),
+                    Ok(_) => {
+                        metrics.reload_requested.store(true, Ordering::Relaxed);
+                        Response::text(
+                            202,
+                            "reload requested: exchanges' symbols and channels are applied (log: event=reload_applied)\n",
+                        )
+                    }
+                },
+            },
+            _ => Response::text(404, "not found\n"),
+        }
+    };
     let handle = std::thread::Builder::new()
         .name("http".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let req = match server.recv_timeout(Duration::from_millis(100)) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        log::warn!("event=http_error error={e}");
-                        continue;
-                    }
-                };
-                let path = req.url().split('?').next().unwrap_or("").to_string();
-                let (code, body, ctype) = match path.as_str() {
-                    "/metrics" => (200, exporter.render(&metrics), "text/plain; version=0.0.4"),
-                    "/healthz" => (200, b"ok\n".to_vec(), "text/plain"),
-                    "/readyz" => match metrics.not_ready() {
-                        None => (200, b"ready\n".to_vec(), "text/plain"),
-                        Some(why) => (
-                            503,
-                            format!("not ready: {why}\n").into_bytes(),
-                            "text/plain",
-                        ),
-                    },
-                    "/health" => {
-                        let (code, doc) = health(&metrics);
-                        (code, json_bytes(&doc), "application/json")
-                    }
-                    "/status" => (200, json_bytes(&status(&metrics)), "application/json"),
-                    "/connections" => (
-                        200,
-                        json_bytes(&metrics.board.connections_json(realtime_ns())),
-                        "application/json",
-                    ),
-                    "/admin/reload" => match (&admin, req.method()) {
-                        (None, _) => (404, b"not found (http.admin is off)\n".to_vec(), "text/plain"),
-                        (Some(_), m) if *m != tiny_http::Method::Post => {
-                            (405, b"POST only\n".to_vec(), "text/plain")
-                        }
-                        // Checked here so the caller gets the reason; applied by the main thread.
-                        (Some(path), _) => match crate::config::Config::load(path) {
-                            Err(e) => (
-                                400,
-                                format!("rejected: {e}\nthe running configuration stays\n")
-                                    .into_bytes(),
-                                "text/plain",
-                            ),
-                            Ok(_) => {
-                                metrics.reload_requested.store(true, Ordering::Relaxed);
-                                (
-                                    202,
-                                    b"reload requested: exchanges' symbols and channels are applied (log: event=reload_applied)\n"
-                                        .to_vec(),
-                                    "text/plain",
-                                )
-                            }
-                        },
-                    },
-                    _ => (404, b"not found\n".to_vec(), "text/plain"),
-                };
-                let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes());
-                let mut resp = tiny_http::Response::from_data(body).with_status_code(code);
-                if let Ok(h) = header {
-                    resp = resp.with_header(h);
-                }
-                let _ = req.respond(resp);
-            }
-        })
+        .spawn(move || super::http::serve(listener, stop, Arc::new(handler)))
         .map_err(|e| format!("spawn http thread: {e}"))?;
     Ok(Some(handle))
 }

@@ -7,6 +7,7 @@
 
 use crate::exchange::ConnectionSpec;
 use crate::metrics::health::{ConnState, ConnStatus};
+use crate::setting::secret::url_shown;
 use crossbeam_channel::{Receiver, Sender};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -178,9 +179,11 @@ impl ConnRate {
 pub fn connect(url: &str, max_message_bytes: usize, timeout: Duration) -> Result<WsStream, String> {
     let req = url
         .into_client_request()
-        .map_err(|e| format!("bad url {url}: {e}"))?;
+        .map_err(|e| format!("bad url {}: {e}", url_shown(url)))?;
     let uri = req.uri().clone();
-    let host = uri.host().ok_or_else(|| format!("no host in {url}"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("no host in {}", url_shown(url)))?;
     let tls = uri.scheme_str() == Some("wss");
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let addrs: Vec<_> = (host.trim_start_matches('[').trim_end_matches(']'), port)
@@ -211,7 +214,7 @@ pub fn connect(url: &str, max_message_bytes: usize, timeout: Duration) -> Result
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
     let (ws, _resp) = tungstenite::client_tls_with_config(req, tcp, Some(cfg), None)
-        .map_err(|e| format!("handshake with {url}: {e}"))?;
+        .map_err(|e| format!("handshake with {}: {e}", url_shown(url)))?;
     let sock = tcp_of(&ws);
     sock.set_read_timeout(None).map_err(|e| e.to_string())?;
     sock.set_write_timeout(None).map_err(|e| e.to_string())?;
@@ -334,7 +337,7 @@ impl Connector {
                         attrs: vec![
                             ("conn", t.conn.into()),
                             ("session", session.into()),
-                            ("url", t.spec.url.clone().into()),
+                            ("url", url_shown(&t.spec.url).into_owned().into()),
                             ("streams", t.spec.streams.len().into()),
                             (
                                 "purpose",
@@ -358,7 +361,7 @@ impl Connector {
                                 "rollover_started"
                             },
                             t.conn,
-                            t.spec.url,
+                            url_shown(&t.spec.url),
                             t.spec.streams.len()
                         );
                         let est = Established {

@@ -6,10 +6,9 @@
 //! busy threads (a broker beside the collector) the CPU that spinning and yielding burn goes to
 //! the threads that have work.
 
+use super::sync::{AtomicBool, Once, Ordering, Thread, fence};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering, fence};
-use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How hot-path threads wait when they have nothing to do.
@@ -123,7 +122,7 @@ pub struct Bell {
     /// The consumer announced it is about to park (or is parked).
     sleeping: AtomicBool,
     /// The consumer thread, registered by its first park.
-    thread: OnceLock<Thread>,
+    thread: Once<Thread>,
 }
 
 impl Bell {
@@ -142,14 +141,16 @@ impl Bell {
         }
     }
 
-    fn park(&self, has_work: impl FnOnce() -> bool, timeout: Duration) {
-        self.thread.get_or_init(std::thread::current);
+    /// Parks the calling (consumer) thread unless `has_work` sees work after the announcement;
+    /// a [`Bell::ring`] wakes it.
+    pub fn park(&self, has_work: impl FnOnce() -> bool, timeout: Duration) {
+        self.thread.get_or_init(super::sync::current);
         // Release: a producer that sees the announcement also sees the registered thread.
         self.sleeping.store(true, Ordering::Release);
         fence(Ordering::SeqCst);
         if !has_work() {
             // A ring between the announcement and here leaves the park token set: no lost wake-up.
-            std::thread::park_timeout(timeout);
+            super::sync::park_timeout(timeout);
         }
         self.sleeping.store(false, Ordering::Relaxed);
     }

@@ -18,6 +18,7 @@ pub mod parser;
 pub mod poller;
 pub mod publisher;
 pub mod reader;
+pub mod sync;
 
 pub mod ring;
 pub mod sessions;

@@ -129,7 +129,7 @@ impl Poller {
                         log::warn!(
                             "event=poll_failed job={} url={} error=\"{e}\" count={}",
                             job.name,
-                            job.url,
+                            crate::setting::secret::url_shown(&job.url),
                             log.count()
                         );
                     }

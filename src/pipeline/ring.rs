@@ -9,13 +9,12 @@
 //! backpressure policy (the reader stops reading its socket, so TCP pushes back on the exchange).
 
 use crate::pipeline::idle::Bell;
+use crate::pipeline::sync::{AtomicBool, AtomicUsize, Ordering, SlotCell};
 use crossbeam_utils::CachePadded;
-use std::cell::UnsafeCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 struct Shared<T> {
-    slots: Box<[UnsafeCell<T>]>,
+    slots: Box<[SlotCell<T>]>,
     mask: usize,
     /// Next slot the consumer reads (monotonic, wraps with `mask`).
     head: CachePadded<AtomicUsize>,
@@ -36,7 +35,7 @@ unsafe impl<T: Send> Send for Shared<T> {}
 /// Creates a ring of `capacity` slots (rounded up to a power of two), each built by `init`.
 pub fn ring<T: Send>(capacity: usize, mut init: impl FnMut() -> T) -> (Producer<T>, Consumer<T>) {
     let cap = capacity.max(2).next_power_of_two();
-    let slots: Box<[UnsafeCell<T>]> = (0..cap).map(|_| UnsafeCell::new(init())).collect();
+    let slots: Box<[SlotCell<T>]> = (0..cap).map(|_| SlotCell::new(init())).collect();
     let shared = Arc::new(Shared {
         slots,
         mask: cap - 1,
@@ -83,7 +82,7 @@ impl<T> Producer<T> {
         let cell = &self.shared.slots[self.tail & self.shared.mask];
         // SAFETY: tail - head < cap, so this slot is not in [head, tail) and the consumer will not
         // touch it until we publish tail + 1 below; we are the only producer.
-        let r = f(unsafe { &mut *cell.get() });
+        let r = cell.with_mut(|p| f(unsafe { &mut *p }));
         self.tail = self.tail.wrapping_add(1);
         self.shared.tail.store(self.tail, Ordering::Release);
         if let Some(b) = &self.bell {
@@ -145,7 +144,7 @@ impl<T> Consumer<T> {
         let cell = &self.shared.slots[self.head & self.shared.mask];
         // SAFETY: head < tail (observed with Acquire), so the producer has finished writing this slot
         // and will not touch it again until we publish head + 1 below; we are the only consumer.
-        let r = f(unsafe { &mut *cell.get() });
+        let r = cell.with_mut(|p| f(unsafe { &mut *p }));
         self.head = self.head.wrapping_add(1);
         self.shared.head.store(self.head, Ordering::Release);
         Some(r)

@@ -361,7 +361,15 @@ pub fn run_with(
     );
 
     let stop_aux = Arc::new(AtomicBool::new(false));
-    let admin = config.http.admin.then(|| config.path.clone()).flatten();
+    let admin = config
+        .http
+        .admin
+        .then(|| config.path.clone())
+        .flatten()
+        .map(|config_path| metrics::server::Admin {
+            config: config_path,
+            remote: config.http.admin_remote,
+        });
     let http = metrics::server::start(
         &config.http.listen,
         metrics.clone(),

@@ -4,6 +4,7 @@
 //! on their registries).
 
 pub mod duration;
+pub mod secret;
 pub mod shard;
 
 use serde::de::DeserializeOwned;

@@ -2,6 +2,7 @@
 //! what the file sink wrote, and derive the expected normalized events from the raw messages.
 #![allow(dead_code)]
 
+pub mod fuzz;
 pub mod kafka;
 pub mod postgres;
 

@@ -143,13 +143,16 @@ pub fn resolve(rest_url: &str, selections: &[Selection]) -> Result<Vec<String>, 
                 Ok(n) => break n,
                 Err(e) if attempt < 3 => {
                     log::warn!(
-                        "event=rest_error url={url} error=\"{e}\" attempt={}",
+                        "event=rest_error url={} error=\"{e}\" attempt={}",
+                        crate::setting::secret::url_shown(&url),
                         attempt + 1
                     );
                     std::thread::sleep(Duration::from_secs(1 << attempt));
                     attempt += 1;
                 }
-                Err(e) => return Err(format!("{url}: {e}")),
+                Err(e) => {
+                    return Err(format!("{}: {e}", crate::setting::secret::url_shown(&url)));
+                }
             }
         };
         for n in names {

@@ -112,7 +112,7 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub sasl_username: Option<String>,
     #[serde(default)]
-    pub sasl_password: Option<String>,
+    pub sasl_password: Option<crate::setting::secret::Secret>,
     /// Any librdkafka property, applied last (overrides the keys above).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -378,12 +378,23 @@ impl KafkaSettings {
         if !s.raw.enabled {
             return Ok(None);
         }
-        // Probe the librdkafka properties now, so a bad `properties` entry fails validation.
-        s.client_config()
-            .create::<rdkafka::producer::BaseProducer>()
-            .map_err(|e| {
-                ConfigError::new(k("properties"), format!("rejected by librdkafka: {e}"))
-            })?;
+        // Probe the librdkafka properties now, so a bad `properties` entry fails validation:
+        // librdkafka's configuration object only, no client (`check-config` contacts nobody),
+        // and the error names the property, never its value (it may be a secret).
+        if let Err(e) = s.client_config().create_native_config() {
+            let why = match e {
+                rdkafka::error::KafkaError::ClientConfig(_, desc, key, _) => {
+                    format!("`{key}` rejected by librdkafka: {desc}")
+                }
+                other => format!(
+                    "rejected by librdkafka: {}",
+                    other
+                        .rdkafka_error_code()
+                        .map_or("invalid".to_string(), |c| c.to_string())
+                ),
+            };
+            return Err(ConfigError::new(k("properties"), why));
+        }
         Ok(Some(s))
     }
 
@@ -428,7 +439,7 @@ impl KafkaSettings {
             c.set("sasl.username", u);
         }
         if let Some(p) = &r.sasl_password {
-            c.set("sasl.password", p);
+            c.set("sasl.password", p.expose());
         }
         for (k, v) in &r.properties {
             c.set(k, v);

@@ -500,13 +500,13 @@ async fn connect(plan: &NatsPlan) -> Result<async_nats::Client, String> {
         .retry_on_initial_connect()
         .max_reconnects(None);
     if let (Some(u), Some(p)) = (&c.user, &c.password) {
-        o = o.user_and_password(u.clone(), p.clone());
+        o = o.user_and_password(u.clone(), p.expose().to_string());
     }
     if let Some(t) = &c.token {
-        o = o.token(t.clone());
+        o = o.token(t.expose().to_string());
     }
     if let Some(s) = &c.nkey_seed {
-        o = o.nkey(s.clone());
+        o = o.nkey(s.expose().to_string());
     }
     if let Some(f) = &c.creds_file {
         o = o

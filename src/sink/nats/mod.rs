@@ -51,11 +51,11 @@ pub struct NatsConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
+    pub password: Option<crate::setting::secret::Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
+    pub token: Option<crate::setting::secret::Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nkey_seed: Option<String>,
+    pub nkey_seed: Option<crate::setting::secret::Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creds_file: Option<String>,
     /// TLS: a CA file to trust, and whether TLS is required.
@@ -326,13 +326,8 @@ impl SinkPlan for NatsPlan {
     }
 
     fn effective(&self) -> serde_yaml::Value {
-        let mut c = self.cfg.clone();
-        for s in [&mut c.password, &mut c.token, &mut c.nkey_seed] {
-            if s.is_some() {
-                *s = Some("<redacted>".into());
-            }
-        }
-        serde_yaml::to_value(&c).unwrap_or(serde_yaml::Value::Null)
+        // Secrets serialize as `***`.
+        serde_yaml::to_value(&self.cfg).unwrap_or(serde_yaml::Value::Null)
     }
 
     fn start(&self, metrics: &Arc<Metrics>) -> Result<Box<dyn Sink>, SinkError> {
@@ -402,9 +397,6 @@ mod tests {
         assert!(subs.contains(&"lsr-data.*.*.*.*".to_string()));
         assert!(subs.contains(&"mdc-gaps.*".to_string()));
         let eff = serde_yaml::to_string(&p.effective()).unwrap();
-        assert!(
-            !eff.contains("s3cret") && eff.contains("<redacted>"),
-            "{eff}"
-        );
+        assert!(!eff.contains("s3cret") && eff.contains("***"), "{eff}");
     }
 }

@@ -102,20 +102,73 @@ fn d_spool() -> super::spool::SpoolConfig {
 /// The DSN with its password replaced by `***` (logs, `check-config`).
 pub fn redact(dsn: &str) -> String {
     if let Some((scheme, rest)) = dsn.split_once("://") {
-        if let Some((auth, host)) = rest.split_once('@')
-            && let Some((user, _)) = auth.split_once(':')
-        {
-            return format!("{scheme}://{user}:***@{host}");
-        }
-        return dsn.to_string();
+        // postgresql://user:password@host/db?password=...: the user info's password and any
+        // `password` query parameter.
+        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(auth_end);
+        let authority = match authority.rsplit_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None => authority.to_string(),
+            },
+            None => authority.to_string(),
+        };
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let q: Vec<String> = query
+                    .split('&')
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                            format!("{k}=***")
+                        }
+                        _ => kv.to_string(),
+                    })
+                    .collect();
+                format!("{path}?{}", q.join("&"))
+            }
+            None => tail.to_string(),
+        };
+        return format!("{scheme}://{authority}{tail}");
     }
-    dsn.split_whitespace()
-        .map(|kv| match kv.split_once('=') {
-            Some(("password", _)) => "password=***".to_string(),
-            _ => kv.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    // key=value form: `password=***` whatever its quoting (`password='a b\' c'`).
+    let mut out = String::with_capacity(dsn.len());
+    let mut rest = dsn;
+    while let Some(i) = rest.find("password") {
+        let after = &rest[i + "password".len()..];
+        let value = after.trim_start();
+        let at_key = rest[..i]
+            .chars()
+            .next_back()
+            .is_none_or(char::is_whitespace);
+        if !(at_key && value.starts_with('=')) {
+            out.push_str(&rest[..i + "password".len()]);
+            rest = after;
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        out.push_str("password=***");
+        let v = value[1..].trim_start();
+        let consumed = if let Some(q) = v.strip_prefix('\'') {
+            // Up to the closing quote; `\'` and `\\` are escapes.
+            let mut n = 1;
+            let mut esc = false;
+            for c in q.chars() {
+                n += c.len_utf8();
+                match c {
+                    _ if esc => esc = false,
+                    '\\' => esc = true,
+                    '\'' => break,
+                    _ => {}
+                }
+            }
+            n
+        } else {
+            v.find(char::is_whitespace).unwrap_or(v.len())
+        };
+        rest = &v[consumed.min(v.len())..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The rustls client for `sslmode` prefer/require: roots from `ca_file`, else the web PKI.
@@ -294,5 +347,21 @@ mod tests {
             "host=db user=md password=*** dbname=m"
         );
         assert_eq!(redact("postgresql://db/m"), "postgresql://db/m");
+        assert_eq!(
+            redact("postgresql://md:p@ss@db/m?sslmode=require&password=x2"),
+            "postgresql://md:***@db/m?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact("host=db password='my \\' secret' user=md"),
+            "host=db password=*** user=md"
+        );
+        assert_eq!(
+            redact("host=db password = s3cret dbname=m"),
+            "host=db password=*** dbname=m"
+        );
+        assert_eq!(
+            redact("host=db user=passwordless"),
+            "host=db user=passwordless"
+        );
     }
 }
