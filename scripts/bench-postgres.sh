@@ -24,7 +24,9 @@ ticks() {
   } | awk '{s += $1} END {print s + 0}'
 }
 t0=$(ticks); s0=$(date +%s.%N)
-./target/release/mdc bench --rate 0 --sink postgres --format json --pg-dsn "postgresql://postgres@127.0.0.1:15432/postgres" "$@"
+# --max-allocations: the PostgreSQL sink's own queue creates its record slots as it first needs
+# them (pre-creating 65,536 would cost ~100 MB); a deep queue in the window grows it (README).
+./target/release/mdc bench --rate 0 --sink postgres --format json --pg-dsn "postgresql://postgres@127.0.0.1:15432/postgres" --max-allocations 5000 "$@"
 t1=$(ticks); s1=$(date +%s.%N)
 hz=$(getconf CLK_TCK)
 awk -v t="$((t1 - t0))" -v hz="$hz" -v a="$s0" -v b="$s1" \

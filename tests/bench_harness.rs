@@ -13,6 +13,11 @@ fn run_bench(out: &Path, args: &[&str]) -> PathBuf {
     let st = Command::new(env!("CARGO_BIN_EXE_mdc"))
         .arg("bench")
         .args(args)
+        // These runs check the report, in a debug build with a 1 s warm-up: buffers (the
+        // WebSocket read buffer) may still reach their working size inside the window. The
+        // zero-allocation check itself (`--max-allocations`, default 0) is what real benches run
+        // with; its refusal is tested below.
+        .args(["--max-allocations", "1000"])
         .arg("--out")
         .arg(out)
         .output()
@@ -110,5 +115,43 @@ fn bench_rate_sweep_writes_a_summary() {
     assert!(md.contains("context switches per message"), "{md}");
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(run_dir.join("bench-null-2000-t.md").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// More allocations than `--max-allocations` after warm-up: the run fails, naming the count, with
+/// the report written anyway.
+#[test]
+fn bench_fails_when_the_pipeline_allocates() {
+    let out = temp_dir("bench-alloc");
+    let st = Command::new(env!("CARGO_BIN_EXE_mdc"))
+        .args([
+            "bench",
+            "--rate",
+            "2000",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--symbols",
+            "2",
+            "--baseline-messages",
+            "1000",
+            // Warm-up 0: every ring slot and buffer grows inside the window.
+            "--max-allocations",
+            "0",
+            "--pipeline",
+            "threads",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run mdc bench");
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert!(!st.status.success(), "{err}");
+    assert!(
+        err.contains("the pipeline threads allocated after warm-up")
+            && err.contains("limit --max-allocations 0"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -53,6 +53,21 @@ impl Record {
         }
     }
 
+    /// A record of a ring whose records carry `formats`: when the exchange's message is kept
+    /// (`raw`), its buffer is reserved for `frame_bytes` up front, so a message larger than any
+    /// seen so far (within the frame size) never grows it on the hot path.
+    pub fn for_formats(
+        capacity: usize,
+        frame_bytes: usize,
+        formats: crate::encode::Formats,
+    ) -> Self {
+        let mut r = Record::with_capacity(capacity);
+        if formats.raw {
+            r.raw.reserve(frame_bytes);
+        }
+        r
+    }
+
     /// Makes `self` a copy of `other`, reusing its buffers (no allocation once they are large
     /// enough): the hand-off to a sink's own queue.
     pub fn copy_from(&mut self, other: &Record) {

@@ -112,6 +112,10 @@ pub struct BenchOptions {
     /// Suffix of the report's file name (`bench-<sink>-<rate>[-<tag>]`).
     #[arg(long)]
     pub tag: Option<String>,
+    /// The run fails (after writing its report) when the pipeline threads allocate more than
+    /// this after warm-up: the hot path's zero-allocation claim, checked on every bench.
+    #[arg(long, default_value_t = 0)]
+    pub max_allocations: u64,
     /// The command line, for the report (filled in by the caller).
     #[arg(skip)]
     pub command: String,
@@ -205,6 +209,11 @@ pub fn sweep(o: &BenchOptions) -> Result<String, String> {
         let (_, s) = run_one(&one)?;
         rows.push(s);
     }
+    let over: Vec<String> = rows
+        .iter()
+        .filter(|r| r.allocations > o.max_allocations)
+        .map(|r| format!("{} at {} msgs/s", r.allocations, r.offered))
+        .collect();
     let mut md = format!(
         "# mdc bench: rate sweep, {} sink\n\nCommand: `{}`\n\n| | |\n|---|---|\n| date (UTC) | {} |\n| git revision | {} |\n| CPU | {} x {} |\n| pipeline / idle | `{}` / `{}` |\n| load | {} symbols x 4 channels, one connection |\n\n\
          | offered msgs/s | received msgs/s | collector CPU per message | context switches per message | receive -> sink p99 | loss | allocations |\n|---|---|---|---|---|---|---|\n",
@@ -270,7 +279,16 @@ pub fn sweep(o: &BenchOptions) -> Result<String, String> {
         let _ = std::fs::write(dir.join(format!("{stem}.csv")), &csv);
         let _ = writeln!(md, "\nWritten to `{}/{stem}.md` and `.csv`.", dir.display());
     }
+    if !over.is_empty() {
+        return Err(allocation_error(&over.join(", "), o.max_allocations, &md));
+    }
     Ok(md)
+}
+
+fn allocation_error(what: &str, limit: u64, md: &str) -> String {
+    format!(
+        "the pipeline threads allocated after warm-up ({what}; limit --max-allocations {limit}); the report:\n{md}"
+    )
 }
 
 /// Runs the benchmark (or the sweep, with `--rates`) and writes the report; returns the Markdown.
@@ -278,7 +296,15 @@ pub fn run(o: &BenchOptions) -> Result<String, String> {
     if !o.rates.is_empty() {
         return sweep(o);
     }
-    run_one(o).map(|(md, _)| md)
+    let (md, s) = run_one(o)?;
+    if s.allocations > o.max_allocations {
+        return Err(allocation_error(
+            &s.allocations.to_string(),
+            o.max_allocations,
+            &md,
+        ));
+    }
+    Ok(md)
 }
 
 /// One run at `o.rate`: the report's Markdown and its summary.

@@ -117,10 +117,23 @@ impl Stage {
             last_watch_check_ns: 0,
             last_rollover_check_ns: 0,
             last_merge_ns: 0,
-            raw: Vec::new(),
+            raw: if formats.raw {
+                Vec::with_capacity(4096)
+            } else {
+                Vec::new()
+            },
             probe: None,
             control: None,
             capture: None,
+        }
+    }
+
+    /// The frame size the slots are made for (`runtime.frame_bytes`): buffers shrink back to it
+    /// after an outsized message, and the raw copy is reserved for it.
+    pub fn set_frame_bytes(&mut self, n: usize) {
+        self.frame_bytes = n;
+        if self.formats.raw {
+            self.raw.reserve(n);
         }
     }
 

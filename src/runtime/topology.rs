@@ -206,7 +206,9 @@ pub fn run_with(
     let mut publisher_inputs = Vec::new();
     let mut parser_outputs = Vec::new();
     for _ in 0..rt.parsers {
-        let (mut p, c) = ring::ring(rt.ring_capacity, || Record::with_capacity(RECORD_BYTES));
+        let (mut p, c) = ring::ring(rt.ring_capacity, || {
+            Record::for_formats(RECORD_BYTES, rt.frame_bytes, formats)
+        });
         p.set_bell(publisher_idle.bell());
         parser_outputs.push(p);
         publisher_inputs.push(c);
@@ -473,7 +475,7 @@ pub fn run_with(
         let decoders = config.exchanges.iter().map(|p| p.decoder()).collect();
         let mut stage = Stage::new(decoders, formats, &metrics);
         stage.capture = capture_tap.clone();
-        stage.frame_bytes = rt.frame_bytes;
+        stage.set_frame_bytes(rt.frame_bytes);
         stage.shrink_above = crate::pipeline::parser::SHRINK_ABOVE.max(rt.frame_bytes * 4);
         let mut watch = StreamWatch::new(silent.clone(), silence_detected.clone());
         stage.sessions = Sessions::new(Some(ended_tx.clone()));
