@@ -105,6 +105,49 @@ fn set(root: &mut Value, path: &[String], value: Value) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// Secrets and URLs are the variable's text: never a number, a list, a YAML string with its
+    /// quotes taken off, or a comment.
+    #[test]
+    fn secret_and_url_overrides_are_raw_text() {
+        for raw in [
+            "123456", "'quoted'", "\"dq\"", "#hash", "a #b", "[x, y]", "{k: v}", "0x1F",
+        ] {
+            let mut v = Value::Null;
+            apply(
+                &mut v,
+                [
+                    (
+                        "MDC_SINKS__KAFKA__SASL_PASSWORD".to_string(),
+                        raw.to_string(),
+                    ),
+                    ("MDC_SINKS__POSTGRES__DSN".to_string(), raw.to_string()),
+                    (
+                        "MDC_EXCHANGES__BINANCE_SPOT__WS_URL".to_string(),
+                        raw.to_string(),
+                    ),
+                ],
+            )
+            .unwrap();
+            assert_eq!(
+                v["sinks"]["kafka"]["sasl_password"],
+                Value::String(raw.into())
+            );
+            assert_eq!(v["sinks"]["postgres"]["dsn"], Value::String(raw.into()));
+            assert_eq!(
+                v["exchanges"]["binance_spot"]["ws_url"],
+                Value::String(raw.into())
+            );
+        }
+        // Other keys are still YAML.
+        let mut v = Value::Null;
+        apply(
+            &mut v,
+            [("MDC_RUNTIME__READERS".to_string(), "2".to_string())],
+        )
+        .unwrap();
+        assert_eq!(v["runtime"]["readers"], Value::Number(2.into()));
+    }
+
     #[test]
     fn nested_override() {
         let mut v: Value = serde_yaml::from_str("sinks: {file: {path: a}}").unwrap();
