@@ -65,4 +65,13 @@ cargo test --locked --no-fail-fast -- --test-threads 2
 log "loom models of the ring and the idle bell (feature loom: only the mdc crate is rebuilt)"
 cargo test --locked --features loom --test loom
 
+# Miri needs a nightly toolchain with its component; these machines cannot fetch one. Where one is
+# installed, it checks the ring's and the fast scanner's unsafe code under its interpreter.
+if cargo +nightly miri --version >/dev/null 2>&1; then
+  log "miri: the ring and the scanner's unchecked reads"
+  cargo +nightly miri test --lib -- pipeline::ring exchange::scan exchange::binance::decode
+else
+  log "miri: skipped (no nightly toolchain with miri here; see README Testing)"
+fi
+
 log "all tests passed"
