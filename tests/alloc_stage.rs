@@ -47,6 +47,14 @@ const STREAMS: [&str; 7] = [
     "btcusdt@depth20@100ms",
 ];
 
+/// Takes every record out of the stage's output ring, counting them and the book snapshots.
+fn drain(input: &mut Consumer<Record>, records: &mut u64, snapshots: &mut u64) {
+    while let Some(book) = input.read_with(|r| r.kind == EventKind::BookSnapshot) {
+        *records += 1;
+        *snapshots += book as u64;
+    }
+}
+
 fn frame(f: &mut Frame, kind: FrameKind, ts: i64) {
     f.buf.clear();
     f.len = 0;
@@ -175,10 +183,7 @@ book:
                     records: &mut u64,
                     snapshots: &mut u64| {
             stage.process(f, out, &mut NoWait);
-            while let Some(book) = input.read_with(|r| r.kind == EventKind::BookSnapshot) {
-                *records += 1;
-                *snapshots += book as u64;
-            }
+            drain(input, records, snapshots);
         };
         frame(&mut f, FrameKind::Connected, ts);
         step(
@@ -231,10 +236,7 @@ book:
                 }
                 if i % 64 == 0 {
                     stage.poll_books_at(ts, &mut out, &mut NoWait);
-                    while let Some(book) = input.read_with(|r| r.kind == EventKind::BookSnapshot) {
-                        *records += 1;
-                        *snapshots += book as u64;
-                    }
+                    drain(&mut input, records, snapshots);
                 }
             }
         };

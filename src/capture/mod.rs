@@ -198,30 +198,22 @@ impl Tap {
             self.conns.resize(i + 1, ("", ""));
         }
         self.conns[i] = (exchange, market);
-        let Some(mut it) = self.slot() else {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        it.reset(crate::clock::realtime_ns(), exchange, market);
-        it.conn = conn;
-        it.event = "conn";
-        it.aux = rollover_timeout.as_millis().min(i64::MAX as u128) as i64;
-        streams_json(streams, &mut it.bytes);
-        self.send(it);
+        self.put(crate::clock::realtime_ns(), exchange, market, |it| {
+            it.conn = conn;
+            it.event = "conn";
+            it.aux = rollover_timeout.as_millis().min(i64::MAX as u128) as i64;
+            streams_json(streams, &mut it.bytes);
+        });
     }
 
     /// A connection marker (`connected`, …) of `conn`'s session `session`, in frame order.
     pub fn marker(&self, conn: u32, session: u32, receive_ts_ns: i64, event: &'static str) {
-        let Some(mut it) = self.slot() else {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
         let (exchange, market) = self.conns.get(conn as usize).copied().unwrap_or(("", ""));
-        it.reset(receive_ts_ns, exchange, market);
-        it.conn = conn;
-        it.session = session;
-        it.event = event;
-        self.send(it);
+        self.put(receive_ts_ns, exchange, market, |it| {
+            it.conn = conn;
+            it.session = session;
+            it.event = event;
+        });
     }
 
     /// A REST snapshot (the body received at `rest_ts`, 0: the request failed) was applied to
@@ -234,15 +226,11 @@ impl Tap {
         now_ns: i64,
         rest_ts: i64,
     ) {
-        let Some(mut it) = self.slot() else {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        it.reset(now_ns, exchange, market);
-        it.event = "book_loaded";
-        it.symbol.push_str(symbol);
-        it.aux = rest_ts;
-        self.send(it);
+        self.put(now_ns, exchange, market, |it| {
+            it.event = "book_loaded";
+            it.symbol.push_str(symbol);
+            it.aux = rest_ts;
+        });
     }
 
     /// A free slot: recycled, new while fewer than the queue's capacity exist, or (`block`)
@@ -264,8 +252,22 @@ impl Tap {
         None
     }
 
-    fn send(&self, item: Item) {
-        if self.tx.try_send(item).is_err() {
+    /// Queues one line: a free slot (or a counted drop), cleared and stamped, then `fill`ed.
+    #[inline]
+    fn put(
+        &self,
+        receive_ts_ns: i64,
+        exchange: &'static str,
+        market: &'static str,
+        fill: impl FnOnce(&mut Item),
+    ) {
+        let Some(mut it) = self.slot() else {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        it.reset(receive_ts_ns, exchange, market);
+        fill(&mut it);
+        if self.tx.try_send(it).is_err() {
             // Slots never outnumber the queue: only a stopped writer refuses.
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -274,16 +276,12 @@ impl Tap {
     /// A WebSocket frame of connection `conn` (its session `session`), as received.
     #[inline]
     pub fn frame(&self, conn: u32, session: u32, receive_ts_ns: i64, bytes: &[u8]) {
-        let Some(mut it) = self.slot() else {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
         let (exchange, market) = self.conns.get(conn as usize).copied().unwrap_or(("", ""));
-        it.reset(receive_ts_ns, exchange, market);
-        it.conn = conn;
-        it.session = session;
-        it.bytes.extend_from_slice(bytes);
-        self.send(it);
+        self.put(receive_ts_ns, exchange, market, |it| {
+            it.conn = conn;
+            it.session = session;
+            it.bytes.extend_from_slice(bytes);
+        });
     }
 
     /// A REST snapshot body (`url`, for `symbol`), as received.
@@ -296,15 +294,11 @@ impl Tap {
         receive_ts_ns: i64,
         body: &[u8],
     ) {
-        let Some(mut it) = self.slot() else {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        it.reset(receive_ts_ns, exchange, market);
-        it.rest.push_str(url);
-        it.symbol.push_str(symbol);
-        it.bytes.extend_from_slice(body);
-        self.send(it);
+        self.put(receive_ts_ns, exchange, market, |it| {
+            it.rest.push_str(url);
+            it.symbol.push_str(symbol);
+            it.bytes.extend_from_slice(body);
+        });
     }
 }
 
