@@ -200,7 +200,7 @@ pub struct Books {
     /// Set by `on_diff` when the diff revealed a sequence break: start of the hole.
     gap_from_ns: Option<i64>,
     /// Re-subscriptions for stream-snapshot books, to send on their connections.
-    outbox: Vec<Outgoing>,
+    outbox: std::collections::VecDeque<Outgoing>,
     /// Last look for re-subscriptions that brought no snapshot.
     last_retry_check_ns: i64,
     /// Raw capture: records when each REST snapshot is applied (`mdc replay` applies it there).
@@ -226,7 +226,7 @@ impl Books {
             event: Event::new("", ""),
             resyncs_logged: 0,
             gap_from_ns: None,
-            outbox: Vec::new(),
+            outbox: std::collections::VecDeque::new(),
             last_retry_check_ns: 0,
             capture: None,
         };
@@ -282,18 +282,14 @@ impl Books {
 
     /// Messages books want sent on their connections (stream-snapshot re-syncs), oldest first.
     pub fn take_outbox(&mut self) -> Option<Outgoing> {
-        if self.outbox.is_empty() {
-            None
-        } else {
-            Some(self.outbox.remove(0))
-        }
+        self.outbox.pop_front()
     }
 
     /// Asks for a new snapshot of `symbol` if its book wants one: from the REST pool, or by
     /// re-subscribing on its connection.
     fn request(
         requests: &Sender<SnapshotRequest>,
-        outbox: &mut Vec<Outgoing>,
+        outbox: &mut std::collections::VecDeque<Outgoing>,
         (parser, source): (usize, u16),
         (exchange, rest, resubscribe): (&str, bool, Option<&dyn Resubscribe>),
         st: &mut SymbolState,
@@ -317,7 +313,7 @@ impl Books {
                 "event=book_resubscribe exchange={exchange} symbol={symbol} conn={}",
                 st.book.conn
             );
-            outbox.push(Outgoing {
+            outbox.push_back(Outgoing {
                 conn: st.book.conn,
                 messages: r.messages(symbol),
             });
