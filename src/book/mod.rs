@@ -498,24 +498,15 @@ impl Books {
     pub fn poll(&mut self, now_ns: i64, emit: &mut dyn FnMut(&Event)) {
         self.retry_resubscribes(now_ns);
         while let Ok(resp) = self.responses.try_recv() {
+            // A body that arrived after `now_ns` was taken is applied at its own arrival: the
+            // book's snapshot never claims a receive time before its data came.
+            let at = now_ns.max(resp.receive_ts_ns);
             if let Some(c) = &self.capture
                 && let Some(Some(sb)) = self.sources.get(resp.source as usize)
             {
-                c.book_loaded(
-                    sb.exchange,
-                    sb.market,
-                    &resp.symbol,
-                    now_ns,
-                    resp.receive_ts_ns,
-                );
+                c.book_loaded(sb.exchange, sb.market, &resp.symbol, at, resp.receive_ts_ns);
             }
-            self.load(
-                resp.source,
-                &resp.symbol,
-                resp.result.as_ref(),
-                now_ns,
-                emit,
-            );
+            self.load(resp.source, &resp.symbol, resp.result.as_ref(), at, emit);
         }
     }
 
